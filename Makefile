@@ -1,0 +1,39 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up, then make a mesh from the bundled sample picture
+#   make test   set up, then lint and run the test suite (PostgreSQL tests when Debian's server is installed)
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint check clean bench
+
+setup: $(STAMP)
+
+# torch: pinned first so nothing pulls a CUDA build; on this machine pip's wheel cache holds the
+# CPU build. GPU images install the cu128 build in the Dockerfile instead.
+$(STAMP): requirements.txt requirements-dev.txt requirements-gpu.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements-dev.txt -r requirements-gpu.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m orfeas generate orfeas/samples/emblem.png --out demo-output --formats glb,stl,obj,ply,3mf --job-id demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: $(STAMP) lint
+	bash scripts/test.sh
+
+check: test
+
+bench: $(STAMP)
+	$(BIN)/python bench/decimate.py
+	$(BIN)/python bench/pipeline.py
+
+clean:
+	rm -rf $(VENV) demo-output output .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from orfeas.cli import main
+
+sys.exit(main())

@@ -1,0 +1,107 @@
+"""`python -m orfeas generate PICTURE --out DIR ...`: the pipeline from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from orfeas.errors import InvalidInput, OrfeasError
+from orfeas.request import ALL_FORMATS, parse_request
+
+
+def _formats(value: str) -> list[str]:
+    return [f.strip().lower() for f in value.split(",") if f.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orfeas", description="Turn a picture into a 3D mesh.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="make meshes from a picture")
+    gen.add_argument("picture", help="path to a PNG, JPEG or WebP picture")
+    gen.add_argument("--out", required=True, type=Path, help="directory for the meshes")
+    gen.add_argument(
+        "--formats", type=_formats, default=["glb", "stl"], help=f"comma list of {','.join(ALL_FORMATS)}"
+    )
+    gen.add_argument("--quality", type=int, default=5, help="1-10 (default 5)")
+    size = gen.add_mutually_exclusive_group()
+    size.add_argument("--width-mm", type=float, help="scale so X is this long")
+    size.add_argument("--height-mm", type=float, help="scale so Z (build height) is this long")
+    size.add_argument("--depth-mm", type=float, help="scale so Y is this long")
+    gen.add_argument("--target-faces", type=int, help="face budget (default from quality)")
+    gen.add_argument("--backend", default="auto", help="auto|extrude|relief|hunyuan")
+    gen.add_argument("--no-texture", action="store_true", help="skip colours")
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--job-id", help="name of the job (default: random)")
+    gen.add_argument("--json", action="store_true", help="print the result as JSON (last line)")
+    return parser
+
+
+def _request_dict(args: argparse.Namespace, picture: bytes) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "image": base64.b64encode(picture).decode("ascii"),
+        "formats": args.formats,
+        "quality": args.quality,
+        "backend": args.backend,
+        "texture": not args.no_texture,
+    }
+    for name in ("width_mm", "height_mm", "depth_mm"):
+        if getattr(args, name) is not None:
+            data["dimensions"] = {name: getattr(args, name)}
+    if args.target_faces is not None:
+        data["target_faces"] = args.target_faces
+    if args.seed is not None:
+        data["seed"] = args.seed
+    return data
+
+
+def _progress_printer(event: Any) -> None:
+    eta = f", about {event.eta_seconds:.0f} s left" if event.eta_seconds is not None else ""
+    print(f"[{event.fraction * 100:5.1f} %] {event.stage}{eta}", file=sys.stderr, flush=True)
+
+
+def generate(args: argparse.Namespace) -> dict[str, Any]:
+    from orfeas.pipeline import Pipeline
+    from orfeas.settings import Settings
+
+    path = Path(args.picture)
+    try:
+        picture = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}", field="image") from None
+    request = parse_request(_request_dict(args, picture))
+    pipeline = Pipeline(Settings.from_env())
+    result = pipeline.run(request, job_id=args.job_id, progress=_progress_printer)
+    out_dir: Path = args.out / result.job_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meshes = {}
+    for fmt, artifact in result.artifacts.items():
+        target = out_dir / f"model.{fmt}"
+        target.write_bytes(artifact.data)
+        meshes[fmt] = {
+            "path": str(target),
+            "bytes": artifact.size,
+            "sha256": artifact.sha256,
+            "content_type": artifact.content_type,
+        }
+    return result.as_dict(meshes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = generate(args)
+    except OrfeasError as exc:
+        print(str(exc), file=sys.stderr)
+        if args.json:
+            print(json.dumps({"error": str(exc), **exc.to_dict()}))
+        return 2
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for fmt, info in result["meshes"].items():
+            print(f"{fmt}: {info['path']} ({info['bytes']} bytes)")
+    return 0

@@ -1,0 +1,223 @@
+"""Run a job: input → (text-to-image) → background → shape → texture → export.
+
+Each stage runs in its own thread under a time limit (the smaller of the stage limit and what is
+left of the job's deadline), reports progress inside its span, and is timed. Stages also check
+the deadline cooperatively between steps; the thread limit catches one that cannot.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from orfeas.deadline import Deadline
+from orfeas.errors import OrfeasError, OutOfMemory, StageFailed, StageTimeout
+from orfeas.progress import ProgressSink, ProgressTracker, discard_progress
+from orfeas.registry import WEIGHTS_FREE_SHAPES, Backends
+from orfeas.request import JobRequest
+from orfeas.settings import Settings
+from orfeas.types import Artifact, MeshStats, PipelineResult, StageContext
+
+if TYPE_CHECKING:
+    import trimesh
+    from PIL import Image
+
+    from orfeas.types import Cutout, ShapeResult
+
+T = TypeVar("T")
+ObjectReader = Callable[[str, str], bytes]  # (bucket, key) -> bytes
+
+
+class Pipeline:
+    """One per process: holds the backends (and so the loaded models) for every job."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backends: Backends | None = None,
+        *,
+        object_reader: ObjectReader | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.backends = backends or Backends(settings)
+        self.object_reader = object_reader
+        self.clock = clock
+
+    def run(
+        self,
+        request: JobRequest,
+        *,
+        job_id: str | None = None,
+        progress: ProgressSink = discard_progress,
+    ) -> PipelineResult:
+        return _Job(self, request, job_id or uuid.uuid4().hex, progress).run()
+
+
+class _Job:
+    def __init__(
+        self, pipeline: Pipeline, request: JobRequest, job_id: str, progress: ProgressSink
+    ) -> None:
+        self.p = pipeline
+        self.settings = pipeline.settings
+        self.request = request
+        self.job_id = job_id
+        self.tracker = ProgressTracker(progress, pipeline.clock)
+        self.deadline = Deadline(self.settings.job_timeout_s, pipeline.clock)
+        self.timings: dict[str, float] = {}
+        self.warnings: list[str] = []
+
+    def run(self) -> PipelineResult:
+        started = self.p.clock()
+        try:
+            image = self._stage("input", self._load_input)
+            if self.request.prompt is not None:
+                image = self._stage("text_to_image", self._text_to_image)
+            cutout: Cutout = self._stage("background", lambda ctx: self._remove_bg(image, ctx))
+            shape_name = self._choose_shape(cutout)
+            shape: ShapeResult = self._stage(
+                "shape", lambda ctx: self.p.backends.shape(shape_name).generate(cutout, self.request, ctx)
+            )
+            mesh = shape.mesh
+            if self.request.texture:
+                mesh = self._texture(shape, cutout)
+            artifacts, stats = self._stage("export", lambda ctx: self._export(mesh, shape, ctx))
+        except OutOfMemory:
+            self.p.backends.free_memory()
+            raise
+        self.timings["total"] = self.p.clock() - started
+        return PipelineResult(
+            job_id=self.job_id,
+            backend=shape_name,
+            artifacts=artifacts,
+            mesh=stats,
+            timings=self.timings,
+            warnings=self.warnings,
+        )
+
+    # -- stages -------------------------------------------------------------------------
+    def _load_input(self, ctx: StageContext) -> Image.Image | None:
+        from orfeas.inputs.decode import decode_image
+        from orfeas.inputs.sources import read_image_source
+
+        if self.request.image is None:
+            return None
+        data = read_image_source(
+            self.request.image, settings=self.settings, object_reader=self.p.object_reader
+        )
+        ctx.report(0.5)
+        return decode_image(data, max_pixels=self.settings.max_image_pixels)
+
+    def _text_to_image(self, ctx: StageContext) -> Image.Image:
+        assert self.request.prompt is not None
+        return self.p.backends.text_to_image().generate(self.request.prompt, ctx)
+
+    def _remove_bg(self, image: Image.Image | None, ctx: StageContext) -> Cutout:
+        assert image is not None
+        return self.p.backends.background().remove(image, ctx)
+
+    def _choose_shape(self, cutout: Cutout) -> str:
+        name = self.request.backend
+        if name != "auto":
+            return name
+        if self.settings.auto_shape_backend == "hunyuan":
+            return "hunyuan"
+        from orfeas.shape.select import choose_weights_free
+
+        choice = choose_weights_free(cutout)
+        assert choice in WEIGHTS_FREE_SHAPES
+        return choice
+
+    def _texture(self, shape: ShapeResult, cutout: Cutout) -> trimesh.Trimesh:
+        """Texture is optional: a failure degrades to the weights-free colours, then to none."""
+        try:
+            return self._stage("texture", lambda ctx: self.p.backends.texture().apply(shape, cutout, ctx))
+        except OutOfMemory:
+            raise
+        except OrfeasError as exc:
+            self.warnings.append(f"texture degraded: {exc}")
+        if self.settings.texture_backend != "vertex":
+            try:
+                return self._stage(
+                    "texture", lambda ctx: self.p.backends.vertex_texture().apply(shape, cutout, ctx)
+                )
+            except OrfeasError as exc:
+                self.warnings.append(f"vertex colours skipped: {exc}")
+        return shape.mesh
+
+    def _export(
+        self, mesh: trimesh.Trimesh, shape: ShapeResult, ctx: StageContext
+    ) -> tuple[dict[str, Artifact], MeshStats]:
+        from orfeas.mesh.export import export_mesh
+        from orfeas.mesh.finish import finish_mesh
+
+        finished = finish_mesh(
+            mesh,
+            stands=shape.stands,
+            face_budget=self.request.face_budget,
+            dimensions=self.request.dimensions,
+            default_size_mm=self.settings.default_size_mm,
+            ctx=ctx,
+        )
+        ctx.report(0.5)
+        artifacts: dict[str, Artifact] = {}
+        for i, fmt in enumerate(self.request.formats):
+            ctx.check()
+            artifacts[fmt] = export_mesh(finished, fmt)
+            ctx.report(0.5 + 0.5 * (i + 1) / len(self.request.formats))
+        extents = tuple(float(v) for v in finished.extents)
+        stats = MeshStats(
+            vertices=len(finished.vertices),
+            faces=len(finished.faces),
+            watertight=bool(finished.is_watertight),
+            extents_mm=(extents[0], extents[1], extents[2]),
+        )
+        return artifacts, stats
+
+    # -- machinery ------------------------------------------------------------------------
+    def _stage(self, name: str, fn: Callable[[StageContext], T]) -> T:
+        """Run one stage in a thread under its time limit, translating stray errors."""
+        limit = self.deadline.earliest(self.settings.stage_timeout_s)
+        ctx = StageContext(
+            job_id=self.job_id,
+            stage=name,
+            settings=self.settings,
+            report=self.tracker.for_stage(name),
+            deadline=Deadline(limit, self.p.clock),
+            seed=self.request.seed,
+            warnings=self.warnings,
+        )
+        started = self.p.clock()
+        ctx.report(0.0)
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["value"] = fn(ctx)
+            except BaseException as exc:  # handed to the caller's thread below
+                box["error"] = exc
+
+        # Daemon: a stage that overruns must not keep the process from exiting.
+        thread = threading.Thread(target=target, name=f"orfeas-{name}", daemon=True)
+        thread.start()
+        thread.join(limit)
+        self.timings[name] = self.timings.get(name, 0.0) + (self.p.clock() - started)
+        if thread.is_alive():
+            raise StageTimeout(f"did not finish within {limit:.1f} s", stage=name)
+        if "error" in box:
+            raise _translate(box["error"], name) from box["error"]
+        ctx.report(1.0)
+        return box["value"]
+
+
+def _translate(exc: BaseException, stage: str) -> BaseException:
+    if isinstance(exc, OrfeasError):
+        return exc
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return OutOfMemory(f"out of memory: {exc}", stage=stage)
+    if isinstance(exc, Exception):
+        return StageFailed(f"{type(exc).__name__}: {exc}", stage=stage)
+    return exc  # KeyboardInterrupt, SystemExit: not ours to translate

@@ -1,0 +1,100 @@
+"""Backends by name, imported lazily and built once per process.
+
+Heavy modules (torch, diffusers, hy3dgen) are imported only when a backend that needs them is
+first asked for, so `import orfeas` and the weights-free path never load them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+from typing import Any
+
+from orfeas.errors import BackendUnavailable, InvalidInput
+from orfeas.settings import Settings
+
+SHAPE_BACKENDS = {
+    "extrude": "orfeas.shape.extrude:ExtrudeBackend",
+    "relief": "orfeas.shape.relief:ReliefBackend",
+    "hunyuan": "orfeas.gpu.hunyuan_shape:HunyuanShapeBackend",
+}
+BACKGROUND_BACKENDS = {
+    "classic": "orfeas.background.classic:ClassicBackgroundRemover",
+    "segmentation": "orfeas.gpu.segmentation:SegmentationBackgroundRemover",
+}
+TEXTURE_BACKENDS = {
+    "vertex": "orfeas.texture.vertex_colors:VertexColorTexture",
+    "hunyuan_paint": "orfeas.gpu.hunyuan_paint:HunyuanPaintTexture",
+}
+TEXT_TO_IMAGE_BACKENDS = {
+    "diffusers": "orfeas.gpu.text_to_image:DiffusersTextToImage",
+}
+WEIGHTS_FREE_SHAPES = frozenset({"extrude", "relief"})
+
+
+class Backends:
+    """The process-wide set of backend instances; thread-safe, each built at most once."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._instances: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _get(self, table: dict[str, str], name: str, what: str) -> Any:
+        target = table.get(name)
+        if target is None:
+            raise InvalidInput(f"unknown {what} backend {name!r}", field="backend")
+        with self._lock:
+            if target not in self._instances:
+                self._instances[target] = _build(target, name, self.settings)
+            return self._instances[target]
+
+    def shape(self, name: str) -> Any:
+        return self._get(SHAPE_BACKENDS, name, "shape")
+
+    def background(self) -> Any:
+        return self._get(BACKGROUND_BACKENDS, self.settings.background_backend, "background")
+
+    def texture(self) -> Any:
+        return self._get(TEXTURE_BACKENDS, self.settings.texture_backend, "texture")
+
+    def vertex_texture(self) -> Any:
+        """The weights-free texture, used when a model texture fails or is missing."""
+        return self._get(TEXTURE_BACKENDS, "vertex", "texture")
+
+    def text_to_image(self) -> Any:
+        if not self.settings.text_to_image_model:
+            raise BackendUnavailable(
+                "no text-to-image model is configured (set ORFEAS_TEXT_TO_IMAGE_MODEL)",
+                field="prompt",
+            )
+        return self._get(TEXT_TO_IMAGE_BACKENDS, "diffusers", "text-to-image")
+
+    def preload(self, shape_names: list[str]) -> None:
+        """Build backends now (eager loading at worker start) instead of on the first job."""
+        self.background()
+        self.texture()
+        for name in shape_names:
+            self.shape(name)
+        if self.settings.text_to_image_model:
+            self.text_to_image()
+
+    def free_memory(self) -> None:
+        """Give cached device memory back after an out-of-memory error (only if torch is loaded)."""
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _build(target: str, name: str, settings: Settings) -> Any:
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"backend {name!r} is not installed here ({exc.name or exc}); "
+            "install requirements-gpu.txt for the GPU backends",
+            field="backend",
+        ) from exc
+    return getattr(module, class_name)(settings)
