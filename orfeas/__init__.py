@@ -10,4 +10,12 @@ from orfeas.status import JobStatus
 
 __version__ = "0.1.0"
 
-__all__ = ["InvalidInput", "JobRequest", "JobStatus", "OrfeasError", "Settings", "parse_request", "__version__"]
+__all__ = [
+    "InvalidInput",
+    "JobRequest",
+    "JobStatus",
+    "OrfeasError",
+    "Settings",
+    "__version__",
+    "parse_request",
+]

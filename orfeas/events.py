@@ -1,23 +1,23 @@
 """The one event shape sent by the worker's webhooks and understood by the callback server.
 
-    {"type": "progress" | "completed" | "failed",
-     "job_id": str,
-     "status": JobStatus value,
-     "progress": {"stage": str, "fraction": float, "eta_seconds": float | None} | None,
-     "output": {...}   # completed only
-     "error": {"code": str, "message": str, ...}   # failed only
-    }
+{"type": "progress" | "completed" | "failed",
+ "job_id": str,
+ "status": JobStatus value,
+ "progress": {"stage": str, "fraction": float, "eta_seconds": float | None} | None,
+ "output": {...}   # completed only
+ "error": {"code": str, "message": str, ...}   # failed only
+}
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any, TypedDict
 
 from orfeas.status import JobStatus
 
 
-class EventType(str, Enum):
+class EventType(StrEnum):
     PROGRESS = "progress"
     COMPLETED = "completed"
     FAILED = "failed"

@@ -58,9 +58,7 @@ class Pipeline:
 
 
 class _Job:
-    def __init__(
-        self, pipeline: Pipeline, request: JobRequest, job_id: str, progress: ProgressSink
-    ) -> None:
+    def __init__(self, pipeline: Pipeline, request: JobRequest, job_id: str, progress: ProgressSink) -> None:
         self.p = pipeline
         self.settings = pipeline.settings
         self.request = request

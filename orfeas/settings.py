@@ -125,9 +125,7 @@ class Settings:
             background_backend=read_choice(
                 e, BACKGROUND_BACKEND, "classic", frozenset({"classic", "segmentation"})
             ),
-            texture_backend=read_choice(
-                e, TEXTURE_BACKEND, "vertex", frozenset({"vertex", "hunyuan_paint"})
-            ),
+            texture_backend=read_choice(e, TEXTURE_BACKEND, "vertex", frozenset({"vertex", "hunyuan_paint"})),
             concurrency=read_int(e, CONCURRENCY, 1, lo=1, hi=64),
             webhook_secret=read_optional(e, WEBHOOK_SECRET),
             allow_private_webhooks=read_bool(e, ALLOW_PRIVATE_WEBHOOKS, False),

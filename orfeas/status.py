@@ -5,10 +5,10 @@ The values are RunPod's own status names, so a RunPod envelope maps onto them un
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     """Where a job is in its life; a job only ever moves to a higher rank."""
 
     IN_QUEUE = "IN_QUEUE"
@@ -39,6 +39,4 @@ class JobStatus(str, Enum):
         return self.value
 
 
-_TERMINAL = frozenset(
-    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT}
-)
+_TERMINAL = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT})
