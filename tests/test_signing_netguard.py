@@ -1,0 +1,88 @@
+"""Standard Webhooks signatures and the SSRF address guard."""
+
+import base64
+
+import pytest
+import standardwebhooks
+
+from orfeas.errors import InvalidInput
+from orfeas.netguard import is_public_address, resolve_public
+from orfeas.webhook_signing import signature_headers, verify
+
+SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+
+
+def test_our_signature_verifies_with_the_reference_library():
+    """Headers we sign are accepted by the standardwebhooks library."""
+    body = b'{"type":"completed","job_id":"j1"}'
+    headers = signature_headers(SECRET, "msg_1", body)
+    assert standardwebhooks.Webhook(SECRET).verify(body, headers) == {"type": "completed", "job_id": "j1"}
+
+
+def test_reference_library_signature_verifies_with_ours():
+    """A signature made by the standardwebhooks library passes our verify."""
+    from datetime import UTC, datetime
+
+    body = b'{"a":1}'
+    now = datetime.now(tz=UTC)
+    sig = standardwebhooks.Webhook(SECRET).sign("msg_2", now, body.decode())
+    headers = {
+        "webhook-id": "msg_2",
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": sig,
+    }
+    assert verify(SECRET, headers, body)
+
+
+@pytest.mark.parametrize("tamper", ["body", "id", "secret", "old", "missing"])
+def test_tampered_or_stale_messages_fail(tamper):
+    """A changed body, id or secret, an old timestamp or missing headers all fail verification."""
+    body = b'{"a":1}'
+    headers = signature_headers(SECRET, "msg_3", body, timestamp=1_000_000)
+    now = 1_000_010.0
+    if tamper == "body":
+        body = b'{"a":2}'
+    elif tamper == "id":
+        headers["webhook-id"] = "msg_4"
+    elif tamper == "secret":
+        headers = signature_headers("whsec_" + base64.b64encode(b"x" * 32).decode(), "msg_3", body, 1_000_000)
+    elif tamper == "old":
+        now += 3600
+    else:
+        del headers["webhook-signature"]
+    assert not verify(SECRET, headers, body, now=now)
+    assert verify(SECRET, signature_headers(SECRET, "m", b"x", 1_000_000), b"x", now=1_000_010.0)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "169.254.169.254",
+        "10.0.0.1",
+        "192.168.1.1",
+        "172.16.0.1",
+        "::1",
+        "::ffff:127.0.0.1",
+        "0.0.0.0",
+        "fd00::1",
+    ],
+)
+def test_private_addresses_are_not_public(address):
+    """Loopback, private, link-local (metadata) and mapped addresses are refused."""
+    assert not is_public_address(address)
+
+
+def test_a_name_resolving_to_a_private_address_is_refused():
+    """A DNS name is refused when any address it resolves to is private."""
+    with pytest.raises(InvalidInput) as info:
+        resolve_public(
+            "rebind.example", 443, field="webhook", resolver=lambda h, p: ["93.184.216.34", "127.0.0.1"]
+        )
+    assert info.value.field == "webhook"
+    assert resolve_public("ok.example", 443, field="w", resolver=lambda h, p: ["93.184.216.34"]) == [
+        "93.184.216.34"
+    ]
+    assert resolve_public("lo", 80, field="w", resolver=lambda h, p: ["127.0.0.1"], allow_private=True) == [
+        "127.0.0.1"
+    ]
