@@ -71,9 +71,10 @@ class _Job:
     def run(self) -> PipelineResult:
         started = self.p.clock()
         try:
-            image = self._stage("input", self._load_input)
             if self.request.prompt is not None:
                 image = self._stage("text_to_image", self._text_to_image)
+            else:
+                image = self._stage("input", self._load_input)
             cutout: Cutout = self._stage("background", lambda ctx: self._remove_bg(image, ctx))
             shape_name = self._choose_shape(cutout)
             shape: ShapeResult = self._stage(
@@ -97,12 +98,11 @@ class _Job:
         )
 
     # -- stages -------------------------------------------------------------------------
-    def _load_input(self, ctx: StageContext) -> Image.Image | None:
+    def _load_input(self, ctx: StageContext) -> Image.Image:
         from orfeas.inputs.decode import decode_image
         from orfeas.inputs.sources import read_image_source
 
-        if self.request.image is None:
-            return None
+        assert self.request.image is not None
         data = read_image_source(
             self.request.image, settings=self.settings, object_reader=self.p.object_reader
         )
@@ -113,8 +113,7 @@ class _Job:
         assert self.request.prompt is not None
         return self.p.backends.text_to_image().generate(self.request.prompt, ctx)
 
-    def _remove_bg(self, image: Image.Image | None, ctx: StageContext) -> Cutout:
-        assert image is not None
+    def _remove_bg(self, image: Image.Image, ctx: StageContext) -> Cutout:
         return self.p.backends.background().remove(image, ctx)
 
     def _choose_shape(self, cutout: Cutout) -> str:
