@@ -22,9 +22,9 @@ from PIL import Image, ImageDraw, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orfeas.pipeline import Pipeline  # noqa: E402
-from orfeas.request import parse_request  # noqa: E402
-from orfeas.settings import Settings  # noqa: E402
+from orfeas.pipeline import Pipeline
+from orfeas.request import parse_request
+from orfeas.settings import Settings
 
 SIZE = 1024
 
