@@ -20,6 +20,7 @@ from orfeas.registry import WEIGHTS_FREE_SHAPES, Backends
 from orfeas.request import JobRequest
 from orfeas.settings import Settings
 from orfeas.types import Artifact, MeshStats, PipelineResult, StageContext
+from orfeas.vram import peak_mb, reset_peak
 
 if TYPE_CHECKING:
     import trimesh
@@ -66,6 +67,7 @@ class _Job:
         self.tracker = ProgressTracker(progress, pipeline.clock)
         self.deadline = Deadline(self.settings.job_timeout_s, pipeline.clock)
         self.timings: dict[str, float] = {}
+        self.vram_mb: dict[str, float] = {}
         self.warnings: list[str] = []
 
     def run(self) -> PipelineResult:
@@ -88,6 +90,11 @@ class _Job:
             self.p.backends.free_memory()
             raise
         self.timings["total"] = self.p.clock() - started
+        extra: dict[str, Any] = {}
+        if self.vram_mb:
+            extra["vram_peak_mb"] = {k: round(v, 1) for k, v in self.vram_mb.items()}
+        if shape.meta:
+            extra["shape"] = dict(shape.meta)
         return PipelineResult(
             job_id=self.job_id,
             backend=shape_name,
@@ -95,6 +102,7 @@ class _Job:
             mesh=stats,
             timings=self.timings,
             warnings=self.warnings,
+            extra=extra,
         )
 
     # -- stages -------------------------------------------------------------------------
@@ -194,12 +202,15 @@ class _Job:
             # Timed inside the thread: `timings` is the stage's own compute, so what the job
             # spends outside its stages (threads, progress, bookkeeping) stays measurable.
             started = self.p.clock()
+            measuring = reset_peak()
             try:
                 box["value"] = fn(ctx)
             except BaseException as exc:  # handed to the caller's thread below
                 box["error"] = exc
             finally:
                 self.timings[name] = self.timings.get(name, 0.0) + (self.p.clock() - started)
+                if measuring:
+                    self.vram_mb[name] = max(self.vram_mb.get(name, 0.0), peak_mb())
 
         # Daemon: a stage that overruns must not keep the process from exiting.
         thread = threading.Thread(target=target, name=f"orfeas-{name}", daemon=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -186,3 +188,37 @@ def test_result_is_scaled_and_exported():
     assert result.mesh.watertight
     assert set(result.artifacts) == {"stl", "ply"}
     assert result.backend == "extrude"
+
+
+class MetaShape(BoxShape):
+    def generate(self, cutout, request, ctx):
+        shape = super().generate(cutout, request, ctx)
+        shape.meta.update({"steps": 2, "dtype": "bf16"})
+        return shape
+
+
+def test_shape_meta_and_device_memory_peaks_reach_the_result(monkeypatch):
+    """The shape backend's meta and each stage's device-memory peak are reported with the result."""
+
+    class FakeCuda:
+        calls = 0
+
+        @staticmethod
+        def is_available():
+            return True
+
+        @classmethod
+        def reset_peak_memory_stats(cls):
+            cls.calls += 1
+
+        @classmethod
+        def max_memory_allocated(cls):
+            return cls.calls * 2**20
+
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=FakeCuda))
+    result, _, _ = _run(MetaShape())
+    assert result.extra["shape"] == {"steps": 2, "dtype": "bf16"}
+    peaks = result.extra["vram_peak_mb"]
+    assert list(peaks)[:3] == ["text_to_image", "background", "shape"]
+    assert peaks["shape"] == 3.0  # the third stage measured: third reset
+    assert result.as_dict({})["vram_peak_mb"] == peaks
