@@ -1,0 +1,68 @@
+"""The RunPod serverless worker: `python -u handler.py` (the image's CMD).
+
+Locally: `python handler.py --test_input "$(cat test_input.json)"` runs one job and exits;
+`python handler.py --rp_serve_api --rp_api_port 8000` serves RunPod's /run, /runsync and
+/status on localhost. Settings are read once, here at import: a malformed variable stops the
+worker at start with the variable's name instead of failing every job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any
+
+import runpod
+
+from orfeas.settings import Settings
+from orfeas.worker_job import Worker, worker_concurrency
+
+SETTINGS = Settings.from_env()
+
+
+def send_runpod_progress(job: dict[str, Any], progress: dict[str, Any]) -> None:
+    """Progress to RunPod's job endpoint (already rate-limited to 1/s by the worker)."""
+    runpod.serverless.progress_update(job, progress)
+
+
+def _drop_progress(job: dict[str, Any], progress: dict[str, Any]) -> None:
+    """Local runs have no RunPod job endpoint to take progress; webhooks still get it."""
+
+
+# RunPod sets RUNPOD_WEBHOOK_POST_OUTPUT on its workers: the endpoint progress updates go to.
+WORKER = Worker.from_settings(
+    SETTINGS,
+    runpod_progress=send_runpod_progress if os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT") else _drop_progress,
+)
+
+
+async def handler(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one job. The pipeline blocks, so it runs in a thread: RunPod's event loop keeps
+    taking jobs (when concurrency allows), sending heartbeats and answering stop signals."""
+    return await asyncio.to_thread(WORKER.run, job)
+
+
+def concurrency_modifier(current: int) -> int:
+    """RunPod asks before taking jobs: 1 with GPU models, else ORFEAS_CONCURRENCY."""
+    return worker_concurrency(SETTINGS)
+
+
+def _preload() -> None:
+    """With ORFEAS_EAGER_LOAD, load models at start so the first job does not pay for it."""
+    if not SETTINGS.eager_load:
+        return
+    shapes = ["hunyuan"] if SETTINGS.auto_shape_backend == "hunyuan" else ["extrude", "relief"]
+    WORKER.pipeline.backends.preload(shapes)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _preload()
+    runpod.serverless.start(
+        {
+            "handler": handler,
+            "concurrency_modifier": concurrency_modifier,
+            "return_aggregate_stream": False,  # the handler returns one result, it does not stream
+        }
+    )

@@ -1,0 +1,343 @@
+"""Signed job callbacks: progress (best effort, ≤ 2 per second) and one terminal event (retried).
+
+Each job that names a webhook gets one sender thread, so the pipeline never waits on a slow
+receiver. Progress is coalesced: the thread sends the latest state at most every 500 ms and
+tries once. The terminal `completed`/`failed` event goes through the same thread (so no late
+progress can overtake it) and is retried per TERMINAL_WEBHOOK_BACKOFF (5 tries over ~1 min).
+
+The handler waits for the terminal delivery before it returns: RunPod may freeze or stop the
+worker as soon as the handler returns, which would lose a delivery still in flight. The wait is
+bounded by the retry policy (about 110 s with every try timing out).
+
+Messages follow Standard Webhooks: `webhook-id` is fixed per message and kept across retries,
+`webhook-timestamp` is the try's time, `webhook-signature` is v1 HMAC-SHA256 over
+`id.timestamp.body`. A failing webhook is logged and never fails the job.
+
+Targets are checked against orfeas.netguard when the input is parsed, and the connection goes to
+the checked address itself (Host header and TLS name kept), so DNS cannot swap in a private one
+afterwards. Redirects are not followed: a 3xx could point anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from orfeas import __version__
+from orfeas.errors import InvalidInput
+from orfeas.events import EventType, JobEvent, ProgressInfo, make_event
+from orfeas.netguard import Resolver, resolve_public, system_resolver
+from orfeas.retry_policy import TERMINAL_WEBHOOK_BACKOFF, Backoff, is_retryable_status
+from orfeas.webhook_signing import signature_headers
+
+log = logging.getLogger("orfeas.webhooks")
+
+PROGRESS_INTERVAL_S = 0.5
+PROGRESS_TIMEOUT_S = 2.0  # a progress try is not worth holding the terminal event back longer
+TERMINAL_TIMEOUT_S = 10.0
+MAX_URL_LENGTH = 2048
+
+
+@dataclass(frozen=True)
+class WebhookTarget:
+    """A checked callback URL: its parts, the public addresses it resolved to, and its secret."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    path: str
+    addresses: tuple[str, ...]
+    secret: str | None = None
+
+
+def parse_webhook(
+    value: Any,
+    *,
+    default_secret: str | None = None,
+    allow_private: bool = False,
+    resolver: Resolver = system_resolver,
+) -> WebhookTarget:
+    """Validate `"https://…"` or `{"url": …, "secret": "whsec_…"}`; refuse private targets unless allowed."""
+    secret = default_secret
+    if isinstance(value, dict):
+        unknown = set(value) - {"url", "secret"}
+        if unknown:
+            raise InvalidInput("unknown field", field=f"webhook.{sorted(unknown)[0]}")
+        if "secret" in value and value["secret"] is not None:
+            secret = _check_secret(value["secret"])
+        url = value.get("url")
+        field_name = "webhook.url"
+    else:
+        url, field_name = value, "webhook"
+    if not isinstance(url, str) or not url:
+        raise InvalidInput("give the webhook as a URL string or {url, secret}", field=field_name)
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidInput(f"URL is longer than {MAX_URL_LENGTH} characters", field=field_name)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidInput(f"not a valid URL: {exc}", field=field_name) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidInput("must be an http(s) URL with a host", field=field_name)
+    port = port or (443 if parts.scheme == "https" else 80)
+    addresses = resolve_public(
+        parts.hostname, port, field=field_name, resolver=resolver, allow_private=allow_private
+    )
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return WebhookTarget(
+        url=url,
+        scheme=parts.scheme,
+        host=parts.hostname,
+        port=port,
+        path=path,
+        addresses=tuple(addresses),
+        secret=secret,
+    )
+
+
+def _check_secret(secret: Any) -> str:
+    if not isinstance(secret, str) or not secret:
+        raise InvalidInput("must be a non-empty string", field="webhook.secret")
+    if secret.startswith("whsec_"):
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except binascii.Error:
+            raise InvalidInput(
+                "whsec_ secrets must be base64 after the prefix", field="webhook.secret"
+            ) from None
+        if len(key) < 16:
+            raise InvalidInput("use a key of at least 16 bytes", field="webhook.secret")
+    return secret
+
+
+# -- transport ------------------------------------------------------------------------------
+# (target, body, headers, timeout) -> HTTP status; raises OSError (or urllib3's errors) when no answer.
+Transport = Callable[[WebhookTarget, bytes, dict[str, str], float], int]
+
+
+def pinned_transport(target: WebhookTarget, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    """POST to the address checked at parse time, keeping the Host header and TLS server name."""
+    import urllib3
+
+    default_port = 443 if target.scheme == "https" else 80
+    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+    if ":" in target.host and target.port != default_port:
+        host_header = f"[{target.host}]:{target.port}"
+    pool: urllib3.HTTPConnectionPool
+    if target.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(
+            target.addresses[0],
+            target.port,
+            server_hostname=target.host,
+            assert_hostname=target.host,
+            cert_reqs="CERT_REQUIRED",
+            timeout=timeout,
+            retries=False,
+        )
+    else:
+        pool = urllib3.HTTPConnectionPool(target.addresses[0], target.port, timeout=timeout, retries=False)
+    try:
+        response = pool.urlopen(
+            "POST",
+            target.path,
+            body=body,
+            headers={**headers, "Host": host_header},
+            redirect=False,
+            assert_same_host=False,
+            preload_content=True,
+        )
+        return int(response.status)
+    finally:
+        pool.close()
+
+
+# -- delivery -------------------------------------------------------------------------------
+@dataclass
+class Delivery:
+    """What happened to one message (for logs and tests)."""
+
+    msg_id: str
+    event_type: str
+    attempts: int = 0
+    status: int | None = None
+    error: str | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+class _RetryableAnswer(Exception):
+    """The receiver answered with a status that may change (429, 5xx, ...)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+class _PermanentAnswer(Exception):
+    """The receiver answered with a status that will not change (4xx, 3xx)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Retry an answer that says "later", and no answer at all (refused, reset, timed out)."""
+    from urllib3.exceptions import HTTPError
+
+    return isinstance(exc, _RetryableAnswer | OSError | HTTPError)
+
+
+@dataclass
+class WebhookSender:
+    """Process-wide delivery settings; `for_job` makes one job's sender."""
+
+    transport: Transport = pinned_transport
+    backoff: Backoff = TERMINAL_WEBHOOK_BACKOFF
+    progress_interval_s: float = PROGRESS_INTERVAL_S
+    progress_timeout_s: float = PROGRESS_TIMEOUT_S
+    terminal_timeout_s: float = TERMINAL_TIMEOUT_S
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    def for_job(self, target: WebhookTarget, job_id: str) -> JobWebhooks:
+        return JobWebhooks(self, target, job_id)
+
+    def deliver(self, target: WebhookTarget, msg_id: str, event: JobEvent, *, retry: bool) -> Delivery:
+        """Send one message now; a terminal one is retried under the backoff. Never raises."""
+        body = json.dumps(event, separators=(",", ":")).encode("utf-8")
+        delivery = Delivery(msg_id=msg_id, event_type=str(event["type"]))
+        timeout = self.terminal_timeout_s if retry else self.progress_timeout_s
+        backoff = self.backoff if retry else Backoff(attempts=1, initial_s=0.0, max_s=0.0)
+
+        def attempt() -> None:
+            delivery.attempts += 1
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": f"orfeas-worker/{__version__}",
+                "webhook-id": msg_id,
+                "webhook-timestamp": str(int(time.time())),
+            }
+            if target.secret:
+                # Signed afresh on every try: the timestamp is the try's, the id stays the message's.
+                headers.update(signature_headers(target.secret, msg_id, body))
+            status = self.transport(target, body, headers, timeout)
+            delivery.status = status
+            if 200 <= status < 300:
+                return
+            raise _RetryableAnswer(status) if is_retryable_status(status) else _PermanentAnswer(status)
+
+        try:
+            for tries in backoff.retrying(_retryable, sleep=self.sleep):
+                with tries:
+                    attempt()
+        except Exception as exc:
+            delivery.error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "webhook %s (%s) for %s not delivered after %d tries: %s",
+                msg_id,
+                delivery.event_type,
+                target.host,
+                delivery.attempts,
+                delivery.error,
+            )
+        return delivery
+
+
+@dataclass
+class JobWebhooks:
+    """One job's callbacks, sent in order from one background thread."""
+
+    sender: WebhookSender
+    target: WebhookTarget
+    job_id: str
+    deliveries: list[Delivery] = field(default_factory=list)
+    _pending: ProgressInfo | None = None
+    _terminal: JobEvent | None = None
+    _seq: int = 0
+    _last_sent: float | None = None
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+    _thread: threading.Thread | None = None
+
+    def progress(self, info: ProgressInfo) -> None:
+        """Queue the latest progress; older unsent progress is replaced. Returns at once."""
+        with self._cond:
+            if self._terminal is not None:
+                return
+            self._pending = info
+            self._start()
+            self._cond.notify()
+
+    def finish(
+        self,
+        event_type: EventType,
+        *,
+        output: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        progress: ProgressInfo | None = None,
+    ) -> Delivery | None:
+        """Send the terminal event (after any progress being sent) and wait for its delivery."""
+        event = make_event(event_type, self.job_id, progress=progress, output=output, error=error)
+        with self._cond:
+            self._terminal = event
+            self._pending = None  # stale now: the terminal event says where the job ended
+            self._start()
+            self._cond.notify()
+            thread = self._thread
+        assert thread is not None
+        thread.join(self.max_wait_s())
+        return next((d for d in self.deliveries if d.event_type == event_type.value), None)
+
+    def max_wait_s(self) -> float:
+        """The longest `finish` can take: one progress try, then every terminal try and wait."""
+        s = self.sender
+        return (
+            s.progress_timeout_s
+            + s.backoff.attempts * s.terminal_timeout_s
+            + s.backoff.worst_case_wait_s()
+            + 1
+        )
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"webhooks-{self.job_id}", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._pending is None and self._terminal is None:
+                    self._cond.wait()
+                if self._terminal is not None:
+                    terminal = self._terminal
+                    break
+                wait = self._until_next_progress()
+                if wait > 0:
+                    self._cond.wait(wait)  # woken early by a terminal event, which wins
+                    continue
+                info, self._pending = self._pending, None
+                self._seq += 1
+                msg_id = f"msg_{self.job_id}_progress_{self._seq}"
+            assert info is not None
+            event = make_event(EventType.PROGRESS, self.job_id, progress=info)
+            self.deliveries.append(self.sender.deliver(self.target, msg_id, event, retry=False))
+            self._last_sent = self.sender.clock()
+        msg_id = f"msg_{self.job_id}_{terminal['type']}"
+        self.deliveries.append(self.sender.deliver(self.target, msg_id, terminal, retry=True))
+
+    def _until_next_progress(self) -> float:
+        if self._last_sent is None:
+            return 0.0
+        return self._last_sent + self.sender.progress_interval_s - self.sender.clock()

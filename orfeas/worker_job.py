@@ -1,0 +1,188 @@
+"""One RunPod job from input to result: validate, run the pipeline, store the meshes, call back.
+
+The worker is built once per process (settings, pipeline with its loaded models, artifact store,
+webhook sender) and `run(job)` is called for every job, possibly from several threads at once.
+It never raises: every outcome is a dict RunPod understands. Errors are `{"error": "<code>:
+<field>: <why>"}` (never a traceback), plus `refresh_worker: true` after a fatal error so RunPod
+replaces a process whose device or threads are in doubt.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from orfeas.errors import InvalidInput, OrfeasError
+from orfeas.events import EventType, ProgressInfo
+from orfeas.netguard import Resolver, system_resolver
+from orfeas.pipeline import Pipeline
+from orfeas.progress import ProgressEvent
+from orfeas.settings import Settings
+from orfeas.storage import ArtifactStore, check_job_id, open_store, put_all
+from orfeas.webhooks import JobWebhooks, WebhookSender
+from orfeas.worker_input import WorkerInput, parse_worker_input, webhook_of_bad_input
+
+log = logging.getLogger("orfeas.worker")
+
+# RunPod's job-done endpoint takes progress updates; one a second is ample for a status display
+# and keeps a 100-event job from making 100 HTTP calls.
+RUNPOD_PROGRESS_INTERVAL_S = 1.0
+# `output.inline`: base64 grows a body by 4/3, and RunPod refuses results much over 10-20 MB.
+INLINE_MAX_BYTES = 2 * 1024 * 1024
+INLINE_TOTAL_BYTES = 6 * 1024 * 1024
+
+RunpodProgress = Callable[[dict[str, Any], dict[str, Any]], None]  # (job, progress) like progress_update
+
+
+def _no_runpod_progress(job: dict[str, Any], progress: dict[str, Any]) -> None:
+    """Progress sink when no RunPod job-done endpoint is there to take updates (local runs)."""
+
+
+class Throttle:
+    """Lets a call through at most once per `interval_s`; thread-safe."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last: float | None = None
+        self._lock = threading.Lock()
+
+    def ready(self) -> bool:
+        now = self._clock()
+        with self._lock:
+            if self._last is not None and now - self._last < self.interval_s:
+                return False
+            self._last = now
+            return True
+
+
+class Worker:
+    """Everything a job needs that outlives it; `run` is the handler's body."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: ArtifactStore,
+        *,
+        pipeline: Pipeline | None = None,
+        webhooks: WebhookSender | None = None,
+        runpod_progress: RunpodProgress = _no_runpod_progress,
+        resolver: Resolver = system_resolver,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.pipeline = pipeline or Pipeline(settings, object_reader=store.read_object)
+        self.webhooks = webhooks or WebhookSender()
+        self.runpod_progress = runpod_progress
+        self.resolver = resolver
+        self.clock = clock
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, runpod_progress: RunpodProgress = _no_runpod_progress
+    ) -> Worker:
+        return cls(settings, open_store(settings), runpod_progress=runpod_progress)
+
+    def run(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Run one job; returns the result, or `{"error": ...}` (and maybe `refresh_worker`)."""
+        raw = job.get("input") if isinstance(job, dict) else None
+        try:
+            job_id = check_job_id(job.get("id", "") if isinstance(job, dict) else "")
+            parsed = parse_worker_input(raw, self.settings, resolver=self.resolver)
+        except InvalidInput as exc:
+            self._report_bad_input(job, raw, exc)
+            return {"error": str(exc)}
+        hooks = self.webhooks.for_job(parsed.webhook, job_id) if parsed.webhook else None
+        try:
+            output = self._run_valid(job, job_id, parsed, hooks)
+        except OrfeasError as exc:
+            log.info("job %s failed: %s", job_id, exc)
+            return self._failed(hooks, str(exc), exc.to_dict(), refresh=exc.fatal)
+        except Exception as exc:  # a bug or an unforeseen library error: report it, keep serving
+            log.exception("job %s failed unexpectedly", job_id)
+            internal = OrfeasError(f"{type(exc).__name__}: {exc}")
+            return self._failed(hooks, str(internal), internal.to_dict(), refresh=True)
+        if hooks is not None:
+            hooks.finish(EventType.COMPLETED, output=output, progress=_done())
+        return output
+
+    def _run_valid(
+        self, job: dict[str, Any], job_id: str, parsed: WorkerInput, hooks: JobWebhooks | None
+    ) -> dict[str, Any]:
+        throttle = Throttle(RUNPOD_PROGRESS_INTERVAL_S, self.clock)
+
+        def on_progress(event: ProgressEvent) -> None:
+            info = _info(event)
+            if hooks is not None:
+                hooks.progress(info)
+            if throttle.ready():
+                self.runpod_progress(job, dict(info))
+
+        result = self.pipeline.run(parsed.request, job_id=job_id, progress=on_progress)
+        started = self.clock()
+        stored = put_all(self.store, job_id, result.artifacts, presign_seconds=parsed.output.presign_seconds)
+        upload_s = self.clock() - started
+        meshes = {fmt: item.as_dict() for fmt, item in stored.items()}
+        if parsed.output.inline:
+            _inline(meshes, result.artifacts, result.warnings)
+        output = result.as_dict(meshes)
+        output["timings"]["upload"] = round(upload_s, 4)
+        return output
+
+    def _failed(
+        self, hooks: JobWebhooks | None, text: str, error: dict[str, Any], *, refresh: bool
+    ) -> dict[str, Any]:
+        if hooks is not None:
+            hooks.finish(EventType.FAILED, error=error)
+        answer: dict[str, Any] = {"error": text}
+        if refresh:
+            answer["refresh_worker"] = True
+        return answer
+
+    def _report_bad_input(self, job: Any, raw: Any, exc: InvalidInput) -> None:
+        """Tell the job's webhook, when it alone is valid, that the input was refused."""
+        job_id = job.get("id") if isinstance(job, dict) else None
+        target = webhook_of_bad_input(raw, self.settings, resolver=self.resolver)
+        if target is None or not isinstance(job_id, str):
+            return
+        try:
+            check_job_id(job_id)
+        except InvalidInput:
+            return
+        self.webhooks.for_job(target, job_id).finish(EventType.FAILED, error=exc.to_dict())
+
+
+def _info(event: ProgressEvent) -> ProgressInfo:
+    return {"stage": event.stage, "fraction": round(event.fraction, 4), "eta_seconds": event.eta_seconds}
+
+
+def _done() -> ProgressInfo:
+    return {"stage": "export", "fraction": 1.0, "eta_seconds": 0.0}
+
+
+def _inline(meshes: dict[str, dict[str, Any]], artifacts: dict[str, Any], warnings: list[str]) -> None:
+    """Add base64 bodies for meshes small enough, smallest first, within the total budget."""
+    total = 0
+    for fmt in sorted(meshes, key=lambda f: artifacts[f].size):
+        size = artifacts[fmt].size
+        if size > INLINE_MAX_BYTES or total + size > INLINE_TOTAL_BYTES:
+            warnings.append(f"inline: {fmt} left out ({size} bytes; limit {INLINE_MAX_BYTES} per mesh)")
+            continue
+        meshes[fmt]["base64"] = base64.b64encode(artifacts[fmt].data).decode("ascii")
+        total += size
+
+
+def worker_concurrency(settings: Settings) -> int:
+    """Jobs one worker takes at once: 1 when a model backend shares the GPU, else ORFEAS_CONCURRENCY."""
+    uses_gpu = (
+        settings.auto_shape_backend == "hunyuan"
+        or settings.background_backend == "segmentation"
+        or settings.texture_backend == "hunyuan_paint"
+        or settings.text_to_image_model is not None
+    )
+    return 1 if uses_gpu else settings.concurrency
