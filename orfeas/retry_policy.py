@@ -60,7 +60,7 @@ class Backoff:
         return tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.attempts),
             wait=tenacity.wait_exponential_jitter(
-                initial=self.initial_s, max=self.max_s, exp_base=self.exp_base, jitter=self.jitter_s
+                multiplier=self.initial_s, max=self.max_s, exp_base=self.exp_base, jitter=self.jitter_s
             ),
             retry=tenacity.retry_if_exception(retry_if),
             reraise=True,

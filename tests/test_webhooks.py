@@ -1,0 +1,212 @@
+"""Webhook delivery to a real loopback receiver, verified with the `standardwebhooks` library."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from orfeas.errors import InvalidInput
+from orfeas.events import EventType
+from orfeas.retry_policy import TERMINAL_WEBHOOK_BACKOFF, Backoff
+from orfeas.webhooks import WebhookSender, parse_webhook
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+FAST = Backoff(attempts=5, initial_s=0.01, max_s=0.05, jitter_s=0.01)
+
+
+def _sender(**kw):
+    return WebhookSender(backoff=FAST, terminal_timeout_s=2.0, **kw)
+
+
+def _target(url, secret=SECRET, resolver=None):
+    kw = {"resolver": resolver} if resolver else {}
+    value = {"url": url, "secret": secret} if secret else url
+    return parse_webhook(value, allow_private=True, **kw)
+
+
+def _verified(received):
+    """Verify with the reference library; return the parsed body."""
+    return Webhook(SECRET).verify(received.body, received.headers)
+
+
+def test_terminal_event_survives_a_receiver_that_fails_twice(webhook_receiver):
+    """Two 503s, then 200: completed arrives on the third try, same webhook-id, each validly signed."""
+    webhook_receiver.statuses = [503, 503]
+    hooks = _sender().for_job(_target(webhook_receiver.url), "job-1")
+    delivery = hooks.finish(EventType.COMPLETED, output={"meshes": {}})
+    assert delivery is not None
+    assert delivery.delivered
+    assert delivery.attempts == 3
+    got = webhook_receiver.wait_for(3)
+    assert [r.status for r in got] == [503, 503, 200]
+    assert len({r.headers["webhook-id"] for r in got}) == 1
+    for received in got:
+        body = _verified(received)
+        assert body == {
+            "type": "completed",
+            "job_id": "job-1",
+            "status": "COMPLETED",
+            "progress": None,
+            "output": {"meshes": {}},
+        }
+    assert got[0].path == "/hooks/orfeas"
+    assert got[0].headers["Content-Type"] == "application/json"
+
+
+def test_a_permanent_refusal_is_not_retried(webhook_receiver):
+    """A 400 from the receiver ends delivery after one try, without raising."""
+    webhook_receiver.statuses = [400]
+    hooks = _sender().for_job(_target(webhook_receiver.url), "job-2")
+    delivery = hooks.finish(EventType.FAILED, error={"code": "stage_failed", "message": "x"})
+    assert delivery is not None
+    assert not delivery.delivered
+    assert delivery.attempts == 1
+    assert len(webhook_receiver.wait_for(1)) == 1
+
+
+def test_an_unreachable_receiver_costs_bounded_tries_and_never_raises():
+    """Connection refused on every try: all tries are spent, the error is recorded, nothing is raised."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed when the block ends: nothing listens there
+    hooks = _sender().for_job(_target(f"http://127.0.0.1:{port}/x"), "job-3")
+    delivery = hooks.finish(EventType.COMPLETED, output={})
+    assert delivery is not None
+    assert not delivery.delivered
+    assert delivery.attempts == FAST.attempts
+    assert delivery.error
+
+
+def test_progress_is_coalesced_and_the_terminal_event_comes_last(webhook_receiver):
+    """A burst of progress sends the latest state at most every interval; completed comes last."""
+    hooks = _sender(progress_interval_s=0.5).for_job(_target(webhook_receiver.url), "job-4")
+    for i in range(200):
+        hooks.progress({"stage": "shape", "fraction": i / 200, "eta_seconds": None})
+        time.sleep(0.005)  # ~1 s of progress at 200 events/s
+    hooks.finish(EventType.COMPLETED, output={})
+    got = [_verified(r) for r in webhook_receiver.requests]
+    kinds = [g["type"] for g in got]
+    assert kinds[-1] == "completed"
+    progress = [g for g in got if g["type"] == "progress"]
+    assert 1 <= len(progress) <= 4  # ~1 s at ≤ 2 per second, plus the first one at once
+    fractions = [p["progress"]["fraction"] for p in progress]
+    assert fractions == sorted(fractions)
+    assert all(p["status"] == "IN_PROGRESS" for p in progress)
+    assert len({r.headers["webhook-id"] for r in webhook_receiver.requests}) == len(got)
+
+
+def test_a_slow_receiver_does_not_hold_the_job(webhook_receiver):
+    """progress() returns at once while the receiver is stuck; finish() waits for the terminal delivery."""
+    webhook_receiver.gate.clear()
+    hooks = _sender().for_job(_target(webhook_receiver.url), "job-5")
+    started = time.monotonic()
+    for i in range(10):
+        hooks.progress({"stage": "shape", "fraction": i / 10, "eta_seconds": 1.0})
+    assert time.monotonic() - started < 0.5
+    assert webhook_receiver.requests == []
+    webhook_receiver.gate.set()
+    delivery = hooks.finish(EventType.COMPLETED, output={})
+    assert delivery is not None
+    assert delivery.delivered
+
+
+def test_connections_go_to_the_checked_address_with_the_original_host(webhook_receiver):
+    """A name is resolved once, at parse time: the request goes to that address, Host kept."""
+    port = int(webhook_receiver.url.split(":")[2].split("/")[0])
+    lookups = []
+
+    def resolver(host, p):
+        lookups.append(host)
+        return ["127.0.0.1"]
+
+    target = _target(f"http://hooks.example.test:{port}/cb?token=abc", resolver=resolver)
+    _sender().for_job(target, "job-6").finish(EventType.COMPLETED, output={})
+    got = webhook_receiver.wait_for(1)
+    assert got[0].headers["Host"] == f"hooks.example.test:{port}"
+    assert got[0].path == "/cb?token=abc"
+    assert lookups == ["hooks.example.test"]
+
+
+def test_unsigned_when_no_secret_is_known(webhook_receiver):
+    """Without a secret the message still carries webhook-id and timestamp, and no signature."""
+    _sender().for_job(_target(webhook_receiver.url, secret=None), "job-7").finish(
+        EventType.COMPLETED, output={}
+    )
+    got = webhook_receiver.wait_for(1)[0]
+    assert got.headers["webhook-id"] == "msg_job-7_completed"
+    assert "webhook-signature" not in got.headers
+    assert json.loads(got.body)["status"] == "COMPLETED"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{port}/x",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.1.2.3/hook",
+        "http://[::1]:{port}/x",
+        "http://localhost:{port}/x",
+    ],
+)
+def test_private_targets_are_refused_without_a_connection(webhook_receiver, url):
+    """Loopback, metadata, private ranges and names resolving there are invalid_input; nothing sent."""
+    port = int(webhook_receiver.url.split(":")[2].split("/")[0])
+    with pytest.raises(InvalidInput) as info:
+        parse_webhook({"url": url.format(port=port)})
+    assert info.value.code == "invalid_input"
+    assert info.value.field == "webhook.url"
+    time.sleep(0.05)
+    assert webhook_receiver.requests == []
+
+
+def test_a_public_name_resolving_to_a_private_address_is_refused():
+    """DNS answers are checked, not names: a public-looking name pointing at 10.0.0.1 is refused."""
+    with pytest.raises(InvalidInput) as info:
+        parse_webhook(
+            "https://hooks.example.com/x", resolver=lambda host, port: ["93.184.216.34", "10.0.0.1"]
+        )
+    assert "non-public" in info.value.message
+    assert info.value.field == "webhook"
+
+
+@pytest.mark.parametrize(
+    ("value", "field"),
+    [
+        ("ftp://example.com/x", "webhook"),
+        ("not a url", "webhook"),
+        ({"url": "https://example.com", "secret": "whsec_***"}, "webhook.secret"),
+        ({"url": "https://example.com", "secret": "whsec_c2hvcnQ="}, "webhook.secret"),
+        ({"url": "https://example.com", "token": "x"}, "webhook.token"),
+        ({"secret": SECRET}, "webhook.url"),
+        (42, "webhook"),
+        ("https://example.com:99999/x", "webhook"),
+    ],
+)
+def test_malformed_webhooks_name_the_field(value, field):
+    """Bad schemes, secrets, unknown keys and ports are invalid_input with the field at fault."""
+    with pytest.raises(InvalidInput) as info:
+        parse_webhook(value, resolver=lambda host, port: ["93.184.216.34"])
+    assert info.value.field == field
+
+
+def test_the_default_secret_applies_when_the_input_names_none():
+    """ORFEAS_WEBHOOK_SECRET signs webhooks whose input gives no secret; an input secret wins."""
+    public = lambda host, port: ["93.184.216.34"]  # noqa: E731
+    assert parse_webhook("https://e.com/x", default_secret=SECRET, resolver=public).secret == SECRET
+    other = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
+    assert (
+        parse_webhook(
+            {"url": "https://e.com/x", "secret": other}, default_secret=SECRET, resolver=public
+        ).secret
+        == other
+    )
+
+
+def test_the_stated_terminal_retry_budget_is_about_a_minute():
+    """The production policy waits under a minute in all across its 5 tries, as its comment states."""
+    assert TERMINAL_WEBHOOK_BACKOFF.attempts == 5
+    assert 40 <= TERMINAL_WEBHOOK_BACKOFF.worst_case_wait_s() <= 60
