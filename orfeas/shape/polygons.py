@@ -1,0 +1,87 @@
+"""Outline rings → clean polygons with holes, and those polygons as a manifold3d CrossSection.
+
+Rings from marching squares never cross, so a ring's nesting depth (how many rings contain it)
+says what it is: even depth → an outer boundary, odd → a hole of its smallest container.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import shapely
+from shapely.geometry import MultiPolygon, Polygon
+from shapely.geometry.polygon import orient
+
+# Nesting tests every ring against every other; beyond this many (a noise-speckled mask) only
+# the largest are kept. A container is always larger than what it contains, so no hole loses
+# its outer ring this way.
+MAX_RINGS = 1000
+
+
+def polygons_from_rings(rings: Sequence[np.ndarray], *, min_area: float, tolerance: float) -> MultiPolygon:
+    """Nest (x, y) rings into polygons with holes; drop islands and fill holes under `min_area`.
+
+    Outlines are simplified (Douglas–Peucker, topology kept) by `tolerance` and made valid.
+    """
+    kept = [r for r in rings if len(r) >= 3]
+    polys = np.array([Polygon(r) for r in kept], dtype=object)
+    areas = shapely.area(polys) if len(kept) else np.zeros(0)
+    big = np.flatnonzero(areas >= min_area)
+    big = big[np.argsort(-areas[big], kind="stable")][:MAX_RINGS]
+    if big.size == 0:
+        return MultiPolygon()
+    polys, areas = polys[big], areas[big]
+    kept = [kept[i] for i in big]
+
+    # contains[i, j]: ring j lies inside ring i (tested on one of ring j's own points).
+    reps = np.array([r[0] for r in kept], dtype=np.float64)
+    contains = np.stack([shapely.contains_xy(p, reps[:, 0], reps[:, 1]) for p in polys])
+    np.fill_diagonal(contains, False)
+    depth = contains.sum(axis=0)
+
+    shells: dict[int, list[int]] = {int(i): [] for i in np.flatnonzero(depth % 2 == 0)}
+    for j in np.flatnonzero(depth % 2 == 1):
+        containers = np.flatnonzero(contains[:, j])
+        parent = containers[np.argmin(areas[containers])]
+        shells[int(parent)].append(int(j))
+
+    pieces: list[Polygon] = []
+    for shell, holes in shells.items():
+        poly = Polygon(kept[shell], [kept[h] for h in holes])
+        poly = poly.simplify(tolerance, preserve_topology=True)
+        pieces.extend(_valid_polygons(poly))
+    merged = shapely.union_all(pieces) if pieces else Polygon()
+    return _clean(merged, min_area)
+
+
+def _valid_polygons(geom: shapely.Geometry) -> list[Polygon]:
+    if not geom.is_valid:
+        geom = shapely.make_valid(geom)
+        if not geom.is_valid:  # make_valid is exact; buffer(0) is the classic fallback
+            geom = geom.buffer(0)
+    if isinstance(geom, Polygon):
+        return [geom] if not geom.is_empty else []
+    return [g for part in getattr(geom, "geoms", []) for g in _valid_polygons(part)]
+
+
+def _clean(geom: shapely.Geometry, min_area: float) -> MultiPolygon:
+    """Polygons only, each oriented (outer CCW, holes CW), with small islands and holes removed."""
+    out: list[Polygon] = []
+    for poly in _valid_polygons(geom):
+        if poly.area < min_area:
+            continue
+        holes = [h for h in poly.interiors if Polygon(h).area >= min_area]
+        out.append(orient(Polygon(poly.exterior, holes), sign=1.0))
+    return MultiPolygon(out)
+
+
+def cross_section(shape: MultiPolygon):  # -> manifold3d.CrossSection
+    """The polygons as a manifold3d CrossSection (positive fill: outer CCW, holes CW)."""
+    from manifold3d import CrossSection, FillRule
+
+    contours = []
+    for poly in shape.geoms:
+        contours.append(np.asarray(poly.exterior.coords, dtype=np.float64)[:-1])
+        contours.extend(np.asarray(h.coords, dtype=np.float64)[:-1] for h in poly.interiors)
+    return CrossSection(contours, FillRule.Positive)
