@@ -1,0 +1,174 @@
+"""What the RunPod handler adds to a job, and what `import handler` adds to `import runpod`.
+
+    .venv/bin/python bench/handler.py [--jobs 5] [--size 1024]
+
+Jobs: the bundled sample scaled to SIZE² pixels, all five formats, weights-free backends, meshes
+uploaded to moto's S3 server on loopback, webhooks to a loopback receiver. For each job,
+overhead = handler wall time − the stages' own compute (PipelineResult.timings): validation,
+stage threads, progress, uploads, presigning, webhooks. Reported as a share of the job (goal
+< 5 %). Uploads are also timed one after another against the same server, to show what the
+thread pool saves.
+
+Imports: fresh interpreters, `import runpod` alone vs `import handler` (goal: ≤ +0.3 s), each
+the median of several runs after one warm-up run, in the same session so the disk cache is
+equally warm for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import http.server
+import io
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("input", "text_to_image", "background", "shape", "texture", "export")
+
+
+def _picture(size: int) -> str:
+    from PIL import Image
+
+    image = Image.open(ROOT / "orfeas" / "samples" / "emblem.png").convert("RGBA")
+    image = image.resize((size, size), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return base64.b64encode(out.getvalue()).decode("ascii")
+
+
+def _receiver() -> tuple[http.server.ThreadingHTTPServer, str]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(204)
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/hook"
+
+
+def _import_seconds(module: str, env: dict[str, str], runs: int) -> float:
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    times = []
+    for i in range(runs + 1):
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+        )
+        if i:  # the first run warms the disk cache and the bytecode
+            times.append(float(done.stdout.strip().splitlines()[-1]))
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=5)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--import-runs", type=int, default=5)
+    args = parser.parse_args()
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
+    ).create_bucket(Bucket="orfeas-bench")
+    receiver, hook_url = _receiver()
+    env = {
+        "BUCKET_ENDPOINT_URL": endpoint,
+        "BUCKET_ACCESS_KEY_ID": "k",
+        "BUCKET_SECRET_ACCESS_KEY": "s",
+        "ORFEAS_S3_BUCKET": "orfeas-bench",
+        "ORFEAS_S3_REGION": "us-east-1",
+        "ORFEAS_ALLOW_PRIVATE_WEBHOOKS": "1",
+        "ORFEAS_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    }
+    os.environ.update(env)
+    sys.path.insert(0, str(ROOT))
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    import handler
+    from orfeas.storage import put_all
+    from orfeas.worker_input import parse_worker_input
+
+    job_input = {
+        "image": _picture(args.size),
+        "formats": ["glb", "stl", "obj", "ply", "3mf"],
+        "webhook": hook_url,
+    }
+    asyncio.run(handler.handler({"id": "bench-warmup", "input": job_input}))  # backends built, imports done
+
+    walls, overheads, uploads = [], [], []
+    last = None
+    for i in range(args.jobs):
+        job = {"id": f"bench-{i}", "input": job_input}
+        started = time.perf_counter()
+        output = asyncio.run(handler.handler(job))
+        wall = time.perf_counter() - started
+        if "error" in output:
+            raise SystemExit(f"job failed: {output['error']}")
+        compute = sum(output["timings"].get(stage, 0.0) for stage in STAGES)
+        walls.append(wall)
+        overheads.append(wall - compute)
+        uploads.append(output["timings"]["upload"])
+        last = output
+
+    # The same five meshes, uploaded one after another, for comparison with the thread pool.
+    result = handler.WORKER.pipeline.run(parse_worker_input(job_input, handler.SETTINGS).request)
+    store = handler.WORKER.store
+    sequential, parallel = [], []
+    for i in range(args.jobs):
+        t = time.perf_counter()
+        for art in result.artifacts.values():
+            store.put(f"seq-{i}", art)
+        sequential.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        put_all(store, f"par-{i}", result.artifacts)
+        parallel.append(time.perf_counter() - t)
+
+    moto.stop()
+    receiver.shutdown()
+
+    child_env = {**os.environ, **env}
+    runpod_s = _import_seconds("runpod", child_env, args.import_runs)
+    handler_s = _import_seconds("handler", child_env, args.import_runs)
+
+    wall = statistics.median(walls)
+    overhead = statistics.median(overheads)
+    assert last is not None
+    sizes = {fmt: mesh["bytes"] for fmt, mesh in last["meshes"].items()}
+    print(f"picture {args.size}x{args.size}, formats {', '.join(sizes)} ({sum(sizes.values())} bytes in all)")
+    print(f"mesh: {last['mesh']['faces']} faces; backend {last['backend']}; median of {args.jobs} jobs")
+    print(f"job wall time through the handler   {wall * 1000:8.1f} ms")
+    print(f"stages' own compute                 {(wall - overhead) * 1000:8.1f} ms")
+    share = overhead / wall * 100
+    print(f"handler overhead                    {overhead * 1000:8.1f} ms = {share:.2f} % of the job")
+    print(f"  of which uploads (5 formats)      {statistics.median(uploads) * 1000:8.1f} ms")
+    print(
+        f"uploads one by one vs thread pool   {statistics.median(sequential) * 1000:8.1f} ms vs "
+        f"{statistics.median(parallel) * 1000:.1f} ms "
+        f"({statistics.median(sequential) / statistics.median(parallel):.2f}x)"
+    )
+    print(f"import runpod                       {runpod_s * 1000:8.1f} ms")
+    added = (handler_s - runpod_s) * 1000
+    print(f"import handler                      {handler_s * 1000:8.1f} ms (+{added:.1f} ms)")
+
+
+if __name__ == "__main__":
+    main()
