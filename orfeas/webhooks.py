@@ -125,40 +125,53 @@ def _check_secret(secret: Any) -> str:
 Transport = Callable[[WebhookTarget, bytes, dict[str, str], float], int]
 
 
-def pinned_transport(target: WebhookTarget, body: bytes, headers: dict[str, str], timeout: float) -> int:
-    """POST to the address checked at parse time, keeping the Host header and TLS server name."""
-    import urllib3
+class PinnedTransport:
+    """POSTs to the address checked at parse time, keeping the Host header and the TLS server name.
 
-    default_port = 443 if target.scheme == "https" else 80
-    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
-    if ":" in target.host and target.port != default_port:
-        host_header = f"[{target.host}]:{target.port}"
-    pool: urllib3.HTTPConnectionPool
-    if target.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(
-            target.addresses[0],
-            target.port,
-            server_hostname=target.host,
-            assert_hostname=target.host,
-            cert_reqs="CERT_REQUIRED",
-            timeout=timeout,
-            retries=False,
-        )
-    else:
-        pool = urllib3.HTTPConnectionPool(target.addresses[0], target.port, timeout=timeout, retries=False)
-    try:
-        response = pool.urlopen(
-            "POST",
-            target.path,
-            body=body,
-            headers={**headers, "Host": host_header},
-            redirect=False,
-            assert_same_host=False,
-            preload_content=True,
-        )
-        return int(response.status)
-    finally:
-        pool.close()
+    Certificates are verified against the system's CAs, or against `ca_certs` (a PEM file) when given.
+    """
+
+    def __init__(self, ca_certs: str | None = None) -> None:
+        self.ca_certs = ca_certs
+
+    def __call__(self, target: WebhookTarget, body: bytes, headers: dict[str, str], timeout: float) -> int:
+        import urllib3
+
+        default_port = 443 if target.scheme == "https" else 80
+        host = f"[{target.host}]" if ":" in target.host else target.host
+        host_header = host if target.port == default_port else f"{host}:{target.port}"
+        pool: urllib3.HTTPConnectionPool
+        if target.scheme == "https":
+            pool = urllib3.HTTPSConnectionPool(
+                target.addresses[0],
+                target.port,
+                server_hostname=target.host,
+                assert_hostname=target.host,
+                cert_reqs="CERT_REQUIRED",
+                ca_certs=self.ca_certs,
+                timeout=timeout,
+                retries=False,
+            )
+        else:
+            pool = urllib3.HTTPConnectionPool(
+                target.addresses[0], target.port, timeout=timeout, retries=False
+            )
+        try:
+            response = pool.urlopen(
+                "POST",
+                target.path,
+                body=body,
+                headers={**headers, "Host": host_header},
+                redirect=False,
+                assert_same_host=False,
+                preload_content=True,
+            )
+            return int(response.status)
+        finally:
+            pool.close()
+
+
+pinned_transport = PinnedTransport()
 
 
 # -- delivery -------------------------------------------------------------------------------

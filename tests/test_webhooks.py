@@ -210,3 +210,105 @@ def test_the_stated_terminal_retry_budget_is_about_a_minute():
     """The production policy waits under a minute in all across its 5 tries, as its comment states."""
     assert TERMINAL_WEBHOOK_BACKOFF.attempts == 5
     assert 40 <= TERMINAL_WEBHOOK_BACKOFF.worst_case_wait_s() <= 60
+
+
+def _tls_files(tmp_path, name):
+    """A throwaway CA and a server certificate for `name`, as PEM files."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "orfeas test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_pem, cert_pem, key_pem = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return str(ca_pem), str(cert_pem), str(key_pem)
+
+
+@pytest.fixture
+def tls_receiver(tmp_path):
+    """HTTPS receiver on loopback with a certificate for hooks.example.test; yields (port, CA file, hits)."""
+    import http.server
+    import ssl
+    import threading
+
+    ca, cert, key = _tls_files(tmp_path, "hooks.example.test")
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format, *args):
+            pass
+
+        def do_POST(self):
+            hits.append((self.headers["Host"], self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], ca, hits
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_https_to_the_pinned_address_checks_the_certificate_name(tls_receiver):
+    """Over TLS the pinned connection presents and verifies the URL's name; a name the cert lacks fails."""
+    from orfeas.webhooks import PinnedTransport
+
+    port, ca, hits = tls_receiver
+    sender = WebhookSender(transport=PinnedTransport(ca_certs=ca), backoff=FAST, terminal_timeout_s=2.0)
+    loopback = lambda host, p: ["127.0.0.1"]  # noqa: E731
+    good = parse_webhook(f"https://hooks.example.test:{port}/cb", allow_private=True, resolver=loopback)
+    delivery = sender.for_job(good, "job-tls").finish(EventType.COMPLETED, output={})
+    assert delivery is not None
+    assert delivery.delivered
+    assert hits[0][0] == f"hooks.example.test:{port}"
+    wrong = parse_webhook(f"https://other.example.test:{port}/cb", allow_private=True, resolver=loopback)
+    refused = WebhookSender(transport=PinnedTransport(ca_certs=ca), backoff=Backoff(1, 0, 0)).for_job(
+        wrong, "job-tls-wrong"
+    )
+    result = refused.finish(EventType.COMPLETED, output={})
+    assert result is not None
+    assert not result.delivered
+    assert "certificate" in (result.error or "").lower() or "hostname" in (result.error or "").lower()
+    assert len(hits) == 1
