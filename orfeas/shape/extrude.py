@@ -48,7 +48,7 @@ class ExtrudeBackend:
 
     def generate(self, cutout: Cutout, request: JobRequest, ctx: StageContext) -> ShapeResult:
         frame = PictureFrame(cutout.mask.shape[1], cutout.mask.shape[0])
-        outline = trace_outline(cutout.mask, frame, request.quality, ctx)
+        outline = trace_outline(cutout.mask, frame, request.quality, ctx, span=(0.0, 0.6))
         ctx.report(0.6)
         ctx.check()
         mesh, thickness = extrude_outline(outline, ctx)
@@ -65,8 +65,18 @@ class ExtrudeBackend:
         )
 
 
-def trace_outline(mask: np.ndarray, frame: PictureFrame, quality: int, ctx: StageContext) -> MultiPolygon:
-    """The mask's outline as polygons with holes, in model units (see PictureFrame)."""
+def trace_outline(
+    mask: np.ndarray,
+    frame: PictureFrame,
+    quality: int,
+    ctx: StageContext,
+    span: tuple[float, float] = (0.0, 1.0),
+) -> MultiPolygon:
+    """The mask's outline as polygons with holes, in model units (see PictureFrame).
+
+    Progress is reported within `span` of the calling stage's own 0..1.
+    """
+    lo, hi = span
     from scipy.ndimage import gaussian_filter
 
     rows_any = np.flatnonzero(mask.any(axis=1))
@@ -80,7 +90,7 @@ def trace_outline(mask: np.ndarray, frame: PictureFrame, quality: int, ctx: Stag
     longest = min(quality_resolution(quality, GRID_MIN, GRID_MAX), max(max(crop.shape), GRID_FLOOR))
     shape = grid_shape(crop.shape[0], crop.shape[1], longest)
     field = gaussian_filter(coverage_field(crop, shape), sigma=0.5)
-    ctx.report(0.2)
+    ctx.report(lo + (hi - lo) / 3)
     ctx.check()
 
     # Sample (i, j) of the field is the centre of its cell over the crop, in picture pixels.
@@ -89,7 +99,7 @@ def trace_outline(mask: np.ndarray, frame: PictureFrame, quality: int, ctx: Stag
     for ring in trace_contours(field, 0.5):
         x, y = frame.to_xy(r0 + (ring[:, 0] + 0.5) * step_r, c0 + (ring[:, 1] + 0.5) * step_c)
         rings.append(np.column_stack([x, y]))
-    ctx.report(0.4)
+    ctx.report(lo + 2 * (hi - lo) / 3)
     ctx.check()
 
     cell = max(step_r, step_c) * frame.unit
