@@ -86,7 +86,11 @@ class Worker:
     def from_settings(
         cls, settings: Settings, *, runpod_progress: RunpodProgress = _no_runpod_progress
     ) -> Worker:
-        return cls(settings, open_store(settings), runpod_progress=runpod_progress)
+        store = open_store(settings)
+        prewarm = getattr(store, "prewarm", None)
+        if prewarm is not None:
+            prewarm()  # the S3 client builds while the worker waits for its first job
+        return cls(settings, store, runpod_progress=runpod_progress)
 
     def run(self, job: dict[str, Any]) -> dict[str, Any]:
         """Run one job; returns the result, or `{"error": ...}` (and maybe `refresh_worker`)."""

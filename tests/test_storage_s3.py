@@ -110,9 +110,7 @@ def test_large_meshes_go_up_in_parts(s3_endpoint, bucket):
     """Above the multipart threshold the mesh is uploaded in parts and still arrives whole with its sha256."""
     store = _store(s3_endpoint, bucket)
     store.multipart_threshold = 1024 * 1024
-    from boto3.s3.transfer import TransferConfig
-
-    store._transfer = TransferConfig(multipart_threshold=1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+    store.multipart_chunksize = 5 * 1024 * 1024
     art = _artifact("stl", 6 * 1024 * 1024 + 17)
     item = store.put("job-big", art)
     client = s3_client(s3_endpoint)
@@ -208,3 +206,12 @@ def test_without_a_bucket_the_store_refuses_to_build():
     with pytest.raises(StorageError) as info:
         S3Store.from_settings(Settings())
     assert info.value.field == "ORFEAS_S3_BUCKET"
+
+
+def test_a_malformed_endpoint_is_a_storage_error_naming_the_variable():
+    """A BUCKET_ENDPOINT_URL botocore cannot use fails the upload with storage_error on that variable."""
+    store = S3Store.from_settings(_settings("not a url", "some-bucket"))
+    store.prewarm()
+    with pytest.raises(StorageError) as info:
+        store.put("job-x", _artifact("glb"))
+    assert info.value.field == "BUCKET_ENDPOINT_URL"
