@@ -12,13 +12,17 @@ from __future__ import annotations
 import numpy as np
 
 
-def trace_contours(field: np.ndarray, level: float = 0.5) -> list[np.ndarray]:
+def trace_contours(field: np.ndarray, level: float = 0.5, outside: float = 0.0) -> list[np.ndarray]:
     """Rings where `field` crosses `level`, each an (n, 2) float array of (row, col), not repeated.
 
     Coordinates are those of `field`'s samples (sample (i, j) sits at row i, col j). Rings do not
-    cross each other; their orientation is not specified (use nesting to tell holes).
+    cross each other; their orientation is not specified (use nesting to tell holes). Beyond the
+    field's border the value is `outside` (below `level`): for a coverage field in [0, 1], 0 puts
+    the outline of a shape touching the border half a sample out, on the picture's edge.
     """
-    f = np.pad(np.asarray(field, dtype=np.float64), 1, constant_values=min(level - 1.0, float(np.min(field))))
+    if not outside < level:
+        raise ValueError(f"outside ({outside}) must be below the level ({level})")
+    f = np.pad(np.asarray(field, dtype=np.float64), 1, constant_values=outside)
     inside = f > level
     rows, cols = f.shape
 
