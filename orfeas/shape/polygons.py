@@ -7,11 +7,15 @@ says what it is: even depth → an outer boundary, odd → a hole of its smalles
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.polygon import orient
+
+if TYPE_CHECKING:
+    from manifold3d import CrossSection
 
 # Nesting tests every ring against every other; beyond this many (a noise-speckled mask) only
 # the largest are kept. A container is always larger than what it contains, so no hole loses
@@ -76,7 +80,7 @@ def _clean(geom: shapely.Geometry, min_area: float) -> MultiPolygon:
     return MultiPolygon(out)
 
 
-def cross_section(shape: MultiPolygon):  # -> manifold3d.CrossSection
+def cross_section(shape: MultiPolygon) -> CrossSection:
     """The polygons as a manifold3d CrossSection (positive fill: outer CCW, holes CW)."""
     from manifold3d import CrossSection, FillRule
 

@@ -26,6 +26,7 @@ from orfeas.types import ShapeResult
 
 if TYPE_CHECKING:
     import trimesh
+    from shapely.geometry import MultiPolygon
 
     from orfeas.request import JobRequest
     from orfeas.types import Cutout, StageContext
@@ -187,7 +188,7 @@ def heightfield_solid(
     return trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
 
 
-def cut_to_outline(mesh: trimesh.Trimesh, outline, z_top: float) -> trimesh.Trimesh:
+def cut_to_outline(mesh: trimesh.Trimesh, outline: MultiPolygon, z_top: float) -> trimesh.Trimesh:
     """The heightfield solid intersected with the outline's vertical prism (manifold3d boolean)."""
     import trimesh
     from manifold3d import Manifold, Mesh64
