@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+EDGE_MARGIN = 1e-4  # of a sample spacing
+
 
 def trace_contours(field: np.ndarray, level: float = 0.5, outside: float = 0.0) -> list[np.ndarray]:
     """Rings where `field` crosses `level`, each an (n, 2) float array of (row, col), not repeated.
@@ -60,16 +62,27 @@ def trace_contours(field: np.ndarray, level: float = 0.5, outside: float = 0.0) 
         return []
 
     # Positions of the crossing points, linearly interpolated along their edges.
+    # A sample exactly at the level would put a point on it, possibly shared by two rings; kept
+    # a hair inside the edge instead, every point is on its own edge and rings never touch.
     pos = np.zeros((n_h + (rows - 1) * cols, 2))
     hi, hj = np.nonzero(h_cross)
     a, b = f[hi, hj], f[hi, hj + 1]
-    pos[h_id[hi, hj]] = np.column_stack([hi, hj + (level - a) / (b - a)])
+    pos[h_id[hi, hj]] = np.column_stack(
+        [hi, hj + np.clip((level - a) / (b - a), EDGE_MARGIN, 1 - EDGE_MARGIN)]
+    )
     vi, vj = np.nonzero(v_cross)
     a, b = f[vi, vj], f[vi + 1, vj]
-    pos[v_id[vi, vj]] = np.column_stack([vi + (level - a) / (b - a), vj])
+    pos[v_id[vi, vj]] = np.column_stack(
+        [vi + np.clip((level - a) / (b - a), EDGE_MARGIN, 1 - EDGE_MARGIN), vj]
+    )
 
     rings = _link(seg, pos.shape[0])
     return [pos[ring] - 1.0 for ring in rings]  # undo the padding
+
+
+def _fraction(a: np.ndarray, b: np.ndarray, level: float) -> np.ndarray:
+    """Where along an edge from value `a` to `b` the level falls, kept off the edge's ends."""
+    return np.clip((level - a) / (b - a), EDGE_MARGIN, 1.0 - EDGE_MARGIN)
 
 
 def _link(seg: np.ndarray, n_points: int) -> list[np.ndarray]:

@@ -17,38 +17,35 @@ from shapely.geometry.polygon import orient
 if TYPE_CHECKING:
     from manifold3d import CrossSection
 
-# Nesting tests every ring against every other; beyond this many (a noise-speckled mask) only
-# the largest are kept. A container is always larger than what it contains, so no hole loses
-# its outer ring this way.
-MAX_RINGS = 1000
-
 
 def polygons_from_rings(rings: Sequence[np.ndarray], *, min_area: float, tolerance: float) -> MultiPolygon:
     """Nest (x, y) rings into polygons with holes; drop islands and fill holes under `min_area`.
 
     Outlines are simplified (Douglas–Peucker, topology kept) by `tolerance` and made valid.
     """
-    kept = [r for r in rings if len(r) >= 3]
+    kept = [np.asarray(r, dtype=np.float64) for r in rings if len(r) >= 3]
     polys = np.array([Polygon(r) for r in kept], dtype=object)
     areas = shapely.area(polys) if len(kept) else np.zeros(0)
     big = np.flatnonzero(areas >= min_area)
-    big = big[np.argsort(-areas[big], kind="stable")][:MAX_RINGS]
     if big.size == 0:
         return MultiPolygon()
     polys, areas = polys[big], areas[big]
     kept = [kept[i] for i in big]
 
-    # contains[i, j]: ring j lies inside ring i (tested on one of ring j's own points).
-    reps = np.array([r[0] for r in kept], dtype=np.float64)
-    contains = np.stack([shapely.contains_xy(p, reps[:, 0], reps[:, 1]) for p in polys])
-    np.fill_diagonal(contains, False)
-    depth = contains.sum(axis=0)
+    # Which rings contain each ring, tested on one of its own points (a ring's point lies on its
+    # own boundary, so a ring never counts as inside itself). The tree keeps this near n log n.
+    reps = shapely.points(np.array([r[0] for r in kept]))
+    inner, outer = shapely.STRtree(polys).query(reps, predicate="within")
+    depth = np.bincount(inner, minlength=len(kept))
+
+    # A hole's parent is the smallest ring that contains it.
+    parent = np.full(len(kept), -1)
+    order = np.lexsort((-areas[outer], inner))  # per inner ring, containers by falling area
+    parent[inner[order]] = outer[order]  # the last write per ring is its smallest container
 
     shells: dict[int, list[int]] = {int(i): [] for i in np.flatnonzero(depth % 2 == 0)}
     for j in np.flatnonzero(depth % 2 == 1):
-        containers = np.flatnonzero(contains[:, j])
-        parent = containers[np.argmin(areas[containers])]
-        shells[int(parent)].append(int(j))
+        shells[int(parent[j])].append(int(j))
 
     pieces: list[Polygon] = []
     for shell, holes in shells.items():
