@@ -229,3 +229,24 @@ def test_runpod_local_api_fails_bad_input_fast(local_api, s3_endpoint, bucket):
     assert answer["error"].startswith("invalid_input: dimensions.width_mm:")
     assert _keys(s3_endpoint, bucket) == []
     assert elapsed < 5  # refused at validation; the issue's target is under a second (bench/handler.py)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{port}/picture.png",
+        "http://[::1]:{port}/picture.png",
+        "http://localhost:{port}/picture.png",
+        "http://169.254.169.254/latest/meta-data/picture.png",
+        "http://10.0.0.7/picture.png",
+    ],
+)
+def test_private_picture_urls_are_refused_even_with_private_webhooks_allowed(
+    handler_module, webhook_receiver, url
+):
+    """Picture URLs to loopback, metadata or private ranges are invalid_input on image; nothing is fetched."""
+    port = int(webhook_receiver.url.split(":")[2].split("/")[0])
+    job = {"id": "job-ssrf", "input": {"image": url.format(port=port)}}
+    output = asyncio.run(handler_module.handler(job))
+    assert output["error"].startswith("invalid_input: image:"), output
+    assert webhook_receiver.requests == []
