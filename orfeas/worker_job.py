@@ -121,11 +121,15 @@ class Worker:
         throttle = Throttle(RUNPOD_PROGRESS_INTERVAL_S, self.clock)
 
         def on_progress(event: ProgressEvent) -> None:
-            info = _info(event)
-            if hooks is not None:
-                hooks.progress(info)
-            if throttle.ready():
-                self.runpod_progress(job, dict(info))
+            # Called from inside the stages: reporting progress must never fail the job.
+            try:
+                info = _info(event)
+                if hooks is not None:
+                    hooks.progress(info)
+                if throttle.ready():
+                    self.runpod_progress(job, dict(info))
+            except Exception:
+                log.warning("progress report for %s failed", job_id, exc_info=True)
 
         result = self.pipeline.run(parsed.request, job_id=job_id, progress=on_progress)
         started = self.clock()

@@ -317,3 +317,13 @@ def test_concurrency_is_one_with_gpu_models_and_the_setting_otherwise():
     assert worker_concurrency(Settings(concurrency=4, texture_backend="hunyuan_paint")) == 1
     assert worker_concurrency(Settings(concurrency=4, background_backend="segmentation")) == 1
     assert worker_concurrency(Settings(concurrency=4, text_to_image_model="some/model")) == 1
+
+
+def test_a_failing_progress_sink_does_not_fail_the_job(tmp_path):
+    """If RunPod's progress call raises, the job still completes."""
+
+    def broken(job, progress):
+        raise RuntimeError("progress endpoint gone")
+
+    worker = Worker(_settings(), LocalStore(tmp_path), pipeline=ScriptedPipeline(), runpod_progress=broken)
+    assert "meshes" in worker.run(_job("job-progress-broken"))
