@@ -138,3 +138,17 @@ def test_registry_builds_the_backend_by_name() -> None:
     backend = Backends(Settings()).shape("extrude")
     assert backend.name == "extrude"
     assert isinstance(backend, ExtrudeBackend)
+
+
+def test_many_parts_and_many_holes_are_all_kept() -> None:
+    """A 30 × 30 pattern of dots gives 900 bodies; its negative, one plate with 900 holes."""
+    y, x = np.mgrid[0:600, 0:600]
+    dots = np.hypot(y % 20 - 9.5, x % 20 - 9.5) < 6
+    result, _ = _extrude(dots)
+    assert_closed_solid(result.mesh)
+    assert result.meta["parts"] == 900
+    assert result.mesh.body_count == 900
+    plate, _ = _extrude(~dots)
+    assert_closed_solid(plate.mesh)
+    assert plate.meta["parts"] == 1
+    assert plate.meta["holes"] == 900

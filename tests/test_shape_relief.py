@@ -136,3 +136,26 @@ def test_expired_deadline_stops_the_stage() -> None:
     ctx, _ = make_ctx(seconds=0.0)
     with pytest.raises(StageTimeout):
         ReliefBackend(Settings()).generate(_full(gradient_photo()), JobRequest(image="x"), ctx)
+
+
+def test_specks_only_mask_uses_the_whole_picture() -> None:
+    """A mask of scattered pixels has no outline: the relief covers the picture and says so."""
+    mask = np.zeros((120, 160), dtype=bool)
+    mask[::30, ::30] = True
+    result, _, warnings = _relief(cutout_from(mask, gradient_photo(120, 160), method="border"))
+    assert_closed_solid(result.mesh)
+    assert result.meta["cut_to_outline"] is False
+    assert result.mesh.extents[:2] == pytest.approx([1.0, 0.75])
+    assert any("only specks" in w for w in warnings)
+
+
+def test_a_far_speck_does_not_stretch_the_relief() -> None:
+    """A stray foreground pixel in a corner is dropped; base and depth follow the subject's size."""
+    clean = ring_mask(200, 300, outer=60, inner=20)
+    stray = clean.copy()
+    stray[2, 2] = True
+    photo = gradient_photo(200, 300)
+    a, _, _ = _relief(cutout_from(clean, photo, method="border"))
+    b, _, _ = _relief(cutout_from(stray, photo, method="border"))
+    assert b.mesh.extents == pytest.approx(a.mesh.extents, rel=0.02)
+    assert b.meta["base"] == pytest.approx(a.meta["base"], rel=0.02)

@@ -16,7 +16,7 @@ import numpy as np
 from orfeas.errors import StageFailed
 from orfeas.settings import Settings
 from orfeas.shape.contours import trace_contours
-from orfeas.shape.polygons import cross_section, polygons_from_rings
+from orfeas.shape.polygons import cross_section, manifold_to_trimesh, polygons_from_rings
 from orfeas.shape.raster import PictureFrame, coverage_field, grid_shape, quality_resolution
 from orfeas.types import ShapeResult
 
@@ -116,17 +116,10 @@ def trace_outline(
 
 def extrude_outline(outline: MultiPolygon, ctx: StageContext) -> tuple[trimesh.Trimesh, float]:
     """A closed solid from z = 0 (back) to z = thickness (front) over the outline."""
-    import trimesh
 
     x0, y0, x1, y1 = outline.bounds
     thickness = THICKNESS_RATIO * max(x1 - x0, y1 - y0)
     solid = cross_section(outline).extrude(thickness)
     if solid.is_empty():
         raise StageFailed(f"extrusion produced no solid ({solid.status()})", stage=ctx.stage)
-    out = solid.to_mesh64()
-    mesh = trimesh.Trimesh(
-        vertices=np.asarray(out.vert_properties)[:, :3],
-        faces=np.asarray(out.tri_verts, dtype=np.int64),
-        process=False,
-    )
-    return mesh, thickness
+    return manifold_to_trimesh(solid), thickness

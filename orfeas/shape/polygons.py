@@ -15,7 +15,8 @@ from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.polygon import orient
 
 if TYPE_CHECKING:
-    from manifold3d import CrossSection
+    import trimesh
+    from manifold3d import CrossSection, Manifold
 
 
 def polygons_from_rings(rings: Sequence[np.ndarray], *, min_area: float, tolerance: float) -> MultiPolygon:
@@ -86,3 +87,22 @@ def cross_section(shape: MultiPolygon) -> CrossSection:
         contours.append(np.asarray(poly.exterior.coords, dtype=np.float64)[:-1])
         contours.extend(np.asarray(h.coords, dtype=np.float64)[:-1] for h in poly.interiors)
     return CrossSection(contours, FillRule.Positive)
+
+
+def manifold_to_trimesh(solid: Manifold) -> trimesh.Trimesh:
+    """A manifold3d solid as a trimesh mesh, without zero-area triangles.
+
+    Triangulating a cap whose holes line up (a dotted plate, letters on a baseline) can give
+    triangles of three collinear vertices. Rebuilding the Manifold from its own mesh makes
+    manifold3d collapse those degenerate triangles, keeping the solid closed; a later step that
+    drops degenerate faces would otherwise open holes in it.
+    """
+    import trimesh
+    from manifold3d import Manifold
+
+    out = Manifold(solid.to_mesh64()).to_mesh64()
+    return trimesh.Trimesh(
+        vertices=np.asarray(out.vert_properties)[:, :3],
+        faces=np.asarray(out.tri_verts, dtype=np.int64),
+        process=False,
+    )

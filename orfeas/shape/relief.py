@@ -14,13 +14,15 @@ Sizes, as shares of the foreground's longest side: base 3 %, relief depth 7 % (3
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from orfeas.errors import StageFailed, StageTimeout
 from orfeas.settings import Settings
 from orfeas.shape.extrude import trace_outline
-from orfeas.shape.polygons import cross_section
+from orfeas.shape.polygons import cross_section, manifold_to_trimesh
 from orfeas.shape.raster import PictureFrame, grid_shape, luminance, quality_resolution
 from orfeas.types import ShapeResult
 
@@ -55,27 +57,26 @@ class ReliefBackend:
     def generate(self, cutout: Cutout, request: JobRequest, ctx: StageContext) -> ShapeResult:
         mask = np.asarray(cutout.mask, dtype=bool)
         frame = PictureFrame(mask.shape[1], mask.shape[0])
-        coverage = float(mask.mean()) if mask.size else 0.0
-        whole = coverage >= FULL_COVERAGE or not mask.any()
+        outline = None
         if not mask.any():
             ctx.warn("relief: the mask is empty; the whole picture is used")
-
-        if whole:
-            r0, r1, c0, c1 = 0, mask.shape[0], 0, mask.shape[1]
-        else:
-            rows_any = np.flatnonzero(mask.any(axis=1))
-            cols_any = np.flatnonzero(mask.any(axis=0))
-            r0, r1 = max(rows_any[0] - 2, 0), min(rows_any[-1] + 3, mask.shape[0])
-            c0, c1 = max(cols_any[0] - 2, 0), min(cols_any[-1] + 3, mask.shape[1])
-        region = (r0, r1, c0, c1)
+        elif mask.mean() < FULL_COVERAGE:
+            try:
+                outline = trace_outline(mask, frame, request.quality, ctx, span=(0.0, 0.2))
+            except StageFailed as exc:
+                if isinstance(exc, StageTimeout):
+                    raise
+                ctx.warn("relief: the mask has only specks; the whole picture is used")
+        region = _region(frame, outline)
+        r0, r1, c0, c1 = region
         longest_px = max(r1 - r0, c1 - c0)
         cells = min(quality_resolution(request.quality, GRID_MIN, GRID_MAX), max(longest_px, GRID_MIN))
         shape = grid_shape(r1 - r0, c1 - c0, cells)
 
-        heights, spread = sample_heights(cutout, mask if not whole else None, region, shape)
+        heights, spread = sample_heights(cutout, mask if outline is not None else None, region, shape)
         if spread < MIN_SPREAD:
             ctx.warn("relief: the picture has no contrast; the relief is a flat slab")
-        ctx.report(0.3)
+        ctx.report(0.4)
         ctx.check()
 
         size = float(longest_px * frame.unit)
@@ -83,11 +84,7 @@ class ReliefBackend:
         mesh = heightfield_solid(frame, region, z)
         ctx.report(0.6)
         ctx.check()
-
-        if not whole:
-            outline = trace_outline(mask, frame, request.quality, ctx, span=(0.6, 0.8))
-            ctx.report(0.8)
-            ctx.check()
+        if outline is not None:
             mesh = cut_to_outline(mesh, outline, float(z.max()))
         ctx.report(1.0)
         return ShapeResult(
@@ -98,9 +95,22 @@ class ReliefBackend:
                 "grid": [shape[0], shape[1]],
                 "base": round(BASE_RATIO * size, 6),
                 "depth": round(DEPTH_RATIO * size, 6),
-                "cut_to_outline": not whole,
+                "cut_to_outline": outline is not None,
             },
         )
+
+
+def _region(frame: PictureFrame, outline: MultiPolygon | None) -> tuple[int, int, int, int]:
+    """Pixel rows r0..r1 and columns c0..c1 the grid covers: the outline's box plus 2 px, or all."""
+    if outline is None:
+        return 0, frame.height_px, 0, frame.width_px
+    x0, y0, x1, y1 = (v / frame.unit for v in outline.bounds)
+    return (
+        max(math.floor(frame.height_px - y1) - 2, 0),
+        min(math.ceil(frame.height_px - y0) + 2, frame.height_px),
+        max(math.floor(x0) - 2, 0),
+        min(math.ceil(x1) + 2, frame.width_px),
+    )
 
 
 def sample_heights(
@@ -190,7 +200,6 @@ def heightfield_solid(
 
 def cut_to_outline(mesh: trimesh.Trimesh, outline: MultiPolygon, z_top: float) -> trimesh.Trimesh:
     """The heightfield solid intersected with the outline's vertical prism (manifold3d boolean)."""
-    import trimesh
     from manifold3d import Manifold, Mesh64
 
     solid = Manifold(
@@ -201,9 +210,4 @@ def cut_to_outline(mesh: trimesh.Trimesh, outline: MultiPolygon, z_top: float) -
     )
     height = z_top + 2.0
     prism = cross_section(outline).extrude(height).translate((0.0, 0.0, -1.0))
-    out = (solid ^ prism).to_mesh64()
-    return trimesh.Trimesh(
-        vertices=np.asarray(out.vert_properties)[:, :3],
-        faces=np.asarray(out.tri_verts, dtype=np.int64),
-        process=False,
-    )
+    return manifold_to_trimesh(solid ^ prism)
