@@ -98,9 +98,11 @@ def vertical_hits(mesh: trimesh.Trimesh, x: float, y: float) -> int:
 
 
 def assert_closed_solid(mesh: trimesh.Trimesh) -> None:
-    """Watertight, consistently wound, outward-facing, no degenerate faces."""
+    """Watertight, consistently wound, outward-facing, no degenerate faces (nor needles)."""
     assert len(mesh.faces) > 0
     assert mesh.is_watertight
     assert mesh.is_winding_consistent
     assert mesh.volume > 0
     assert np.all(mesh.area_faces > 0)
+    # What a repair step would drop as degenerate (a height under trimesh's merge tolerance).
+    assert mesh.nondegenerate_faces().all()

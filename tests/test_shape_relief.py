@@ -159,3 +159,13 @@ def test_a_far_speck_does_not_stretch_the_relief() -> None:
     b, _, _ = _relief(cutout_from(stray, photo, method="border"))
     assert b.mesh.extents == pytest.approx(a.mesh.extents, rel=0.02)
     assert b.meta["base"] == pytest.approx(a.meta["base"], rel=0.02)
+
+
+@pytest.mark.parametrize("quality", [5, 7, 9])
+def test_outline_on_pixel_borders_leaves_no_needles(quality: int) -> None:
+    """A plate with square holes on pixel borders, cut out of a relief, has no needle triangles."""
+    y, x = np.mgrid[0:600, 0:600]
+    plate = ~(((y % 30) < 20) & ((x % 30) < 20))
+    plate[:5] = plate[-5:] = False
+    result, _, _ = _relief(cutout_from(plate, gradient_photo(600, 600), method="border"), quality=quality)
+    assert_closed_solid(result.mesh)

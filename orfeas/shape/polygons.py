@@ -1,4 +1,4 @@
-"""Outline rings → clean polygons with holes, and those polygons as a manifold3d CrossSection.
+"""Outline rings → clean polygons with holes → manifold3d cross-sections → clean trimesh solids.
 
 Rings from marching squares never cross, so a ring's nesting depth (how many rings contain it)
 says what it is: even depth → an outer boundary, odd → a hole of its smallest container.
@@ -17,6 +17,12 @@ from shapely.geometry.polygon import orient
 if TYPE_CHECKING:
     import trimesh
     from manifold3d import CrossSection, Manifold
+
+# Of a solid's size: how far clean-up may move its surface (see manifold_to_trimesh).
+SIMPLIFY_TOLERANCE = 1e-5
+# Of a solid's size: a triangle flatter than this is a sliver (trimesh's own test, at 1e-8,
+# would call it degenerate on a model one unit across).
+SLIVER_HEIGHT = 1e-7
 
 
 def polygons_from_rings(rings: Sequence[np.ndarray], *, min_area: float, tolerance: float) -> MultiPolygon:
@@ -90,19 +96,115 @@ def cross_section(shape: MultiPolygon) -> CrossSection:
 
 
 def manifold_to_trimesh(solid: Manifold) -> trimesh.Trimesh:
-    """A manifold3d solid as a trimesh mesh, without zero-area triangles.
+    """A manifold3d solid as a trimesh mesh, without zero-area or needle triangles.
 
-    Triangulating a cap whose holes line up (a dotted plate, letters on a baseline) can give
-    triangles of three collinear vertices. Rebuilding the Manifold from its own mesh makes
-    manifold3d collapse those degenerate triangles, keeping the solid closed; a later step that
-    drops degenerate faces would otherwise open holes in it.
+    A cap whose holes line up (a dotted plate, letters on a baseline) can triangulate into
+    triangles of three collinear vertices, and a boolean cut where an outline passes within
+    1e-7 of a grid vertex leaves needles that narrow. A later step that drops degenerate faces
+    would open holes there, so they go now: the solid is rebuilt as one plain mesh (without the
+    per-input runs that make manifold3d keep the seams between its inputs) and simplified with
+    a tolerance of 1e-5 of its size (1 µm on a 100 mm print), which moves no surface further.
     """
     import trimesh
-    from manifold3d import Manifold
+    from manifold3d import Manifold, Mesh64
 
-    out = Manifold(solid.to_mesh64()).to_mesh64()
-    return trimesh.Trimesh(
+    mesh = solid.to_mesh64()
+    vertices = np.array(np.asarray(mesh.vert_properties)[:, :3], dtype=np.float64, order="C")
+    faces = np.array(mesh.tri_verts, dtype=np.uint64, order="C")
+    if len(faces) == 0:
+        return trimesh.Trimesh()
+    size = float(np.ptp(vertices, axis=0).max())
+    plain = Manifold(Mesh64(vert_properties=vertices, tri_verts=faces)).simplify(SIMPLIFY_TOLERANCE * size)
+    out = plain.to_mesh64()
+    result = trimesh.Trimesh(
         vertices=np.asarray(out.vert_properties)[:, :3],
         faces=np.asarray(out.tri_verts, dtype=np.int64),
         process=False,
     )
+    result = collapse_short_edges(result, SIMPLIFY_TOLERANCE * size)
+    return flip_slivers(result, SLIVER_HEIGHT * size)
+
+
+def collapse_short_edges(mesh: trimesh.Trimesh, length: float) -> trimesh.Trimesh:
+    """Merge the ends of edges shorter than `length`, dropping the faces that vanish.
+
+    manifold3d's simplification keeps a few such edges where a boolean's seam runs; merging
+    them is an edge collapse, which keeps a closed mesh closed. The result is checked (closed,
+    consistently wound, no zero-area face) and the input returned unchanged if it fails.
+    """
+    import trimesh
+
+    vertices, faces = np.asarray(mesh.vertices), np.asarray(mesh.faces)
+    for _ in range(4):  # each pass merges disjoint edges; chains of short edges need a few
+        edges = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+        short = edges[np.linalg.norm(vertices[edges[:, 0]] - vertices[edges[:, 1]], axis=1) < length]
+        if len(short) == 0:
+            break
+        target = np.arange(len(vertices))
+        touched: set[int] = set()
+        for a, b in np.sort(short, axis=1).tolist():
+            if a not in touched and b not in touched:
+                target[b] = a
+                touched.update((a, b))
+        faces = target[faces]
+        faces = faces[
+            (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])
+        ]
+    if faces.shape == mesh.faces.shape:
+        return mesh
+    merged = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+    merged.remove_unreferenced_vertices()
+    if merged.is_watertight and merged.is_winding_consistent and np.all(merged.area_faces > 0):
+        return merged
+    return mesh
+
+
+def flip_slivers(mesh: trimesh.Trimesh, height: float) -> trimesh.Trimesh:
+    """Flip the longest edge of every sliver (three all but collinear vertices) with its neighbour.
+
+    A cap's triangulation gives slivers where vertices of different holes nearly line up; the
+    flip replaces the sliver and its neighbour by two proper triangles over the same quad, so
+    the mesh stays closed. A flip is made only where both new triangles are proper; a sliver
+    next to a sliver waits for the next round. The result is checked and the input returned
+    unchanged if it is not closed.
+    """
+    import trimesh
+    from trimesh.triangles import nondegenerate
+
+    faces = np.array(mesh.faces)
+    vertices = np.asarray(mesh.vertices)
+    slivers = np.flatnonzero(~nondegenerate(vertices[faces], height=height))
+    if slivers.size == 0:
+        return mesh
+    # Each directed edge (a, b) → the face holding it; the neighbour across it holds (b, a).
+    directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    owner = {(int(a), int(b)): i // 3 for i, (a, b) in enumerate(directed.tolist())}
+    for _ in range(4):
+        flips = 0
+        for f in slivers.tolist():
+            tri = faces[f]
+            lengths = np.linalg.norm(vertices[tri[[1, 2, 0]]] - vertices[tri], axis=1)
+            k = int(np.argmax(lengths))  # the longest edge runs tri[k] → tri[k + 1]
+            u, v, w = int(tri[k]), int(tri[(k + 1) % 3]), int(tri[(k + 2) % 3])
+            g = owner.get((v, u))
+            if g is None:
+                continue
+            x = next(int(p) for p in faces[g] if p not in (u, v))
+            if (w, x) in owner or (x, w) in owner:
+                continue  # the new diagonal exists already: the flip would pinch the surface
+            new = np.array([(u, x, w), (x, v, w)])
+            if not nondegenerate(vertices[new], height=height).all():
+                continue
+            for a, b in ((u, v), (v, w), (w, u), (v, u), (u, x), (x, v)):
+                owner.pop((a, b), None)
+            faces[f], faces[g] = new
+            for face, (a, b, c) in ((f, new[0]), (g, new[1])):
+                owner.update({(int(a), int(b)): face, (int(b), int(c)): face, (int(c), int(a)): face})
+            flips += 1
+        slivers = np.flatnonzero(~nondegenerate(vertices[faces], height=height))
+        if flips == 0 or slivers.size == 0:
+            break
+    flipped = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+    if flipped.is_watertight and flipped.is_winding_consistent:
+        return flipped
+    return mesh

@@ -42,6 +42,8 @@ FULL_COVERAGE = 0.97
 # Gaussian smoothing of the sampled heights, in grid cells: removes single-pixel noise spikes
 # (JPEG noise, sensor grain) without blurring edges wider than about two cells.
 SMOOTH_CELLS = 0.7
+# An odd fraction of a pixel (1 − 1/φ) that keeps the grid off the pixel borders (see _region).
+GRID_OFFSET = 0.381966
 # Percentiles of the luma mapped to the lowest and highest relief.
 STRETCH = (1.0, 99.0)
 # Below this luma spread (of 1.0) the picture is flat: the relief is a plain slab.
@@ -70,7 +72,7 @@ class ReliefBackend:
         region = _region(frame, outline)
         r0, r1, c0, c1 = region
         longest_px = max(r1 - r0, c1 - c0)
-        cells = min(quality_resolution(request.quality, GRID_MIN, GRID_MAX), max(longest_px, GRID_MIN))
+        cells = min(quality_resolution(request.quality, GRID_MIN, GRID_MAX), max(round(longest_px), GRID_MIN))
         shape = grid_shape(r1 - r0, c1 - c0, cells)
 
         heights, spread = sample_heights(cutout, mask if outline is not None else None, region, shape)
@@ -100,21 +102,27 @@ class ReliefBackend:
         )
 
 
-def _region(frame: PictureFrame, outline: MultiPolygon | None) -> tuple[int, int, int, int]:
-    """Pixel rows r0..r1 and columns c0..c1 the grid covers: the outline's box plus 2 px, or all."""
+def _region(frame: PictureFrame, outline: MultiPolygon | None) -> tuple[float, float, float, float]:
+    """Pixel rows r0..r1 and columns c0..c1 the grid covers: the whole picture, or the outline's box.
+
+    Around an outline the box grows by 2 px plus an odd fraction of a pixel: outlines often run
+    along pixel borders (pixel-art logos, straight edges), and grid lines lying on them would
+    leave the boolean cut with needle triangles a few 1e-7 wide.
+    """
     if outline is None:
-        return 0, frame.height_px, 0, frame.width_px
+        return 0.0, float(frame.height_px), 0.0, float(frame.width_px)
     x0, y0, x1, y1 = (v / frame.unit for v in outline.bounds)
+    pad = 2.0 + GRID_OFFSET
     return (
-        max(math.floor(frame.height_px - y1) - 2, 0),
-        min(math.ceil(frame.height_px - y0) + 2, frame.height_px),
-        max(math.floor(x0) - 2, 0),
-        min(math.ceil(x1) + 2, frame.width_px),
+        math.floor(frame.height_px - y1) - pad,
+        math.ceil(frame.height_px - y0) + pad,
+        math.floor(x0) - pad,
+        math.ceil(x1) + pad,
     )
 
 
 def sample_heights(
-    cutout: Cutout, mask: np.ndarray | None, region: tuple[int, int, int, int], shape: tuple[int, int]
+    cutout: Cutout, mask: np.ndarray | None, region: tuple[float, float, float, float], shape: tuple[int, int]
 ) -> tuple[np.ndarray, float]:
     """Relief heights in [0, 1] at the grid's vertices ((rows+1, cols+1)), and the luma spread.
 
@@ -126,7 +134,7 @@ def sample_heights(
     rows, cols = shape
     height_px, width_px = cutout.mask.shape
     # About two luma samples per grid cell: enough to average, far less than a 40 MP photo.
-    max_side = max(2 * max(rows, cols) * max(height_px, width_px) // max(r1 - r0, c1 - c0), 16)
+    max_side = max(int(2 * max(rows, cols) * max(height_px, width_px) / max(r1 - r0, c1 - c0)), 16)
     luma = luminance(cutout.image, max_side=max_side)
     sy, sx = luma.shape[0] / height_px, luma.shape[1] / width_px
 
@@ -152,7 +160,7 @@ def sample_heights(
 
 
 def heightfield_solid(
-    frame: PictureFrame, region: tuple[int, int, int, int], z: np.ndarray
+    frame: PictureFrame, region: tuple[float, float, float, float], z: np.ndarray
 ) -> trimesh.Trimesh:
     """A closed solid: top surface at heights `z` over the region's grid, vertical walls, flat bottom.
 
