@@ -34,7 +34,7 @@ GRID_MIN, GRID_MAX = 128, 1024
 GRID_FLOOR = 256
 # Islands and holes smaller than this many working cells, or this share of the outline's
 # bounding box, are specks of the background removal, not parts of the design.
-SPECK_CELLS = 9.0
+SPECK_CELLS = 2.0
 SPECK_SHARE = 1e-4
 # Simplification tolerance in working cells: well under one cell, so no visible facets.
 TOLERANCE_CELLS = 0.35
