@@ -169,3 +169,13 @@ def test_outline_on_pixel_borders_leaves_no_needles(quality: int) -> None:
     plate[:5] = plate[-5:] = False
     result, _, _ = _relief(cutout_from(plate, gradient_photo(600, 600), method="border"), quality=quality)
     assert_closed_solid(result.mesh)
+
+
+def test_grid_is_bounded_for_large_pictures() -> None:
+    """A 2000 × 1500 photo at the top quality gets a 512-cell grid, not one cell per pixel."""
+    rgb = np.repeat(np.linspace(0, 255, 2000, dtype=np.uint8)[None, :, None], 1500, axis=0).repeat(3, axis=2)
+    result, _, _ = _relief(_full(rgb), quality=10)
+    assert result.meta["grid"] == [384, 512]
+    rows, cols = result.meta["grid"]
+    # Top grid (2 per cell), walls (2 per perimeter edge), bottom fan (1 per perimeter edge).
+    assert len(result.mesh.faces) == 2 * rows * cols + 3 * 2 * (rows + cols)
