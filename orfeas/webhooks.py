@@ -207,9 +207,14 @@ class _PermanentAnswer(Exception):
 
 
 def _retryable(exc: BaseException) -> bool:
-    """Retry an answer that says "later", and no answer at all (refused, reset, timed out)."""
-    from urllib3.exceptions import HTTPError
+    """Retry an answer that says "later", and no answer at all (refused, reset, timed out);
+    not a certificate that does not match: the next try would meet the same one."""
+    import ssl
 
+    from urllib3.exceptions import HTTPError, SSLError
+
+    if isinstance(exc, SSLError | ssl.SSLCertVerificationError):
+        return False
     return isinstance(exc, _RetryableAnswer | OSError | HTTPError)
 
 

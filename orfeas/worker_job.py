@@ -10,6 +10,7 @@ replaces a process whose device or threads are in doubt.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import threading
 import time
@@ -140,7 +141,7 @@ class Worker:
             _inline(meshes, result.artifacts, result.warnings)
         output = result.as_dict(meshes)
         output["timings"]["upload"] = round(upload_s, 4)
-        return output
+        return _json_safe(output)
 
     def _failed(
         self, hooks: JobWebhooks | None, text: str, error: dict[str, Any], *, refresh: bool
@@ -163,6 +164,22 @@ class Worker:
         except InvalidInput:
             return
         self.webhooks.for_job(target, job_id).finish(EventType.FAILED, error=exc.to_dict())
+
+
+def _json_safe(value: dict[str, Any]) -> dict[str, Any]:
+    """The result as plain JSON types: RunPod and the webhook serialise it, and a numpy number from a
+    backend's meta (np.float32, an array) would otherwise fail there, after the job has succeeded."""
+
+    def plain(obj: Any) -> Any:
+        for method in ("tolist", "item"):  # numpy arrays and scalars, torch tensors
+            if callable(getattr(obj, method, None)):
+                return getattr(obj, method)()
+        if isinstance(obj, set | frozenset | tuple):
+            return list(obj)
+        return str(obj)
+
+    result: dict[str, Any] = json.loads(json.dumps(value, default=plain))
+    return result
 
 
 def _info(event: ProgressEvent) -> ProgressInfo:

@@ -304,11 +304,10 @@ def test_https_to_the_pinned_address_checks_the_certificate_name(tls_receiver):
     assert delivery.delivered
     assert hits[0][0] == f"hooks.example.test:{port}"
     wrong = parse_webhook(f"https://other.example.test:{port}/cb", allow_private=True, resolver=loopback)
-    refused = WebhookSender(transport=PinnedTransport(ca_certs=ca), backoff=Backoff(1, 0, 0)).for_job(
-        wrong, "job-tls-wrong"
-    )
+    refused = sender.for_job(wrong, "job-tls-wrong")
     result = refused.finish(EventType.COMPLETED, output={})
     assert result is not None
     assert not result.delivered
+    assert result.attempts == 1  # a wrong certificate is not retried
     assert "certificate" in (result.error or "").lower() or "hostname" in (result.error or "").lower()
     assert len(hits) == 1

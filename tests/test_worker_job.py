@@ -12,6 +12,7 @@ import hashlib
 import urllib.request
 import uuid
 
+import numpy as np
 import pytest
 from standardwebhooks.webhooks import Webhook
 
@@ -58,7 +59,7 @@ class ScriptedPipeline:
             mesh=MeshStats(vertices=8, faces=12, watertight=True, extents_mm=(100.0, 100.0, 8.0)),
             timings={stage: 0.001 for stage in STAGE_SPANS} | {"total": 0.006},
             warnings=[],
-            extra={"vram_peak_mb": {"shape": 12.5}},
+            extra={"vram_peak_mb": {"shape": 12.5}, "shape": {"scale": np.float32(0.5), "box": np.arange(2)}},
         )
 
 
@@ -117,6 +118,7 @@ def test_a_completed_job_returns_stored_meshes_and_calls_back(s3_endpoint, bucke
         assert hashlib.sha256(body).hexdigest() == mesh["sha256"]
     assert out["timings"]["upload"] >= 0
     assert out["vram_peak_mb"] == {"shape": 12.5}
+    assert out["shape"] == {"scale": 0.5, "box": [0, 1]}  # numpy values from a backend's meta, as JSON
     events = _events(webhook_receiver)
     assert events[-1]["type"] == "completed"
     assert events[-1]["output"] == out
