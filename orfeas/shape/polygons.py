@@ -176,30 +176,32 @@ def flip_slivers(mesh: trimesh.Trimesh, height: float) -> trimesh.Trimesh:
     slivers = np.flatnonzero(~nondegenerate(vertices[faces], height=height))
     if slivers.size == 0:
         return mesh
-    # Each directed edge (a, b) → the face holding it; the neighbour across it holds (b, a).
-    directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    owner = {(int(a), int(b)): i // 3 for i, (a, b) in enumerate(directed.tolist())}
+    owner = _EdgeOwners(faces, len(vertices))
     for _ in range(4):
         flips = 0
         for f in slivers.tolist():
             tri = faces[f]
+            if nondegenerate(vertices[tri][None], height=height)[0]:
+                continue  # already replaced by an earlier flip in this round
             lengths = np.linalg.norm(vertices[tri[[1, 2, 0]]] - vertices[tri], axis=1)
             k = int(np.argmax(lengths))  # the longest edge runs tri[k] → tri[k + 1]
             u, v, w = int(tri[k]), int(tri[(k + 1) % 3]), int(tri[(k + 2) % 3])
-            g = owner.get((v, u))
+            g = owner.get(v, u)
             if g is None:
                 continue
             x = next(int(p) for p in faces[g] if p not in (u, v))
-            if (w, x) in owner or (x, w) in owner:
+            if owner.get(w, x) is not None or owner.get(x, w) is not None:
                 continue  # the new diagonal exists already: the flip would pinch the surface
             new = np.array([(u, x, w), (x, v, w)])
             if not nondegenerate(vertices[new], height=height).all():
                 continue
             for a, b in ((u, v), (v, w), (w, u), (v, u), (u, x), (x, v)):
-                owner.pop((a, b), None)
+                owner.drop(a, b)
             faces[f], faces[g] = new
             for face, (a, b, c) in ((f, new[0]), (g, new[1])):
-                owner.update({(int(a), int(b)): face, (int(b), int(c)): face, (int(c), int(a)): face})
+                owner.set(int(a), int(b), face)
+                owner.set(int(b), int(c), face)
+                owner.set(int(c), int(a), face)
             flips += 1
         slivers = np.flatnonzero(~nondegenerate(vertices[faces], height=height))
         if flips == 0 or slivers.size == 0:
@@ -208,3 +210,29 @@ def flip_slivers(mesh: trimesh.Trimesh, height: float) -> trimesh.Trimesh:
     if flipped.is_watertight and flipped.is_winding_consistent:
         return flipped
     return mesh
+
+
+class _EdgeOwners:
+    """Directed edge (a, b) → the face that holds it: a sorted array, plus the edits since."""
+
+    def __init__(self, faces: np.ndarray, n_vertices: int) -> None:
+        directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2).astype(np.int64)
+        self._n = n_vertices
+        keys = directed[:, 0] * n_vertices + directed[:, 1]
+        self._order = np.argsort(keys, kind="stable")
+        self._keys = keys[self._order]
+        self._edits: dict[tuple[int, int], int | None] = {}
+
+    def get(self, a: int, b: int) -> int | None:
+        if (a, b) in self._edits:
+            return self._edits[(a, b)]
+        i = int(np.searchsorted(self._keys, a * self._n + b))
+        if i < len(self._keys) and self._keys[i] == a * self._n + b:
+            return int(self._order[i]) // 3
+        return None
+
+    def set(self, a: int, b: int, face: int) -> None:
+        self._edits[(a, b)] = face
+
+    def drop(self, a: int, b: int) -> None:
+        self._edits[(a, b)] = None
