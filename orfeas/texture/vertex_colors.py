@@ -4,7 +4,8 @@ Each vertex takes the colour of the pixel its (x, y) falls on inside the shape's
 so front and back faces show the picture. Side walls stand on the outline, where the pixel under
 a vertex may be background: when the mask is a real cut-out, a vertex that lands on a background
 pixel takes the colour of the nearest foreground pixel instead, so no background colour bleeds
-onto the edges. All of it is array indexing: about 0.1 s for a 1.3M-face mesh.
+onto the edges. All of it is array indexing: 0.03 s for a 1.3M-face mesh, plus 0.2 s for
+the nearest-foreground map of a 2000 × 2000 cut-out.
 """
 
 from __future__ import annotations
