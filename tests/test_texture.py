@@ -130,3 +130,16 @@ def test_registry_builds_the_texture_by_name() -> None:
     backend = Backends(Settings()).vertex_texture()
     assert backend.name == "vertex"
     assert isinstance(backend, VertexColorTexture)
+
+
+def test_mask_at_another_resolution_is_scaled_to_the_picture() -> None:
+    """A mask at twice the picture's resolution is scaled to it: edges still snap to the foreground."""
+    mask = ring_mask(200, 300)
+    rgb = np.empty((*mask.shape, 3), dtype=np.uint8)
+    rgb[:] = BLUE
+    rgb[mask] = RED
+    cutout = cutout_from(mask, rgb, "border")
+    shape = _shape(ExtrudeBackend, cutout)
+    double = Cutout(image=cutout.image, mask=mask.repeat(2, axis=0).repeat(2, axis=1), method="border")
+    coloured, _ = _texture(shape, double)
+    assert np.all(coloured.visual.vertex_colors[:, :3] == RED)

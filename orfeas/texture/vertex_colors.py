@@ -62,6 +62,9 @@ def snapped_colours(cutout: Cutout) -> np.ndarray:
 
     image = cutout.image.convert("RGB")
     mask = np.asarray(cutout.mask, dtype=bool)
+    if mask.shape != (image.height, image.width):  # a mask found at another resolution
+        resized = Image.fromarray(mask.astype(np.uint8) * 255).resize(image.size, Image.Resampling.NEAREST)
+        mask = np.asarray(resized) > 127
     if max(image.size) > MAX_SIDE:
         scale = MAX_SIDE / max(image.size)
         size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
