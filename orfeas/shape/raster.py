@@ -42,7 +42,7 @@ def quality_resolution(quality: int, lo: int, hi: int) -> int:
     return round(lo * (hi / lo) ** ((q - 1) / 9))
 
 
-def grid_shape(height_px: int, width_px: int, longest: int) -> tuple[int, int]:
+def grid_shape(height_px: float, width_px: float, longest: int) -> tuple[int, int]:
     """(rows, cols) of a grid with `longest` cells on the picture's longest side, same aspect."""
     scale = longest / max(height_px, width_px)
     return max(2, round(height_px * scale)), max(2, round(width_px * scale))
