@@ -1,0 +1,60 @@
+"""Durable stores for the callback server: SQLite (embedded, default) and PostgreSQL (replicas).
+
+`open_store(url)` builds the store a DATABASE_URL names, not yet opened; use it as
+`async with open_store(url) as store:` or call `open()`/`close()`. asyncpg is imported only when a
+PostgreSQL URL is used, so `import callback_server.store` stays light.
+"""
+
+from __future__ import annotations
+
+import os
+
+from callback_server.store.base import (
+    LEADER_LEASE,
+    ApplyOutcome,
+    Delivery,
+    Job,
+    Lease,
+    RecordedCallback,
+    StaleEpoch,
+    StatusEvent,
+    Store,
+    plan_event,
+)
+from callback_server.store.url import DATABASE_URL, DEFAULT_DATABASE_URL, DatabaseUrl, parse_database_url
+
+__all__ = [
+    "DATABASE_URL",
+    "DEFAULT_DATABASE_URL",
+    "LEADER_LEASE",
+    "ApplyOutcome",
+    "DatabaseUrl",
+    "Delivery",
+    "Job",
+    "Lease",
+    "RecordedCallback",
+    "StaleEpoch",
+    "StatusEvent",
+    "Store",
+    "open_store",
+    "parse_database_url",
+    "plan_event",
+]
+
+
+def open_store(url: str | None = None, *, max_body_bytes: int = 8 * 1024 * 1024) -> Store:
+    """The store `url` names (None: $DATABASE_URL, else the default SQLite file); not yet opened.
+
+    Raises ConfigError (field DATABASE_URL) for a malformed URL. Bodies longer than
+    `max_body_bytes` are stored truncated (their full size is kept beside them).
+    """
+    if url is None:
+        url = os.environ.get(DATABASE_URL) or DEFAULT_DATABASE_URL
+    parsed = parse_database_url(url)
+    if parsed.kind == "sqlite":
+        from callback_server.store.sqlite import SqliteStore
+
+        return SqliteStore(parsed.target, max_body_bytes=max_body_bytes)
+    from callback_server.store.postgres import PostgresStore
+
+    return PostgresStore(parsed.target, max_body_bytes=max_body_bytes)

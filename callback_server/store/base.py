@@ -7,15 +7,26 @@ Rules every implementation keeps:
 - Leader-only writes pass the leader's `epoch`; a write with an epoch older than the lease's
   current one changes nothing (returns False / raises StaleEpoch).
 - No method blocks the event loop.
+- Errors of the database drivers are translated into `orfeas.errors.StorageError` (field
+  DATABASE_URL) where they enter; `StaleEpoch` is the one other error a method raises.
+
+The rules of `apply_event` live once, in `plan_event` below, and both stores call it inside the
+transaction that holds the job's row (SQLite: the single writer; PostgreSQL: SELECT … FOR UPDATE).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
 from orfeas.status import JobStatus
+
+#: The lease the callback server's leader holds; leader-only writes check their epoch against it.
+LEADER_LEASE = "leader"
 
 
 class StaleEpoch(Exception):
@@ -87,7 +98,165 @@ class Delivery:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Lease:
+    """A lease row as stored; `expires_at` is in the store's clock (unix seconds)."""
+
+    name: str
+    holder: str
+    epoch: int
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class RecordedCallback:
+    """What `record_and_apply` did: the callback's row id and, when an event was given, its outcome."""
+
+    callback_id: int
+    outcome: ApplyOutcome | None
+
+
+def plan_event(
+    job: Job | None, event: StatusEvent, *, seen: bool, now: float
+) -> tuple[ApplyOutcome, Job | None]:
+    """Decide what `event` does to `job` (None: unknown); returns the outcome and the job to store.
+
+    `seen` is True when the job already recorded an event with the same dedupe key. The second
+    value is None when nothing changes. Rules, in order:
+    - unknown job → CREATED in the event's state (another system may have submitted it);
+    - same dedupe key → DUPLICATE;
+    - a retry epoch below the job's → STALE (an event of an earlier attempt);
+    - a retry epoch above the job's → APPLIED whatever the state (RunPod /retry: the one way
+      back); output and error of the earlier attempt are cleared unless the event brings its own;
+    - a forward move (JobStatus.can_move_to) → APPLIED;
+    - IN_PROGRESS to IN_PROGRESS → APPLIED (a progress update);
+    - anything else (backwards, out of a terminal state, a repeated IN_QUEUE) → STALE.
+    `updated_at` always grows, even when two changes land within the clock's resolution.
+    """
+    if job is None:
+        created = Job(
+            id=event.job_id,
+            status=event.status,
+            created_at=now,
+            updated_at=now,
+            progress=event.progress,
+            output=event.output,
+            error=event.error,
+            provider=event.provider,
+            retry_epoch=event.retry_epoch or 0,
+        )
+        return ApplyOutcome.CREATED, created
+    if seen:
+        return ApplyOutcome.DUPLICATE, None
+    updated_at = max(now, job.updated_at + 1e-6)
+    epoch = event.retry_epoch
+    if epoch is not None and epoch < job.retry_epoch:
+        return ApplyOutcome.STALE, None
+    if epoch is not None and epoch > job.retry_epoch:
+        retried = dataclasses.replace(
+            job,
+            status=event.status,
+            updated_at=updated_at,
+            progress=event.progress,
+            output=event.output,
+            error=event.error,
+            retry_epoch=epoch,
+        )
+        return ApplyOutcome.APPLIED, retried
+    moves = job.status.can_move_to(event.status)
+    progresses = job.status is JobStatus.IN_PROGRESS and event.status is JobStatus.IN_PROGRESS
+    if not (moves or progresses):
+        return ApplyOutcome.STALE, None
+    applied = dataclasses.replace(
+        job,
+        status=event.status,
+        updated_at=updated_at,
+        progress=event.progress if event.progress is not None else job.progress,
+        output=event.output if event.output is not None else job.output,
+        error=event.error if event.error is not None else job.error,
+    )
+    return ApplyOutcome.APPLIED, applied
+
+
+#: The jobs table's columns, in the order `job_params` gives them.
+JOB_COLUMNS = (
+    "id",
+    "status",
+    "created_at",
+    "updated_at",
+    "progress",
+    "output",
+    "error",
+    "provider",
+    "input",
+    "idempotency_key",
+    "client_webhook",
+    "retry_epoch",
+    "upstream_checked_at",
+    "deadline_at",
+)
+_JSON_COLUMNS = frozenset({"progress", "output", "error", "input"})
+#: The error a job gets when the leader marks it TIMED_OUT past its deadline.
+TIMED_OUT_ERROR = {"code": "timed_out", "message": "no final status arrived before the job's deadline"}
+TIMED_OUT_DEDUPE_KEY = "deadline:timed-out"
+
+
+def dump_json(value: Any) -> str | None:
+    """JSON text for a stored column; None stays NULL (`default=str` so odd values never fail a write)."""
+    return None if value is None else json.dumps(value, separators=(",", ":"), default=str)
+
+
+def job_params(job: Job) -> tuple[Any, ...]:
+    """The job's values in JOB_COLUMNS order, JSON columns as text."""
+    values = []
+    for name in JOB_COLUMNS:
+        value = getattr(job, name)
+        if name in _JSON_COLUMNS:
+            value = dump_json(value)
+        elif name == "status":
+            value = value.value
+        values.append(value)
+    return tuple(values)
+
+
+def job_from_row(row: Mapping[str, Any]) -> Job:
+    """A Job from a jobs row (sqlite3.Row or asyncpg.Record)."""
+    kwargs: dict[str, Any] = {}
+    for name in JOB_COLUMNS:
+        value = row[name]
+        if name in _JSON_COLUMNS:
+            value = None if value is None else json.loads(value)
+        kwargs[name] = value
+    kwargs["status"] = JobStatus(kwargs["status"])
+    return Job(**kwargs)
+
+
 class Store(Protocol):
+    """What the app uses; SqliteStore and PostgresStore keep it (see the module docstring).
+
+    Semantics beyond the signatures:
+    - `record_callback` stores the body cut to the store's `max_body_bytes` (its full size kept).
+    - `record_and_apply` records the callback and, in the same transaction, applies `event` (or,
+      without one, marks the callback with `job_id`/`outcome`, e.g. "rejected", "no_task_id"):
+      one durable write per request, and no crash window between record and apply.
+    - `apply_event(..., callback_id=n)` also marks callback n with the job id and the outcome.
+    - `unapplied_callbacks` lists callbacks never marked (a crash between record and apply),
+      oldest first, as (id, provider, headers, body, query).
+    - `create_job` returns the stored job: the existing one when the id is known or when a
+      non-terminal job already holds the same idempotency key (so a racing submit sees the winner).
+    - `find_by_idempotency_key` returns the newest job with that key, whatever its state.
+    - `stale_jobs`: non-terminal jobs created after `created_after` whose row was neither updated
+      nor checked upstream since `checked_before`, least recently checked first.
+    - `expire_jobs` / `finish_delivery` raise StaleEpoch unless `epoch` is the current, unexpired
+      epoch of the LEADER_LEASE lease.
+    - `wait_for_change` returns once the job's `updated_at` is above `since` (at once if it
+      already is), or after `wait_s`.
+    - `acquire_lease` returns the holder's epoch, or None while another holder's lease runs; the
+      epoch grows by one for every new grant (a new holder, or the same one after expiry).
+      `renew_lease` is False once the lease expired or passed to another epoch. `release_lease`
+      ends the lease at once (the epoch is kept, so the next grant is higher).
+    """
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> bool: ...
@@ -96,6 +265,18 @@ class Store(Protocol):
     async def record_callback(
         self, provider: str, headers: dict[str, str], body: bytes, query: str, *, accepted: bool
     ) -> int: ...
+    async def record_and_apply(
+        self,
+        provider: str,
+        headers: dict[str, str],
+        body: bytes,
+        query: str,
+        *,
+        accepted: bool,
+        event: StatusEvent | None,
+        job_id: str | None = None,
+        outcome: str | None = None,
+    ) -> RecordedCallback: ...
     async def mark_callback(self, callback_id: int, *, job_id: str | None, outcome: str) -> None: ...
     async def unapplied_callbacks(self, limit: int) -> list[tuple[int, str, dict[str, str], bytes, str]]: ...
 
@@ -125,3 +306,7 @@ class Store(Protocol):
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> int | None: ...
     async def renew_lease(self, name: str, holder: str, epoch: int, ttl: float) -> bool: ...
     async def release_lease(self, name: str, holder: str, epoch: int) -> None: ...
+    async def current_lease(self, name: str) -> Lease | None: ...
+
+    async def __aenter__(self) -> Store: ...
+    async def __aexit__(self, *exc: object) -> None: ...
