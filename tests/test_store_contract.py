@@ -1,0 +1,418 @@
+"""The Store contract, run against SQLite and (with ORFEAS_TEST_POSTGRES_URL) PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from callback_server.store import LEADER_LEASE, ApplyOutcome, Job, StaleEpoch, StatusEvent, Store
+from orfeas.status import JobStatus
+from tests.store_support import BACKENDS, StoreMaker
+
+pytestmark = pytest.mark.asyncio
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest_asyncio.fixture(params=BACKENDS)
+async def maker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreMaker]:
+    stores = StoreMaker(request.param, tmp_path)
+    await stores.prepare()
+    try:
+        yield stores
+    finally:
+        await stores.close_all()
+
+
+@pytest_asyncio.fixture
+async def store(maker: StoreMaker) -> Store:
+    return await maker.new()
+
+
+def ev(job_id: str, status: JobStatus, key: str, **kw: object) -> StatusEvent:
+    return StatusEvent(job_id, status, key, **kw)  # type: ignore[arg-type]
+
+
+def queued_job(job_id: str, **kw: object) -> Job:
+    now = time.time()
+    return Job(id=job_id, status=JobStatus.IN_QUEUE, created_at=now, updated_at=now, **kw)  # type: ignore[arg-type]
+
+
+# -- durability ---------------------------------------------------------------------------------
+
+
+async def test_callback_survives_close_and_reopen(maker: StoreMaker) -> None:
+    """A recorded callback (body, headers, query, accepted flag) is read back by a fresh instance."""
+    first = await maker.new()
+    body = b"\x00\xffnot json at all"
+    callback_id = await first.record_callback("kie", {"Webhook-Id": "m1"}, body, "taskId=abc", accepted=False)
+    await maker.close(first)
+    second = await maker.new()
+    assert await second.unapplied_callbacks(10) == [
+        (callback_id, "kie", {"Webhook-Id": "m1"}, body, "taskId=abc")
+    ]
+
+
+async def test_callback_survives_sigkill_right_after_record(maker: StoreMaker) -> None:
+    """A process killed with SIGKILL just after record_callback returned still left its row."""
+    script = textwrap.dedent(
+        """
+        import asyncio, sys, time
+        from callback_server.store import open_store
+
+        async def main():
+            store = open_store(sys.argv[1])
+            await store.open()
+            ids = [await store.record_callback("runpod", {"n": str(i)}, b"body-%d" % i, "", accepted=True)
+                   for i in range(20)]
+            print(" ".join(map(str, ids)), flush=True)
+            time.sleep(60)  # blocks the loop: nothing more can be written before the kill
+
+        asyncio.run(main())
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, maker.url],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.to_thread(proc.stdout.readline)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+    ids = [int(x) for x in line.split()]
+    assert len(ids) == 20
+    store = await maker.new()
+    rows = await store.unapplied_callbacks(100)
+    assert [r[0] for r in rows] == ids
+    assert [r[3] for r in rows] == [b"body-%d" % i for i in range(20)]
+
+
+async def test_body_is_capped_but_recorded(maker: StoreMaker) -> None:
+    """A body over max_body_bytes is stored cut to the cap."""
+    store = await maker.new(max_body_bytes=16)
+    await store.record_callback("runpod", {}, b"a" * 100, "", accepted=True)
+    [(_, _, _, body, _)] = await store.unapplied_callbacks(5)
+    assert body == b"a" * 16
+
+
+async def test_reopen_keeps_schema_and_jobs(maker: StoreMaker) -> None:
+    """Opening twice on the same database keeps every job (schema creation is idempotent)."""
+    first = await maker.new()
+    await first.apply_event(ev("j", JobStatus.IN_PROGRESS, "k", progress={"stage": "shape"}))
+    await maker.close(first)
+    again = await maker.new()
+    job = await again.get_job("j")
+    assert job is not None
+    assert job.status is JobStatus.IN_PROGRESS
+    assert job.progress == {"stage": "shape"}
+
+
+# -- apply_event ---------------------------------------------------------------------------------
+
+
+async def test_unknown_job_is_created(store: Store) -> None:
+    """An event for a job the store never saw creates it in the event's state."""
+    outcome = await store.apply_event(
+        ev("new", JobStatus.COMPLETED, "k", output={"url": "s3://b/k"}, provider="kie")
+    )
+    assert outcome is ApplyOutcome.CREATED
+    job = await store.get_job("new")
+    assert job is not None
+    assert (job.status, job.output, job.provider) == (JobStatus.COMPLETED, {"url": "s3://b/k"}, "kie")
+
+
+async def test_state_only_moves_forward(store: Store) -> None:
+    """Queued → in progress → completed applies; a later IN_QUEUE or FAILED is stale."""
+    await store.create_job(queued_job("j"))
+    assert await store.apply_event(ev("j", JobStatus.IN_PROGRESS, "a")) is ApplyOutcome.APPLIED
+    assert await store.apply_event(ev("j", JobStatus.IN_QUEUE, "b")) is ApplyOutcome.STALE
+    assert await store.apply_event(ev("j", JobStatus.COMPLETED, "c", output=1)) is ApplyOutcome.APPLIED
+    assert await store.apply_event(ev("j", JobStatus.FAILED, "d", error="x")) is ApplyOutcome.STALE
+    assert await store.apply_event(ev("j", JobStatus.IN_PROGRESS, "e")) is ApplyOutcome.STALE
+    job = await store.get_job("j")
+    assert job is not None
+    assert (job.status, job.output, job.error) == (JobStatus.COMPLETED, 1, None)
+
+
+async def test_progress_updates_within_in_progress(store: Store) -> None:
+    """IN_PROGRESS → IN_PROGRESS with new progress applies and moves updated_at."""
+    await store.apply_event(ev("j", JobStatus.IN_PROGRESS, "a", progress={"fraction": 0.1}))
+    before = await store.get_job("j")
+    outcome = await store.apply_event(ev("j", JobStatus.IN_PROGRESS, "b", progress={"fraction": 0.5}))
+    after = await store.get_job("j")
+    assert outcome is ApplyOutcome.APPLIED
+    assert before is not None and after is not None
+    assert after.progress == {"fraction": 0.5}
+    assert after.updated_at > before.updated_at
+
+
+async def test_duplicate_is_recorded_not_applied(store: Store) -> None:
+    """A second event with the same dedupe key is DUPLICATE even when it would move forward."""
+    await store.apply_event(ev("j", JobStatus.IN_PROGRESS, "same"))
+    assert await store.apply_event(ev("j", JobStatus.COMPLETED, "same")) is ApplyOutcome.DUPLICATE
+    assert await store.apply_event(ev("j", JobStatus.COMPLETED, "same")) is ApplyOutcome.DUPLICATE
+    job = await store.get_job("j")
+    assert job is not None and job.status is JobStatus.IN_PROGRESS
+
+
+async def test_retry_epoch_is_the_one_way_back(store: Store) -> None:
+    """A higher retry epoch moves a finished job back to IN_QUEUE; events of older epochs are stale."""
+    await store.apply_event(ev("j", JobStatus.FAILED, "f", error={"code": "oom"}))
+    assert await store.apply_event(ev("j", JobStatus.IN_QUEUE, "r1", retry_epoch=1)) is ApplyOutcome.APPLIED
+    job = await store.get_job("j")
+    assert job is not None
+    assert (job.status, job.retry_epoch, job.error) == (JobStatus.IN_QUEUE, 1, None)
+    assert await store.apply_event(ev("j", JobStatus.COMPLETED, "late", retry_epoch=0)) is ApplyOutcome.STALE
+    assert await store.apply_event(ev("j", JobStatus.IN_PROGRESS, "p", retry_epoch=1)) is ApplyOutcome.APPLIED
+    assert await store.apply_event(ev("j", JobStatus.COMPLETED, "c", output=2)) is ApplyOutcome.APPLIED
+    job = await store.get_job("j")
+    assert job is not None
+    assert (job.status, job.output, job.retry_epoch) == (JobStatus.COMPLETED, 2, 1)
+
+
+async def test_apply_marks_its_callback(store: Store) -> None:
+    """apply_event with a callback id marks it, so it leaves unapplied_callbacks; mark_callback too."""
+    first = await store.record_callback("runpod", {}, b"{}", "", accepted=True)
+    second = await store.record_callback("runpod", {}, b"junk", "", accepted=True)
+    third = await store.record_callback("runpod", {}, b"forged", "", accepted=False)
+    await store.apply_event(ev("j", JobStatus.IN_QUEUE, "k"), callback_id=first)
+    await store.mark_callback(third, job_id=None, outcome="rejected")
+    assert [r[0] for r in await store.unapplied_callbacks(10)] == [second]
+
+
+async def test_record_and_apply_is_one_write(store: Store) -> None:
+    """record_and_apply stores the callback and applies its event; without one it marks the outcome."""
+    done = await store.record_and_apply(
+        "runpod", {"a": "1"}, b'{"id":"j"}', "", accepted=True, event=ev("j", JobStatus.IN_PROGRESS, "k")
+    )
+    assert done.outcome is ApplyOutcome.CREATED
+    again = await store.record_and_apply(
+        "runpod", {"a": "1"}, b'{"id":"j"}', "", accepted=True, event=ev("j", JobStatus.IN_PROGRESS, "k")
+    )
+    assert again.outcome is ApplyOutcome.DUPLICATE
+    assert again.callback_id > done.callback_id
+    miss = await store.record_and_apply("kie", {}, b"", "", accepted=True, event=None, outcome="no_task_id")
+    assert miss.outcome is None
+    assert await store.unapplied_callbacks(10) == []
+
+
+# -- jobs ----------------------------------------------------------------------------------------
+
+
+async def test_idempotency_key_lookup_and_create_race(store: Store) -> None:
+    """The key finds its job; a second create with the key of a running job returns the first job."""
+    created = await store.create_job(queued_job("a", idempotency_key="key-1", input={"prompt": "cat"}))
+    assert created.id == "a"
+    other = await store.create_job(queued_job("b", idempotency_key="key-1"))
+    assert other.id == "a"
+    assert await store.get_job("b") is None
+    found = await store.find_by_idempotency_key("key-1")
+    assert found is not None and found.id == "a" and found.input == {"prompt": "cat"}
+    assert await store.find_by_idempotency_key("nope") is None
+    await store.apply_event(ev("a", JobStatus.COMPLETED, "done"))
+    fresh = await store.create_job(queued_job("c", idempotency_key="key-1"))
+    assert fresh.id == "c"
+    again = await store.create_job(queued_job("c", idempotency_key="key-other"))
+    assert again.idempotency_key == "key-1"  # the id was known: the stored job is returned
+
+
+async def test_job_fields_round_trip(store: Store) -> None:
+    """Every Job field is stored and read back unchanged."""
+    job = Job(
+        id="full",
+        status=JobStatus.IN_QUEUE,
+        created_at=1000.5,
+        updated_at=1001.25,
+        progress={"stage": "input", "fraction": 0.0},
+        output=[1, "two", {"three": 3}],
+        error=None,
+        provider="runpod",
+        input={"image": "data:...", "steps": 5},
+        idempotency_key="ik",
+        client_webhook="https://example.test/hook",
+        retry_epoch=2,
+        upstream_checked_at=1002.0,
+        deadline_at=9999.0,
+    )
+    await store.create_job(job)
+    assert await store.get_job("full") == job
+
+
+async def test_stale_jobs_selection(store: Store) -> None:
+    """stale_jobs: non-terminal, created after the window start, not updated nor checked recently."""
+    now = time.time()
+    await store.create_job(Job("old-unchecked", JobStatus.IN_QUEUE, now - 100, now - 100))
+    await store.create_job(Job("old-checked", JobStatus.IN_PROGRESS, now - 100, now - 100))
+    await store.create_job(Job("fresh", JobStatus.IN_QUEUE, now - 1, now - 1))
+    await store.create_job(Job("finished", JobStatus.COMPLETED, now - 100, now - 100))
+    await store.create_job(Job("too-old", JobStatus.IN_QUEUE, now - 5000, now - 5000))
+    await store.mark_upstream_checked("old-checked", now - 2)
+    stale = await store.stale_jobs(checked_before=now - 10, created_after=now - 1800, limit=10)
+    assert [j.id for j in stale] == ["old-unchecked"]
+    assert (await store.get_job("old-checked")).upstream_checked_at == pytest.approx(now - 2)  # type: ignore[union-attr]
+
+
+async def test_recent_jobs_newest_first(store: Store) -> None:
+    """recent_jobs lists the most recently updated jobs first, up to the limit."""
+    for name in ("a", "b", "c"):
+        await store.apply_event(ev(name, JobStatus.IN_QUEUE, "k"))
+    await store.apply_event(ev("a", JobStatus.IN_PROGRESS, "k2"))
+    assert [j.id for j in await store.recent_jobs(2)] == ["a", "c"]
+
+
+async def test_expire_jobs_needs_the_current_epoch(maker: StoreMaker) -> None:
+    """expire_jobs times out past-deadline jobs for the leader; a stale leader's epoch is refused."""
+    store = await maker.new()
+    now = time.time()
+    await store.create_job(queued_job("late", deadline_at=now - 1))
+    await store.create_job(queued_job("on-time", deadline_at=now + 3600))
+    await store.create_job(Job("done", JobStatus.COMPLETED, now, now, deadline_at=now - 1))
+    old = await store.acquire_lease(LEADER_LEASE, "a", 0.3)
+    assert old is not None
+    await asyncio.sleep(0.5)
+    new = await store.acquire_lease(LEADER_LEASE, "b", 30)
+    assert new == old + 1
+    with pytest.raises(StaleEpoch):
+        await store.expire_jobs(now=now, epoch=old)
+    assert (await store.get_job("late")).status is JobStatus.IN_QUEUE  # type: ignore[union-attr]
+    assert await store.expire_jobs(now=now, epoch=new) == ["late"]
+    late = await store.get_job("late")
+    assert late is not None and late.status is JobStatus.TIMED_OUT and late.error["code"] == "timed_out"
+    assert (await store.get_job("on-time")).status is JobStatus.IN_QUEUE  # type: ignore[union-attr]
+    assert await store.expire_jobs(now=now, epoch=new) == []
+
+
+# -- outbox --------------------------------------------------------------------------------------
+
+
+async def test_outbox_delivery_life(maker: StoreMaker) -> None:
+    """Enqueued deliveries come due, retry later, finish; a stale epoch cannot finish one."""
+    store = await maker.new()
+    epoch = await store.acquire_lease(LEADER_LEASE, "me", 30)
+    assert epoch is not None
+    await store.enqueue_delivery("j", "https://c.test/h", b'{"s":1}', "msg-1", True)
+    await store.enqueue_delivery("j", "https://c.test/h", b'{"s":1}', "msg-1", True)  # same msg: once
+    await store.enqueue_delivery("j", "https://c.test/h", b'{"p":1}', "msg-2", False)
+    due = await store.due_deliveries(time.time() + 1, 10)
+    assert [(d.msg_id, d.terminal, d.attempts, d.body) for d in due] == [
+        ("msg-1", True, 0, b'{"s":1}'),
+        ("msg-2", False, 0, b'{"p":1}'),
+    ]
+    first, second = due
+    later = time.time() + 60
+    await store.finish_delivery(first.id, ok=False, next_attempt_at=later, epoch=epoch)
+    await store.finish_delivery(second.id, ok=True, next_attempt_at=None, epoch=epoch)
+    assert await store.due_deliveries(time.time() + 1, 10) == []
+    [retry] = await store.due_deliveries(later + 1, 10)
+    assert (retry.msg_id, retry.attempts) == ("msg-1", 1)
+    with pytest.raises(StaleEpoch):
+        await store.finish_delivery(retry.id, ok=True, next_attempt_at=None, epoch=epoch + 1)
+    await store.finish_delivery(retry.id, ok=False, next_attempt_at=None, epoch=epoch)  # gives up
+    assert await store.due_deliveries(later + 1000, 10) == []
+
+
+# -- leases --------------------------------------------------------------------------------------
+
+
+async def test_lease_two_holders_expiry_and_epochs(maker: StoreMaker) -> None:
+    """One holder at a time; the same holder re-acquires its epoch; expiry hands over with epoch + 1."""
+    a, b = await maker.new(), await maker.new()
+    first = await a.acquire_lease("lock", "a", 0.4)
+    assert first == 1
+    assert await b.acquire_lease("lock", "b", 10) is None
+    assert await a.acquire_lease("lock", "a", 0.4) == first
+    assert await b.renew_lease("lock", "b", first, 10) is False
+    assert await a.renew_lease("lock", "a", first, 0.4) is True
+    await asyncio.sleep(0.6)
+    assert await a.renew_lease("lock", "a", first, 10) is False  # expired: lost
+    second = await b.acquire_lease("lock", "b", 10)
+    assert second == first + 1
+    lease = await a.current_lease("lock")
+    assert lease is not None and (lease.holder, lease.epoch) == ("b", second)
+    await a.release_lease("lock", "a", first)  # not the holder: no effect
+    assert await a.acquire_lease("lock", "a", 10) is None
+    await b.release_lease("lock", "b", second)
+    assert await a.acquire_lease("lock", "a", 10) == second + 1
+
+
+# -- change notification -------------------------------------------------------------------------
+
+
+async def test_wait_for_change_wakes_on_another_instance(maker: StoreMaker) -> None:
+    """A waiter on one instance wakes when another instance (same database) changes the job."""
+    waiter_store, writer_store = await maker.new(), await maker.new()
+    await writer_store.apply_event(ev("j", JobStatus.IN_QUEUE, "q"))
+    job = await waiter_store.get_job("j")
+    assert job is not None
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    waiting = asyncio.create_task(waiter_store.wait_for_change("j", job.updated_at, 20))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await writer_store.apply_event(ev("j", JobStatus.IN_PROGRESS, "p"))
+    await asyncio.wait_for(waiting, 10)
+    assert loop.time() - started < 10  # woke on the change, long before its 20 s
+    changed = await waiter_store.get_job("j")
+    assert changed is not None and changed.status is JobStatus.IN_PROGRESS
+
+
+async def test_wait_for_change_times_out_and_returns_at_once_when_changed(store: Store) -> None:
+    """Without a change the wait lasts wait_s; with a newer row than `since` it returns at once."""
+    await store.apply_event(ev("j", JobStatus.IN_QUEUE, "q"))
+    job = await store.get_job("j")
+    assert job is not None
+    waiting = asyncio.create_task(store.wait_for_change("j", job.updated_at, 0.5))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    await asyncio.wait_for(waiting, 5)
+    await asyncio.wait_for(store.wait_for_change("j", job.updated_at - 1, 30), 5)
+
+
+async def test_wait_for_change_sees_a_job_created_meanwhile(store: Store) -> None:
+    """Waiting on an unknown id returns when a callback creates the job."""
+    waiting = asyncio.create_task(store.wait_for_change("later", 0.0, 20))
+    await asyncio.sleep(0.1)
+    await store.apply_event(ev("later", JobStatus.IN_PROGRESS, "p"))
+    await asyncio.wait_for(waiting, 10)
+
+
+# -- concurrency ---------------------------------------------------------------------------------
+
+
+async def test_concurrent_events_on_one_job_stay_consistent(maker: StoreMaker) -> None:
+    """100 concurrent events (two instances, duplicates, every state) leave one consistent history."""
+    a, b = await maker.new(), await maker.new()
+    statuses = [JobStatus.IN_QUEUE, JobStatus.IN_PROGRESS, JobStatus.COMPLETED, JobStatus.FAILED]
+    events = [ev("hot", statuses[i % 4], f"k{i % 60}", progress={"i": i}) for i in range(100)]
+    outcomes = await asyncio.gather(*[(a if i % 2 else b).apply_event(e) for i, e in enumerate(events)])
+    counts = Counter(outcomes)
+    assert counts[ApplyOutcome.CREATED] == 1
+    assert counts[ApplyOutcome.DUPLICATE] == 40  # 60 distinct keys among 100 events
+    terminal_applied = [
+        e for e, o in zip(events, outcomes, strict=True) if o is ApplyOutcome.APPLIED and e.status.is_terminal
+    ]
+    created = [e for e, o in zip(events, outcomes, strict=True) if o is ApplyOutcome.CREATED]
+    finals = terminal_applied + [e for e in created if e.status.is_terminal]
+    assert len(finals) == 1  # exactly one event finished the job
+    job = await a.get_job("hot")
+    assert job is not None
+    assert job.status is finals[0].status
+    assert job.progress == finals[0].progress
