@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -82,21 +81,24 @@ async def test_callback_survives_sigkill_right_after_record(maker: StoreMaker) -
         asyncio.run(main())
         """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script, maker.url],
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        maker.url,
         cwd=REPO,
-        stdout=subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     try:
         assert proc.stdout is not None
-        line = await asyncio.to_thread(proc.stdout.readline)
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
-        proc.kill()
-        proc.wait()
-        assert proc.stdout is not None
-        proc.stdout.close()
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+    assert proc.returncode == -signal.SIGKILL
     ids = [int(x) for x in line.split()]
     assert len(ids) == 20
     store = await maker.new()
@@ -159,7 +161,8 @@ async def test_progress_updates_within_in_progress(store: Store) -> None:
     outcome = await store.apply_event(ev("j", JobStatus.IN_PROGRESS, "b", progress={"fraction": 0.5}))
     after = await store.get_job("j")
     assert outcome is ApplyOutcome.APPLIED
-    assert before is not None and after is not None
+    assert before is not None
+    assert after is not None
     assert after.progress == {"fraction": 0.5}
     assert after.updated_at > before.updated_at
 
@@ -170,7 +173,8 @@ async def test_duplicate_is_recorded_not_applied(store: Store) -> None:
     assert await store.apply_event(ev("j", JobStatus.COMPLETED, "same")) is ApplyOutcome.DUPLICATE
     assert await store.apply_event(ev("j", JobStatus.COMPLETED, "same")) is ApplyOutcome.DUPLICATE
     job = await store.get_job("j")
-    assert job is not None and job.status is JobStatus.IN_PROGRESS
+    assert job is not None
+    assert job.status is JobStatus.IN_PROGRESS
 
 
 async def test_retry_epoch_is_the_one_way_back(store: Store) -> None:
@@ -225,7 +229,9 @@ async def test_idempotency_key_lookup_and_create_race(store: Store) -> None:
     assert other.id == "a"
     assert await store.get_job("b") is None
     found = await store.find_by_idempotency_key("key-1")
-    assert found is not None and found.id == "a" and found.input == {"prompt": "cat"}
+    assert found is not None
+    assert found.id == "a"
+    assert found.input == {"prompt": "cat"}
     assert await store.find_by_idempotency_key("nope") is None
     await store.apply_event(ev("a", JobStatus.COMPLETED, "done"))
     fresh = await store.create_job(queued_job("c", idempotency_key="key-1"))
@@ -295,7 +301,9 @@ async def test_expire_jobs_needs_the_current_epoch(maker: StoreMaker) -> None:
     assert (await store.get_job("late")).status is JobStatus.IN_QUEUE  # type: ignore[union-attr]
     assert await store.expire_jobs(now=now, epoch=new) == ["late"]
     late = await store.get_job("late")
-    assert late is not None and late.status is JobStatus.TIMED_OUT and late.error["code"] == "timed_out"
+    assert late is not None
+    assert late.status is JobStatus.TIMED_OUT
+    assert late.error["code"] == "timed_out"
     assert (await store.get_job("on-time")).status is JobStatus.IN_QUEUE  # type: ignore[union-attr]
     assert await store.expire_jobs(now=now, epoch=new) == []
 
@@ -346,7 +354,8 @@ async def test_lease_two_holders_expiry_and_epochs(maker: StoreMaker) -> None:
     second = await b.acquire_lease("lock", "b", 10)
     assert second == first + 1
     lease = await a.current_lease("lock")
-    assert lease is not None and (lease.holder, lease.epoch) == ("b", second)
+    assert lease is not None
+    assert (lease.holder, lease.epoch) == ("b", second)
     await a.release_lease("lock", "a", first)  # not the holder: no effect
     assert await a.acquire_lease("lock", "a", 10) is None
     await b.release_lease("lock", "b", second)
@@ -371,7 +380,8 @@ async def test_wait_for_change_wakes_on_another_instance(maker: StoreMaker) -> N
     await asyncio.wait_for(waiting, 10)
     assert loop.time() - started < 10  # woke on the change, long before its 20 s
     changed = await waiter_store.get_job("j")
-    assert changed is not None and changed.status is JobStatus.IN_PROGRESS
+    assert changed is not None
+    assert changed.status is JobStatus.IN_PROGRESS
 
 
 async def test_wait_for_change_times_out_and_returns_at_once_when_changed(store: Store) -> None:
