@@ -1,0 +1,183 @@
+"""`export_mesh`: a finished mesh (millimetres, Z up) → the bytes of one file format.
+
+    format  content type        units / axes            colour
+    glb     model/gltf-binary   metres, Y up (glTF 2.0) COLOR_0 per vertex
+    stl     model/stl           millimetres, Z up       none (binary STL has no standard colour)
+    obj     model/obj           millimetres, Z up       `v x y z r g b` (the common extension)
+    ply     application/ply     millimetres, Z up       red/green/blue/alpha vertex properties
+    3mf     model/3mf           millimetres (declared)  a colour group, per triangle corner
+
+PLY has no registered media type; `application/ply` is what the storage layer and the other
+formats' handling already use (the type most tools that serve PLY send), so one name is used
+throughout. GLB is converted because glTF fixes both: "the units for all linear distances are
+meters" and "glTF uses a right-handed coordinate system … +Y is up" (glTF 2.0 §3.4). 3MF is
+written here rather than by trimesh, whose writer names things with fresh UUIDs: the same mesh
+gives the same bytes (fixed zip timestamps, sorted entries), so caches and checksums hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from orfeas.errors import InvalidInput, OrfeasError, StageFailed
+from orfeas.mesh.colors import vertex_colours
+from orfeas.types import Artifact
+
+if TYPE_CHECKING:
+    import trimesh
+
+CONTENT_TYPES = {
+    "glb": "model/gltf-binary",
+    "stl": "model/stl",
+    "obj": "model/obj",
+    "ply": "application/ply",
+    "3mf": "model/3mf",
+}
+
+# Build frame (mm, Z up) → glTF (m, Y up): x stays, y' = z, z' = -y, so the part's front (-Y,
+# facing the slicer's viewer) faces +Z, glTF's front. A rotation: winding stays outward.
+BUILD_TO_GLTF = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]]) * 0.001
+
+
+def export_mesh(mesh: trimesh.Trimesh, fmt: str, *, stage: str = "export") -> Artifact:
+    """The mesh as `fmt` bytes with its content type and sha256; an unknown format is invalid_input."""
+    writer = _WRITERS.get(fmt)
+    if writer is None:
+        known = ", ".join(sorted(_WRITERS))
+        raise InvalidInput(f"unknown mesh format {fmt!r} (one of {known})", field="formats")
+    try:
+        data = writer(mesh)
+    except (OrfeasError, MemoryError):
+        raise
+    except Exception as exc:
+        raise StageFailed(f"{fmt} export failed: {type(exc).__name__}: {exc}", stage=stage) from exc
+    return Artifact(
+        format=fmt, data=data, content_type=CONTENT_TYPES[fmt], sha256=hashlib.sha256(data).hexdigest()
+    )
+
+
+def _copy(mesh: trimesh.Trimesh, vertices: np.ndarray | None = None) -> trimesh.Trimesh:
+    """A bare copy of the mesh (new vertices if given) with its colours as plain vertex colours."""
+    import trimesh
+
+    return trimesh.Trimesh(
+        vertices=np.asarray(mesh.vertices if vertices is None else vertices, dtype=np.float64),
+        faces=np.asarray(mesh.faces, dtype=np.int64),
+        vertex_colors=vertex_colours(mesh),
+        process=False,
+    )
+
+
+def _glb(mesh: trimesh.Trimesh) -> bytes:
+    from trimesh.exchange.gltf import export_glb
+
+    converted = _copy(mesh, np.asarray(mesh.vertices, dtype=np.float64) @ BUILD_TO_GLTF.T)
+    return bytes(export_glb(converted.scene(), include_normals=False))
+
+
+def _stl(mesh: trimesh.Trimesh) -> bytes:
+    from trimesh.exchange.stl import export_stl
+
+    return bytes(export_stl(_copy(mesh)))
+
+
+def _obj(mesh: trimesh.Trimesh) -> bytes:
+    from trimesh.exchange.obj import export_obj
+
+    text = export_obj(
+        _copy(mesh),
+        include_normals=False,
+        include_color=True,
+        include_texture=False,
+        header="ORFEAS mesh, millimetres, Z up",
+    )
+    return text.encode("utf-8")
+
+
+def _ply(mesh: trimesh.Trimesh) -> bytes:
+    from trimesh.exchange.ply import export_ply
+
+    return bytes(export_ply(_copy(mesh), encoding="binary", vertex_normal=False))
+
+
+# -- 3MF ------------------------------------------------------------------------------------
+_3MF_CORE = "http://schemas.microsoft.com/3dmanufacturing/core/2015/02"
+_3MF_MATERIAL = "http://schemas.microsoft.com/3dmanufacturing/material/2015/02"
+_3MF_TYPES = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="model" ContentType="application/vnd.ms-package.3dmanufacturing-3dmodel+xml"/>'
+    "</Types>\n"
+)
+_3MF_RELS = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    '<Relationship Target="/3D/3dmodel.model" Id="rel0" '
+    'Type="http://schemas.microsoft.com/3dmanufacturing/2013/01/3dmodel"/>'
+    "</Relationships>\n"
+)
+# The earliest time a zip entry can carry: every entry gets it, so the bytes never depend on when.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _3mf(mesh: trimesh.Trimesh) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in (
+            ("[Content_Types].xml", _3MF_TYPES),
+            ("_rels/.rels", _3MF_RELS),
+            ("3D/3dmodel.model", _3mf_model(mesh)),
+        ):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, text.encode("utf-8"), compresslevel=6)
+    return buffer.getvalue()
+
+
+def _3mf_model(mesh: trimesh.Trimesh) -> str:
+    """The 3MF model part: one object, millimetres, vertex colours as a material colour group."""
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    colours = vertex_colours(mesh)
+    out = io.StringIO()
+    out.write('<?xml version="1.0" encoding="UTF-8"?>\n')
+    out.write(f'<model unit="millimeter" xml:lang="en-US" xmlns="{_3MF_CORE}" xmlns:m="{_3MF_MATERIAL}">\n')
+    out.write("<resources>\n")
+    object_attrs = ""
+    triangle_format = '<triangle v1="%d" v2="%d" v3="%d"/>'
+    rows: np.ndarray = faces
+    if colours is not None:
+        palette, corner = np.unique(colours, axis=0, return_inverse=True)
+        corner = corner.reshape(-1)
+        out.write('<m:colorgroup id="2">\n')
+        for r, g, b, a in palette.tolist():
+            out.write(f'<m:color color="#{r:02X}{g:02X}{b:02X}{a:02X}"/>\n')
+        out.write("</m:colorgroup>\n")
+        object_attrs = ' pid="2" pindex="0"'
+        triangle_format = '<triangle v1="%d" v2="%d" v3="%d" pid="2" p1="%d" p2="%d" p3="%d"/>'
+        rows = np.hstack([faces, corner[faces]])
+    out.write(f'<object id="1" type="model"{object_attrs}>\n<mesh>\n<vertices>\n')
+    # %.9g: 1 nm resolution up to a metre, more than any printer, and shortest text for round values.
+    np.savetxt(out, vertices, fmt='<vertex x="%.9g" y="%.9g" z="%.9g"/>')
+    out.write("</vertices>\n<triangles>\n")
+    np.savetxt(out, rows, fmt=triangle_format)
+    out.write("</triangles>\n</mesh>\n</object>\n</resources>\n")
+    out.write('<build>\n<item objectid="1"/>\n</build>\n</model>\n')
+    return out.getvalue()
+
+
+_WRITERS: dict[str, Callable[[trimesh.Trimesh], bytes]] = {
+    "glb": _glb,
+    "stl": _stl,
+    "obj": _obj,
+    "ply": _ply,
+    "3mf": _3mf,
+}

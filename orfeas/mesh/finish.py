@@ -1,0 +1,118 @@
+"""`finish_mesh`: a shape's mesh → a clean, closed, budget-sized part in millimetres on the build plate.
+
+Order matters: cleaning first (decimation assumes a manifold input), holes closed before the
+orientation check (only a closed body has an inside), decimation before placement (the quadric
+error is scale-free, and scaling last keeps the asked dimension exact rather than approximate:
+decimation moves the extreme vertices).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from orfeas.errors import OrfeasError, StageFailed
+from orfeas.mesh.colors import vertex_colours
+from orfeas.mesh.decimate import decimate
+from orfeas.mesh.placement import place
+from orfeas.mesh.repair import MeshArrays, clean, close_holes, fix_winding, orient_outward
+
+if TYPE_CHECKING:
+    import trimesh
+
+    from orfeas.request import Dimensions
+    from orfeas.types import StageContext
+
+# This function's share of the export stage's progress (the pipeline reports 0.5 after it).
+_SPAN = 0.5
+
+
+def finish_mesh(
+    mesh: trimesh.Trimesh,
+    *,
+    stands: bool,
+    face_budget: int,
+    dimensions: Dimensions | None,
+    default_size_mm: float,
+    ctx: StageContext,
+) -> trimesh.Trimesh:
+    """Repair, close, decimate, orient, scale and place `mesh`; problems that remain become warnings.
+
+    Errors of the libraries underneath are raised as StageFailed for the calling stage.
+    """
+    try:
+        return _finish(
+            mesh,
+            stands=stands,
+            face_budget=face_budget,
+            dimensions=dimensions,
+            default_size_mm=default_size_mm,
+            ctx=ctx,
+        )
+    except (OrfeasError, MemoryError):
+        raise
+    except Exception as exc:
+        raise StageFailed(f"mesh finishing failed: {type(exc).__name__}: {exc}", stage=ctx.stage) from exc
+
+
+def _finish(
+    mesh: trimesh.Trimesh,
+    *,
+    stands: bool,
+    face_budget: int,
+    dimensions: Dimensions | None,
+    default_size_mm: float,
+    ctx: StageContext,
+) -> trimesh.Trimesh:
+    arrays = MeshArrays(
+        np.asarray(mesh.vertices, dtype=np.float64),
+        np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3),
+        vertex_colours(mesh),
+    )
+    if len(arrays.faces) == 0:
+        raise StageFailed("the mesh has no faces", stage=ctx.stage)
+    if not np.isfinite(arrays.vertices).all():
+        raise StageFailed("the mesh has vertices that are not finite numbers", stage=ctx.stage)
+
+    arrays, _ = clean(arrays)
+    if len(arrays.faces) == 0:
+        raise StageFailed("the mesh has only degenerate faces", stage=ctx.stage)
+    arrays, _ = fix_winding(arrays)
+    ctx.report(0.1 * _SPAN)
+    ctx.check()
+
+    arrays, holes = close_holes(arrays)
+    arrays, _ = orient_outward(arrays)
+    ctx.report(0.2 * _SPAN)
+    ctx.check()
+
+    arrays = decimate(arrays, face_budget)
+    ctx.report(0.9 * _SPAN)
+    ctx.check()
+
+    vertices = place(arrays.vertices, stands=stands, dimensions=dimensions, default_size_mm=default_size_mm)
+    finished = _to_trimesh(MeshArrays(vertices, arrays.faces, arrays.colours))
+    _warn_if_open(finished, holes.left_open, holes.nonmanifold_edges, ctx)
+    ctx.report(_SPAN)
+    return finished
+
+
+def _to_trimesh(arrays: MeshArrays) -> trimesh.Trimesh:
+    import trimesh
+
+    return trimesh.Trimesh(
+        vertices=arrays.vertices, faces=arrays.faces, vertex_colors=arrays.colours, process=False
+    )
+
+
+def _warn_if_open(mesh: trimesh.Trimesh, left_open: int, nonmanifold: int, ctx: StageContext) -> None:
+    if mesh.is_watertight:
+        return
+    reasons = []
+    if left_open:
+        reasons.append(f"{left_open} hole(s) too large or irregular to close")
+    if nonmanifold:
+        reasons.append(f"{nonmanifold} edge(s) shared by more than two faces")
+    why = "; ".join(reasons) or "decimation opened it"
+    ctx.warn(f"mesh is not watertight ({why}); a slicer may need to repair it")
