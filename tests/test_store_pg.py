@@ -1,0 +1,56 @@
+"""PostgreSQL specifics: NOTIFY wake-ups, replicas creating the schema together, unreachable server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from callback_server.store import StatusEvent
+from callback_server.store.postgres import PostgresStore
+from orfeas.errors import StorageError
+from orfeas.status import JobStatus
+from tests.store_support import PG_URL, PG_URL_ENV, reset_postgres
+
+pytestmark = pytest.mark.asyncio
+needs_pg = pytest.mark.skipif(not PG_URL, reason=f"{PG_URL_ENV} is not set")
+
+
+@pytest.mark.postgres
+@needs_pg
+async def test_notify_wakes_waiters_without_polling() -> None:
+    """A waiter whose poll interval is 60 s wakes through LISTEN/NOTIFY on another replica's change."""
+    assert PG_URL is not None
+    await reset_postgres(PG_URL)
+    async with PostgresStore(PG_URL, poll_s=60) as waiter, PostgresStore(PG_URL) as writer:
+        await writer.apply_event(StatusEvent("j", JobStatus.IN_QUEUE, "q"))
+        job = await waiter.get_job("j")
+        assert job is not None
+        waiting = asyncio.create_task(waiter.wait_for_change("j", job.updated_at, 50))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await writer.apply_event(StatusEvent("j", JobStatus.IN_PROGRESS, "p"))
+        await asyncio.wait_for(waiting, 20)  # far below the 60 s poll: the notification woke it
+
+
+@pytest.mark.postgres
+@needs_pg
+async def test_replicas_open_an_empty_database_together() -> None:
+    """Five replicas opening an empty database at once create the schema once, without errors."""
+    assert PG_URL is not None
+    await reset_postgres(PG_URL)
+    stores = [PostgresStore(PG_URL, max_size=2) for _ in range(5)]
+    try:
+        await asyncio.gather(*[s.open() for s in stores])
+        epochs = await asyncio.gather(*[s.acquire_lease("lock", f"r{i}", 30) for i, s in enumerate(stores)])
+        assert sorted(e is not None for e in epochs) == [False] * 4 + [True]
+    finally:
+        await asyncio.gather(*[s.close() for s in stores])
+
+
+async def test_unreachable_server_is_a_storage_error() -> None:
+    """A server that refuses connections fails open() with StorageError on DATABASE_URL."""
+    store = PostgresStore("postgresql://orfeas@127.0.0.1:1/none", connect_timeout=5)
+    with pytest.raises(StorageError) as info:
+        await store.open()
+    assert info.value.field == "DATABASE_URL"

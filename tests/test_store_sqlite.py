@@ -1,0 +1,107 @@
+"""SQLite specifics: WAL and FULL sync, group commit, failures isolated within a batch, clean close."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from callback_server.store import LEADER_LEASE, StaleEpoch
+from callback_server.store.sqlite import SqliteStore
+from orfeas.errors import StorageError
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest_asyncio.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    async with SqliteStore(str(tmp_path / "cb.db")) as opened:
+        yield opened
+
+
+async def test_wal_and_full_sync(store: SqliteStore) -> None:
+    """The file is in WAL mode and the writer commits with synchronous=FULL (2)."""
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert await store._write(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]) == 2
+
+
+async def test_concurrent_writes_share_commits(store: SqliteStore) -> None:
+    """200 concurrent callbacks are committed in fewer transactions than writes, each with its own id."""
+    ids = await asyncio.gather(
+        *[store.record_callback("runpod", {"i": str(i)}, b"x%d" % i, "", accepted=True) for i in range(200)]
+    )
+    assert len(set(ids)) == 200
+    commits, writes = store.commits
+    assert writes == 200
+    assert commits < writes
+    rows = await store.unapplied_callbacks(500)
+    assert {r[0]: r[3] for r in rows} == {i: b"x%d" % n for n, i in enumerate(ids)}
+
+
+async def test_without_group_commit_every_write_is_its_own_transaction(tmp_path: Path) -> None:
+    """The baseline mode (group_commit=False) commits each request alone."""
+    async with SqliteStore(str(tmp_path / "one.db"), group_commit=False) as store:
+        await asyncio.gather(*[store.record_callback("p", {}, b"", "", accepted=True) for _ in range(50)])
+        assert store.commits == (50, 50)
+
+
+async def test_a_failing_request_fails_alone_in_its_batch(store: SqliteStore) -> None:
+    """A refused leader write in the middle of a batch leaves the other writes of the batch committed."""
+    epoch = await store.acquire_lease(LEADER_LEASE, "me", 30)
+    assert epoch is not None
+    before = [store.record_callback("p", {}, b"a%d" % i, "", accepted=True) for i in range(20)]
+    refused = store.expire_jobs(now=0.0, epoch=epoch + 5)
+    after = [store.record_callback("p", {}, b"b%d" % i, "", accepted=True) for i in range(20)]
+    results = await asyncio.gather(*before, refused, *after, return_exceptions=True)
+    assert isinstance(results[20], StaleEpoch)
+    assert all(isinstance(r, int) for r in results[:20] + results[21:])
+    assert len(await store.unapplied_callbacks(100)) == 40
+
+
+async def test_close_finishes_queued_writes(tmp_path: Path) -> None:
+    """Writes submitted before close() are committed before the store closes."""
+    path = str(tmp_path / "drain.db")
+    store = SqliteStore(path)
+    await store.open()
+    writes = [
+        asyncio.create_task(store.record_callback("p", {}, b"z", "", accepted=True)) for _ in range(100)
+    ]
+    await asyncio.sleep(0)  # every task has queued its request
+    await store.close()
+    ids = await asyncio.gather(*writes)
+    assert len(set(ids)) == 100
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM callbacks").fetchone()[0] == 100
+
+
+async def test_closed_store_raises_storage_error(tmp_path: Path) -> None:
+    """Calls on a store that is not open raise StorageError naming DATABASE_URL; ping is False."""
+    store = SqliteStore(str(tmp_path / "x.db"))
+    with pytest.raises(StorageError) as info:
+        await store.get_job("j")
+    assert info.value.field == "DATABASE_URL"
+    assert await store.ping() is False
+
+
+async def test_unopenable_file_is_a_storage_error(tmp_path: Path) -> None:
+    """A path in a missing directory fails open() with StorageError on DATABASE_URL."""
+    store = SqliteStore(str(tmp_path / "missing" / "dir" / "x.db"))
+    with pytest.raises(StorageError) as info:
+        await store.open()
+    assert info.value.field == "DATABASE_URL"
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A database written by a newer schema version is not opened."""
+    path = str(tmp_path / "new.db")
+    async with SqliteStore(path):
+        pass
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (99, 0)")
+    with pytest.raises(StorageError, match="newer"):
+        await SqliteStore(path).open()
