@@ -489,7 +489,12 @@ class PostgresStore:
         self._waiters.setdefault(job_id, set()).add(changed)
         try:
             while self._pool is not None:
-                job = await self.get_job(job_id)
+                try:
+                    job = await self.get_job(job_id)
+                except StorageError:
+                    if self._pool is None:
+                        return  # closed while waiting (shutdown): the caller answers with what it has
+                    raise
                 if job is not None and job.updated_at > since:
                     return
                 remaining = deadline - loop.time()

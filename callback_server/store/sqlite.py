@@ -620,7 +620,12 @@ class SqliteStore:
         self._waiters.setdefault(job_id, set()).add(changed)
         try:
             while self._writer is not None:
-                job = await self.get_job(job_id)
+                try:
+                    job = await self.get_job(job_id)
+                except StorageError:
+                    if self._writer is None:
+                        return  # closed while waiting (shutdown): the caller answers with what it has
+                    raise
                 if job is not None and job.updated_at > since:
                     return
                 remaining = deadline - loop.time()

@@ -1,0 +1,84 @@
+"""plan_event's rules as properties, and the SQLite store replaying random event streams the same way."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from callback_server.store import ApplyOutcome, Job, StatusEvent, plan_event
+from callback_server.store.sqlite import SqliteStore
+from orfeas.status import JobStatus
+
+events = st.builds(
+    StatusEvent,
+    job_id=st.just("j"),
+    status=st.sampled_from(list(JobStatus)),
+    dedupe_key=st.sampled_from([f"k{i}" for i in range(8)]),
+    progress=st.one_of(st.none(), st.fixed_dictionaries({"fraction": st.floats(0, 1)})),
+    output=st.one_of(st.none(), st.integers(0, 9)),
+    retry_epoch=st.one_of(st.none(), st.integers(0, 3)),
+)
+
+
+def replay(stream: list[StatusEvent]) -> tuple[Job | None, list[ApplyOutcome]]:
+    """Apply a stream in memory through plan_event, as a store would."""
+    job: Job | None = None
+    seen: set[str] = set()
+    outcomes = []
+    for n, event in enumerate(stream):
+        outcome, new = plan_event(job, event, seen=event.dedupe_key in seen, now=1000.0 + n)
+        if outcome is not ApplyOutcome.DUPLICATE:
+            seen.add(event.dedupe_key)
+        if new is not None:
+            job = new
+        outcomes.append(outcome)
+    return job, outcomes
+
+
+@given(st.lists(events, min_size=1, max_size=30))
+def test_state_never_moves_back_without_a_higher_retry_epoch(stream: list[StatusEvent]) -> None:
+    """Across any stream: the rank only drops, and a terminal state is only left, when the epoch rises."""
+    job: Job | None = None
+    seen: set[str] = set()
+    for n, event in enumerate(stream):
+        outcome, new = plan_event(job, event, seen=event.dedupe_key in seen, now=1000.0 + n)
+        if outcome is not ApplyOutcome.DUPLICATE:
+            seen.add(event.dedupe_key)
+        if job is not None and new is not None:
+            epoch_rose = new.retry_epoch > job.retry_epoch
+            assert epoch_rose or new.status.rank >= job.status.rank
+            assert epoch_rose or not job.status.is_terminal
+            assert new.retry_epoch >= job.retry_epoch
+            assert new.updated_at > job.updated_at
+        if outcome in (ApplyOutcome.DUPLICATE, ApplyOutcome.STALE):
+            assert new is None
+        if new is not None:
+            job = new
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(events, min_size=1, max_size=20))
+def test_sqlite_store_matches_the_rules(stream: list[StatusEvent]) -> None:
+    """The SQLite store, fed a stream one event at a time, gives plan_event's outcomes and final job."""
+    expected_job, expected_outcomes = replay(stream)
+
+    async def run() -> tuple[Job | None, list[ApplyOutcome]]:
+        with tempfile.TemporaryDirectory() as tmp:
+            async with SqliteStore(str(Path(tmp) / "p.db")) as store:
+                outcomes = [await store.apply_event(e) for e in stream]
+                return await store.get_job("j"), outcomes
+
+    job, outcomes = asyncio.run(run())
+    assert outcomes == expected_outcomes
+    assert job is not None
+    assert expected_job is not None
+    assert (job.status, job.progress, job.output, job.retry_epoch) == (
+        expected_job.status,
+        expected_job.progress,
+        expected_job.output,
+        expected_job.retry_epoch,
+    )
