@@ -166,6 +166,11 @@ def _settle(future: asyncio.Future, result: Any) -> None:
         future.set_result(result)
 
 
+def _settle_all(settled: list[tuple[asyncio.Future, Any]]) -> None:
+    for future, result in settled:
+        _settle(future, result)
+
+
 class _Writer:
     """The one thread that writes; `group_commit=False` commits every request alone (the baseline)."""
 
@@ -231,10 +236,15 @@ class _Writer:
             results = [_storage_error(exc)] * len(batch)
         self.batches += 1
         self.ops += len(batch)
+        # One wake-up per event loop for the whole batch, not one per caller: each
+        # call_soon_threadsafe writes to the loop's self-pipe.
+        by_loop: dict[Any, list[tuple[asyncio.Future, Any]]] = {}
         for op, result in zip(batch, results, strict=True):
-            # A closed loop (RuntimeError) means nobody waits for this answer any more.
+            by_loop.setdefault(op.loop, []).append((op.future, result))
+        for loop, settled in by_loop.items():
+            # A closed loop (RuntimeError) means nobody waits for these answers any more.
             with contextlib.suppress(RuntimeError):
-                op.loop.call_soon_threadsafe(_settle, op.future, result)
+                loop.call_soon_threadsafe(_settle_all, settled)
 
 
 def _wrap(exc: Exception) -> Exception:
