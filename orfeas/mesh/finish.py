@@ -16,7 +16,7 @@ from orfeas.errors import OrfeasError, StageFailed
 from orfeas.mesh.colors import vertex_colours
 from orfeas.mesh.decimate import decimate
 from orfeas.mesh.placement import place
-from orfeas.mesh.repair import MeshArrays, clean, close_holes, fix_winding, orient_outward
+from orfeas.mesh.repair import EdgeTable, MeshArrays, clean, close_holes, fix_winding, orient_outward
 
 if TYPE_CHECKING:
     import trimesh
@@ -78,12 +78,17 @@ def _finish(
     arrays, _ = clean(arrays)
     if len(arrays.faces) == 0:
         raise StageFailed("the mesh has only degenerate faces", stage=ctx.stage)
-    arrays, _ = fix_winding(arrays)
+    table = EdgeTable.of(arrays.faces)
+    arrays, flipped = fix_winding(arrays, table)
+    if flipped:
+        table = EdgeTable.of(arrays.faces)
     ctx.report(0.1 * _SPAN)
     ctx.check()
 
-    arrays, holes = close_holes(arrays)
-    arrays, _ = orient_outward(arrays)
+    arrays, holes = close_holes(arrays, table)
+    if holes.filled:
+        table = EdgeTable.of(arrays.faces)
+    arrays, _ = orient_outward(arrays, table)
     ctx.report(0.2 * _SPAN)
     ctx.check()
 

@@ -86,10 +86,10 @@ def clean(mesh: MeshArrays, *, merge_share: float = MERGE_SHARE) -> tuple[MeshAr
     if report.degenerate_faces:
         faces = faces[~degenerate]
 
-    first = _first_of_each(np.sort(faces, axis=1))
-    report.duplicate_faces = len(faces) - len(first)
+    keep = _unique_faces(faces, len(mesh.vertices))
+    report.duplicate_faces = len(faces) - len(keep)
     if report.duplicate_faces:
-        faces = faces[first]
+        faces = faces[keep]
 
     mesh = MeshArrays(mesh.vertices, faces, mesh.colours)
     mesh, report.unreferenced_vertices = drop_unreferenced(mesh)
@@ -113,14 +113,42 @@ def _merge_close(mesh: MeshArrays, tolerance: float) -> tuple[MeshArrays, int]:
     return mesh.subset_vertices(keep, labels[mesh.faces]), n - count
 
 
-def _first_of_each(rows: np.ndarray) -> np.ndarray:
-    """Indices of the first occurrence of each distinct row, in their original order."""
-    if len(rows) == 0:
+def _unique_faces(faces: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the faces to keep, in order, when faces with the same corners are one face.
+
+    Copies wound the same way are one face: the first is kept. A face and its reverse are a
+    zero-volume flap (quadric decimation leaves such pairs where it folds the surface onto
+    itself), whose edges make the mesh non-manifold: they cancel, and both go. In a group the
+    majority winding keeps its first face; a tie drops the whole group.
+    """
+    if len(faces) == 0:
         return np.zeros(0, np.int64)
-    contiguous = np.ascontiguousarray(rows)
-    keys = contiguous.view(np.dtype((np.void, contiguous.dtype.itemsize * contiguous.shape[1]))).ravel()
-    _, first = np.unique(keys, return_index=True)
-    return np.sort(first)
+    _, group, counts = np.unique(
+        _row_keys(np.sort(faces, axis=1), n), return_inverse=True, return_counts=True
+    )
+    if counts.max() == 1:
+        return np.arange(len(faces))
+    # A face is an even permutation of its sorted corners when exactly two of a<b, b<c, c<a hold.
+    a, b, c = faces[:, 0], faces[:, 1], faces[:, 2]
+    even = ((a < b).astype(np.int8) + (b < c) + (c < a)) == 2
+    sign = np.where(even, 1, -1)
+    net = np.bincount(group, sign, minlength=len(counts))
+    wanted = np.sign(net)[group]
+    candidates = np.flatnonzero((wanted != 0) & (sign == wanted))
+    _, first = np.unique(group[candidates], return_index=True)
+    return np.sort(candidates[first])
+
+
+def _row_keys(rows: np.ndarray, n: int) -> np.ndarray:
+    """One sortable key per row of non-negative ints below `n`: an int64 while n**k fits in one."""
+    k = rows.shape[1]
+    if n**k < 2**63:
+        keys = rows[:, 0].astype(np.int64)
+        for j in range(1, k):
+            keys = keys * n + rows[:, j]
+        return keys
+    contiguous = np.ascontiguousarray(rows, dtype=np.int64)
+    return contiguous.view(np.dtype((np.void, 8 * k))).ravel()
 
 
 def drop_unreferenced(mesh: MeshArrays) -> tuple[MeshArrays, int]:
@@ -137,52 +165,99 @@ def drop_unreferenced(mesh: MeshArrays) -> tuple[MeshArrays, int]:
 # -- edges ------------------------------------------------------------------------------------
 @dataclass
 class EdgeTable:
-    """Every directed face edge, grouped by undirected edge."""
+    """Every directed face edge, grouped by undirected edge (one sort of 3f keys)."""
 
     directed: np.ndarray  # (3f, 2): face k's edges are rows 3k, 3k+1, 3k+2
-    group: np.ndarray  # (3f,): undirected edge id of each directed edge
+    order: np.ndarray  # (3f,): directed edges sorted so that each undirected edge's are together
+    starts: np.ndarray  # (e,): where each undirected edge's run begins in `order`
     counts: np.ndarray  # (e,): how many faces use each undirected edge
+    group: np.ndarray  # (3f,): undirected edge id of each directed edge
 
     @classmethod
     def of(cls, faces: np.ndarray) -> EdgeTable:
         directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-        undirected = np.sort(directed, axis=1)
         n = int(faces.max()) + 1 if len(faces) else 1
-        keys = undirected[:, 0] * n + undirected[:, 1]
-        _, group, counts = np.unique(keys, return_inverse=True, return_counts=True)
-        return cls(directed, group, counts)
+        keys = _row_keys(np.sort(directed, axis=1), n)
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        new_run = np.ones(len(ordered), bool)
+        new_run[1:] = ordered[1:] != ordered[:-1]
+        starts = np.flatnonzero(new_run)
+        counts = np.diff(np.append(starts, len(ordered)))
+        group = np.empty(len(ordered), np.int64)
+        group[order] = np.cumsum(new_run) - 1
+        return cls(directed, order, starts, counts, group)
 
     def uses(self) -> np.ndarray:
         """For each directed edge, how many faces use its undirected edge."""
         return self.counts[self.group]
 
+    def manifold_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(face, neighbour, same_direction) for every edge shared by exactly two faces."""
+        runs = self.starts[self.counts == 2]
+        first, second = self.order[runs], self.order[runs + 1]
+        forward = self.directed[:, 0] < self.directed[:, 1]
+        return first // 3, second // 3, forward[first] == forward[second]
 
-def fix_winding(mesh: MeshArrays) -> tuple[MeshArrays, int]:
-    """Make faces that share an edge traverse it in opposite directions; return how many flipped.
+    def bodies(self, f: int) -> np.ndarray:
+        """A body id per face: faces are one body when linked through edges (any number of uses)."""
+        from scipy.sparse import coo_matrix
+        from scipy.sparse.csgraph import connected_components
 
-    Consistent meshes (every shape backend's output) are detected with one pass over the edges;
-    only inconsistent ones go through trimesh's face-graph traversal.
+        heads = self.order[np.repeat(self.starts, self.counts)]
+        graph = coo_matrix((np.ones(len(heads), np.int8), (self.order // 3, heads // 3)), shape=(f, f))
+        _, labels = connected_components(graph, directed=False)
+        return labels
+
+
+def fix_winding(mesh: MeshArrays, table: EdgeTable | None = None) -> tuple[MeshArrays, int]:
+    """Make faces that share an edge cross it in opposite directions; return how many flipped.
+
+    Each face is a pair of nodes (as is, flipped); a shared edge links the states that agree
+    across it. One connected-components pass then gives, per body, the flips that agree with
+    its first face. Which way a body faces is `orient_outward`'s concern, not this one's.
+    Edges with more than two faces constrain nothing; a non-orientable body keeps its winding.
     """
-    if len(mesh.faces) == 0 or winding_is_consistent(mesh.faces):
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    f = len(mesh.faces)
+    if f == 0:
         return mesh, 0
-    import trimesh
+    table = table or EdgeTable.of(mesh.faces)
+    if winding_is_consistent(mesh.faces, table):
+        return mesh, 0
+    a, b, same = table.manifold_pairs()
+    # Same direction: a's state s agrees with b's state 1-s; opposite: with b's state s.
+    rows = np.concatenate([a, a + f])
+    cols = np.concatenate([np.where(same, b + f, b), np.where(same, b, b + f)])
+    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(2 * f, 2 * f))
+    _, state = connected_components(graph, directed=False)
+    bodies = table.bodies(f)
+    _, root = np.unique(bodies, return_index=True)
+    reference = state[root][bodies]  # the component of each body's first face as it is
+    flip = (state[f:] == reference) & (state[:f] != reference)
+    if not flip.any():
+        return mesh, 0
+    faces = mesh.faces.copy()
+    faces[flip] = faces[flip][:, ::-1]
+    return MeshArrays(mesh.vertices, faces, mesh.colours), int(flip.sum())
 
-    tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
-    trimesh.repair.fix_winding(tm)
-    faces = np.asarray(tm.faces, dtype=np.int64)
-    flipped = int(np.any(faces != mesh.faces, axis=1).sum())
-    return MeshArrays(mesh.vertices, faces, mesh.colours), flipped
 
-
-def winding_is_consistent(faces: np.ndarray) -> bool:
-    """True when no directed edge is used twice (two faces crossing an edge the same way)."""
-    directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    return len(_first_of_each(directed)) == len(directed)
+def winding_is_consistent(faces: np.ndarray, table: EdgeTable | None = None) -> bool:
+    """True when every edge shared by two faces is crossed once each way."""
+    table = table or EdgeTable.of(faces)
+    _, _, same = table.manifold_pairs()
+    return not same.any()
 
 
 # -- holes ------------------------------------------------------------------------------------
 def close_holes(
-    mesh: MeshArrays, *, hole_share: float = HOLE_SHARE, max_edges: int = HOLE_MAX_EDGES
+    mesh: MeshArrays,
+    table: EdgeTable | None = None,
+    *,
+    hole_share: float = HOLE_SHARE,
+    max_edges: int = HOLE_MAX_EDGES,
 ) -> tuple[MeshArrays, HoleReport]:
     """Triangulate every small boundary loop, with the winding of the faces around it.
 
@@ -192,7 +267,7 @@ def close_holes(
     report = HoleReport()
     if len(mesh.faces) == 0:
         return mesh, report
-    table = EdgeTable.of(mesh.faces)
+    table = table or EdgeTable.of(mesh.faces)
     uses = table.uses()
     report.nonmanifold_edges = int((table.counts > 2).sum())
     boundary = table.directed[uses == 1]
@@ -291,48 +366,40 @@ def _signed_area(flat: np.ndarray) -> float:
 
 
 # -- orientation ------------------------------------------------------------------------------
-def orient_outward(mesh: MeshArrays) -> tuple[MeshArrays, int]:
+def orient_outward(mesh: MeshArrays, table: EdgeTable | None = None) -> tuple[MeshArrays, int]:
     """Flip each closed body whose volume is negative (faces pointing inward); return faces flipped.
 
     A body with negative volume inside another body's bounding box is a cavity (a hollow
     part's inner wall), whose faces rightly point into the hollow: it is kept as it is.
     Open bodies have no inside, so they are left alone.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     faces = mesh.faces
     f = len(faces)
     if f == 0:
         return mesh, 0
-    table = EdgeTable.of(faces)
-    face_of_edge = np.repeat(np.arange(f), 3)
-    # Faces sharing an edge are one body: link every directed edge's face to its edge's node.
-    graph = coo_matrix(
-        (np.ones(3 * f, np.int8), (face_of_edge, f + table.group)), shape=(f + len(table.counts),) * 2
-    )
-    _, labels = connected_components(graph, directed=False)
-    body = labels[:f]
+    table = table or EdgeTable.of(faces)
+    body = table.bodies(f)
     _, body = np.unique(body, return_inverse=True)
-    bodies = int(body.max()) + 1
+    count = int(body.max()) + 1
 
-    open_body = np.zeros(bodies, bool)
-    open_body[body[face_of_edge[table.uses() != 2]]] = True
+    open_body = np.zeros(count, bool)
+    open_body[body[np.flatnonzero(table.uses() != 2) // 3]] = True
 
-    v = mesh.vertices[faces]
-    origin = mesh.vertices.mean(axis=0)
-    a, b, c = v[:, 0] - origin, v[:, 1] - origin, v[:, 2] - origin
-    volumes = np.bincount(body, np.einsum("ij,ij->i", a, np.cross(b, c)) / 6.0, minlength=bodies)
+    corners = mesh.vertices[faces] - mesh.vertices.mean(axis=0)
+    signed = np.einsum("ij,ij->i", corners[:, 0], np.cross(corners[:, 1], corners[:, 2])) / 6.0
+    volumes = np.bincount(body, signed, minlength=count)
+    inverted = np.flatnonzero((volumes < 0) & ~open_body)
+    if len(inverted) == 0:
+        return mesh, 0
 
-    lo = np.full((bodies, 3), np.inf)
-    hi = np.full((bodies, 3), -np.inf)
-    np.minimum.at(lo, body, v.min(axis=1))
-    np.maximum.at(hi, body, v.max(axis=1))
-
-    flip = np.zeros(bodies, bool)
-    for i in np.flatnonzero((volumes < 0) & ~open_body):
+    lo = np.full((count, 3), np.inf)
+    hi = np.full((count, 3), -np.inf)
+    np.minimum.at(lo, body, corners.min(axis=1))
+    np.maximum.at(hi, body, corners.max(axis=1))
+    flip = np.zeros(count, bool)
+    for i in inverted:
         inside_another = np.any(
-            (np.arange(bodies) != i)
+            (np.arange(count) != i)
             & (volumes > 0)
             & np.all(lo <= lo[i], axis=1)
             & np.all(hi >= hi[i], axis=1)
