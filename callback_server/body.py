@@ -1,0 +1,49 @@
+"""Read a request body ourselves, with a cap, so an over-size body still gets our answer.
+
+aiohttp's `request.read()` answers 413 past `client_max_size` (1 MiB); a webhook provider then
+retries forever. Here the first `cap` bytes are kept, the rest is drained (hashed, so duplicates
+of an over-size body are still recognised) up to `drain_limit`, past which the connection is
+closed after the answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from aiohttp import ClientPayloadError, web
+
+CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class CappedBody:
+    data: bytes  # the first `cap` bytes
+    size: int  # bytes read in all
+    sha256: str  # of every byte read
+    truncated: bool  # more than `cap` bytes came
+    complete: bool  # the whole body was read (False: drain limit hit or the client went away)
+
+
+async def read_capped(request: web.Request, cap: int, drain_limit: int | None = None) -> CappedBody:
+    limit = drain_limit if drain_limit is not None else cap * 16
+    digest = hashlib.sha256()
+    kept = bytearray()
+    size = 0
+    complete = True
+    try:
+        while True:
+            chunk = await request.content.read(CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            digest.update(chunk)
+            room = cap - len(kept)
+            if room > 0:
+                kept += chunk[:room]
+            if size > limit:
+                complete = False
+                break
+    except (ConnectionError, ClientPayloadError, OSError):
+        complete = False
+    return CappedBody(bytes(kept), size, digest.hexdigest(), size > cap, complete)

@@ -1,0 +1,288 @@
+"""The OpenAPI 3.1 document for every route (kept beside the routes; a test checks they match)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from orfeas.status import JobStatus
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+_ERROR = _json(_ref("Error"), "An error")
+_JOB_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:+=@-]{0,127}$"},
+}
+_UNAVAILABLE = _json(_ref("Error"), "The store (or the upstream) is not available; retry later")
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string"},
+                    "message": {"type": "string"},
+                    "field": {"type": "string"},
+                },
+            },
+            "id": {"type": "string"},
+        },
+    },
+    "Job": {
+        "type": "object",
+        "required": ["id", "status", "progress", "output", "error", "created_at", "updated_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "status": {"enum": [s.value for s in JobStatus]},
+            "progress": {"type": ["object", "null"]},
+            "output": {},
+            "error": {},
+            "created_at": {"type": "number"},
+            "updated_at": {"type": "number"},
+        },
+    },
+    "JobSummary": {
+        "type": "object",
+        "required": ["id", "status"],
+        "properties": {"id": {"type": "string"}, "status": {"enum": [s.value for s in JobStatus]}},
+    },
+    "SubmitRequest": {
+        "type": "object",
+        "required": ["input"],
+        "additionalProperties": False,
+        "properties": {
+            "input": {"type": "object"},
+            "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200},
+            "webhook": {
+                "type": "string",
+                "format": "uri",
+                "pattern": "^https?://[^/?#\\s]+",
+                "maxLength": 2048,
+            },
+        },
+    },
+    "CallbackAnswer": {
+        "type": "object",
+        "required": ["received"],
+        "properties": {"received": {"const": True}, "job_id": {"type": "string"}},
+    },
+}
+
+_CALLBACK_BODY = {
+    "description": "Any body at all: JSON of any shape, form fields, binary, empty, over-size.",
+    "required": False,
+    "content": {
+        JSON: {"schema": {}},
+        "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+_CALLBACK_RESPONSES = {
+    "200": _json(_ref("CallbackAnswer"), "Stored durably (and applied when authentic and understood)"),
+    "503": _UNAVAILABLE,
+}
+
+
+def _callback_operation(op_id: str, with_provider: bool) -> dict[str, Any]:
+    params: list[dict[str, Any]] = [
+        {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
+        {"name": "X-Callback-Token", "in": "header", "required": False, "schema": {"type": "string"}},
+    ]
+    if with_provider:
+        params.insert(
+            0,
+            {
+                "name": "provider",
+                "in": "path",
+                "required": True,
+                "description": "runpod, kie, replicate, orfeas or any other name",
+                "schema": {"type": "string"},
+            },
+        )
+    return {
+        "post": {
+            "operationId": op_id,
+            "summary": "Receive a webhook callback; always answers 200 once it is stored",
+            "parameters": params,
+            "requestBody": _CALLBACK_BODY,
+            "responses": _CALLBACK_RESPONSES,
+        }
+    }
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    job = _json(_ref("Job"), "The job")
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ORFEAS callback server",
+            "version": "0.1.0",
+            "description": "Receives webhook callbacks and serves the status of image-to-3D jobs.",
+        },
+        "paths": {
+            "/healthz": {
+                "get": {
+                    "operationId": "healthz",
+                    "summary": "Liveness",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["status"],
+                                "properties": {"status": {"const": "ok"}},
+                            },
+                            "Alive",
+                        )
+                    },
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readyz",
+                    "summary": "Readiness: this instance's role and the store",
+                    "responses": {
+                        "200": _json(_ref("Ready"), "Ready"),
+                        "503": _json(_ref("Ready"), "The store is not open or does not answer"),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Text format 0.0.4",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+                }
+            },
+            "/callbacks": _callback_operation("receiveCallback", with_provider=False),
+            "/callbacks/{provider}": _callback_operation("receiveProviderCallback", with_provider=True),
+            "/v1/jobs": {
+                "get": {
+                    "operationId": "listJobs",
+                    "summary": "Recent jobs, newest first",
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["jobs"],
+                                "properties": {"jobs": {"type": "array", "items": _ref("Job")}},
+                            },
+                            "Jobs",
+                        ),
+                        "400": _ERROR,
+                        "503": _UNAVAILABLE,
+                    },
+                },
+                "post": {
+                    "operationId": "submitJob",
+                    "summary": "Submit a job to the RunPod endpoint",
+                    "requestBody": {"required": True, "content": {JSON: {"schema": _ref("SubmitRequest")}}},
+                    "responses": {
+                        "200": _json(_ref("JobSummary"), "The running job this idempotency key names"),
+                        "201": _json(_ref("JobSummary"), "Submitted"),
+                        "400": _ERROR,
+                        "409": _json(
+                            _ref("Error"), "The idempotency key names a running job with other input"
+                        ),
+                        "413": _ERROR,
+                        "502": _json(_ref("Error"), "The RunPod endpoint refused or failed"),
+                        "503": _UNAVAILABLE,
+                    },
+                },
+            },
+            "/v1/jobs/{id}": {
+                "get": {
+                    "operationId": "getJob",
+                    "summary": "A job's status; ?wait=N long-polls for a change",
+                    "parameters": [
+                        _JOB_ID,
+                        {
+                            "name": "wait",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "number", "minimum": 0, "maximum": 60},
+                        },
+                    ],
+                    "responses": {"200": job, "400": _ERROR, "404": _ERROR, "503": _UNAVAILABLE},
+                }
+            },
+            "/v1/jobs/{id}/events": {
+                "get": {
+                    "operationId": "jobEvents",
+                    "summary": "A job's changes as Server-Sent Events (event: job), until it is terminal",
+                    "parameters": [_JOB_ID],
+                    "responses": {
+                        "200": {
+                            "description": "The event stream",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        "404": _ERROR,
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
+            "/v1/jobs/{id}/cancel": {
+                "post": {
+                    "operationId": "cancelJob",
+                    "summary": "Cancel a job upstream and here",
+                    "parameters": [_JOB_ID],
+                    "responses": {
+                        "200": job,
+                        "404": _ERROR,
+                        "409": _json(_ref("Error"), "The job is already terminal"),
+                        "502": _json(_ref("Error"), "The RunPod endpoint refused or failed"),
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {
+                **_SCHEMAS,
+                "Ready": {
+                    "type": "object",
+                    "required": ["role", "store"],
+                    "properties": {
+                        "role": {"enum": ["leader", "passive"]},
+                        "store": {"enum": ["ok", "opening", "error"]},
+                    },
+                },
+            }
+        },
+    }

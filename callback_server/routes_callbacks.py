@@ -1,0 +1,59 @@
+"""POST /callbacks/{provider} and POST /callbacks: 200 for every body, after a durable write.
+
+The body is read here with a cap (never `request.read()`, which answers 413 past aiohttp's
+client_max_size); the only non-200 answer is 503 when the store cannot take the write, so the
+provider retries instead of losing the callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from aiohttp import web
+
+from callback_server.body import read_capped
+from callback_server.ingest import ingest
+from callback_server.runtime import RUNTIME, StoreNotReady, json_error
+from orfeas.errors import StorageError
+
+log = logging.getLogger("callback_server.callbacks")
+
+_PROVIDER_RE = re.compile(r"^[a-z0-9_-]{1,32}$")
+
+
+def provider_name(raw: str | None) -> str:
+    name = (raw or "generic").lower()
+    return name if _PROVIDER_RE.match(name) else "generic"
+
+
+async def receive_callback(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    provider = provider_name(request.match_info.get("provider"))
+    body = await read_capped(request, runtime.settings.max_body_bytes)
+    headers = dict(request.headers)
+    try:
+        decision = await ingest(
+            runtime,
+            provider,
+            headers,
+            body.data,
+            request.query_string,
+            body_sha256=body.sha256,
+            truncated=body.truncated,
+        )
+    except (StoreNotReady, StorageError, OSError) as exc:
+        log.error("callback not stored: %s", exc)
+        return json_error(503, "store_unavailable", "the callback could not be stored; retry later")
+    answer: dict[str, object] = {"received": True}
+    if decision.accepted and decision.job_id:
+        answer["job_id"] = decision.job_id
+    response = web.json_response(answer)
+    if not body.complete:
+        response.force_close()
+    return response
+
+
+def add_callback_routes(app: web.Application) -> None:
+    app.router.add_post("/callbacks", receive_callback)
+    app.router.add_post("/callbacks/{provider}", receive_callback)

@@ -1,0 +1,278 @@
+"""The job API: submit, read (with long-poll), stream changes (SSE), list, cancel."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from aiohttp import web
+
+from callback_server.auth import TOKEN_PARAM
+from callback_server.ingest import enqueue_client_webhook
+from callback_server.payload import loads_json
+from callback_server.reconciler import refresh_job, run_on_local_server
+from callback_server.runtime import RUNTIME, Runtime, StoreNotReady, json_error
+from callback_server.store.base import ApplyOutcome, Job, StatusEvent
+from callback_server.task_id import as_task_id
+from callback_server.upstream import UpstreamError, UpstreamNotFound
+from orfeas.errors import StorageError
+from orfeas.status import JobStatus
+
+log = logging.getLogger("callback_server.jobs")
+
+MAX_WAIT_S = 60.0
+MAX_SUBMIT_BYTES = 1024 * 1024
+MAX_LIST = 200
+SSE_KEEPALIVE_S = 15.0
+SSE_MAX_S = 3600.0
+_SUBMIT_KEYS = frozenset({"input", "idempotency_key", "webhook"})
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.field = message, field
+
+
+def _callback_url(runtime: Runtime, provider: str) -> str | None:
+    s = runtime.settings
+    if not s.public_url:
+        return None
+    url = f"{s.public_url}/callbacks/{provider}"
+    if s.callback_token:
+        url += "?" + urlencode({TOKEN_PARAM: s.callback_token})
+    return url
+
+
+def _parse_submit(raw: bytes) -> tuple[dict[str, Any], str | None, str | None]:
+    try:
+        body = loads_json(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    unknown = set(body) - _SUBMIT_KEYS
+    if unknown:
+        raise BadRequest(f"unknown field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
+    job_input = body.get("input")
+    if not isinstance(job_input, dict):
+        raise BadRequest("input must be an object", field="input")
+    key = body.get("idempotency_key")
+    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
+        raise BadRequest("idempotency_key must be a string of 1 to 200 characters", field="idempotency_key")
+    webhook = body.get("webhook")
+    if webhook is not None:
+        parts = urlsplit(webhook) if isinstance(webhook, str) and len(webhook) <= 2048 else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise BadRequest("webhook must be an http(s) URL", field="webhook")
+    return job_input, key, webhook
+
+
+def _worker_input(runtime: Runtime, job_input: dict[str, Any]) -> dict[str, Any]:
+    """The input sent upstream: names our /callbacks/orfeas so the worker's signed events reach us."""
+    url = _callback_url(runtime, "orfeas")
+    if url is None or "webhook" in job_input:
+        return job_input
+    sent = copy.deepcopy(job_input)
+    hook: dict[str, Any] = {"url": url}
+    if runtime.settings.webhook_secret:
+        hook["secret"] = runtime.settings.webhook_secret
+    sent["webhook"] = hook
+    return sent
+
+
+def _summary(job: Job) -> dict[str, Any]:
+    return {"id": job.id, "status": job.status.value}
+
+
+async def submit_job(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    raw = await request.content.read(MAX_SUBMIT_BYTES + 1)
+    if len(raw) > MAX_SUBMIT_BYTES:
+        return json_error(413, "invalid_input", f"the body is over {MAX_SUBMIT_BYTES} bytes")
+    try:
+        job_input, key, webhook = _parse_submit(raw)
+    except BadRequest as exc:
+        return json_error(400, "invalid_input", exc.message, field=exc.field)
+    if runtime.upstream is None:
+        return json_error(503, "upstream_unavailable", "no RunPod endpoint is configured")
+    store = await runtime.ready_store()
+    if key is not None:
+        existing = await store.find_by_idempotency_key(key)
+        if existing is not None and not existing.status.is_terminal:
+            if existing.input == job_input and existing.client_webhook == webhook:
+                return web.json_response(_summary(existing), status=200)
+            return json_error(
+                409, "idempotency_conflict", "the key names a running job with other input", id=existing.id
+            )
+    try:
+        answer = await runtime.upstream.submit(
+            _worker_input(runtime, job_input), _callback_url(runtime, "runpod")
+        )
+    except UpstreamError as exc:
+        return json_error(502, exc.code, exc.message)
+    now = runtime.clock()
+    job = Job(
+        id=answer["id"],
+        status=JobStatus.IN_QUEUE,
+        created_at=now,
+        updated_at=now,
+        input=job_input,
+        idempotency_key=key,
+        client_webhook=webhook,
+        deadline_at=now + runtime.settings.job_deadline_s,
+    )
+    stored = await store.create_job(job)
+    if stored.id != job.id:
+        # Another replica won the race for this key: ours is a duplicate upstream.
+        try:
+            await runtime.upstream.cancel(job.id)
+        except UpstreamError:
+            log.warning("could not cancel a duplicate submission", extra={"job_id": job.id})
+        return web.json_response(_summary(stored), status=200)
+    log.info("job %s submitted", job.id, extra={"job_id": job.id})
+    if runtime.upstream.local:
+        runtime.spawn(run_on_local_server(runtime, job.id), f"local-run:{job.id}")
+    return web.json_response(_summary(stored), status=201)
+
+
+def _job_id(request: web.Request) -> str | None:
+    return as_task_id(request.match_info["id"])
+
+
+def _wait_seconds(request: web.Request) -> float:
+    raw = request.query.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest("wait must be a number of seconds", field="wait") from None
+    if not 0 <= value <= MAX_WAIT_S:
+        raise BadRequest(f"wait must be within [0, {MAX_WAIT_S:g}]", field="wait")
+    return value
+
+
+def _not_found(job_id: str | None) -> web.Response:
+    return json_error(404, "not_found", f"no job {job_id!r}", field="id")
+
+
+async def get_job(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    try:
+        wait_s = _wait_seconds(request)
+    except BadRequest as exc:
+        return json_error(400, "invalid_input", exc.message, field=exc.field)
+    job_id = _job_id(request)
+    if job_id is None:
+        return _not_found(request.match_info["id"])
+    store = await runtime.ready_store()
+    job = await store.get_job(job_id)
+    if job is None:
+        return _not_found(job_id)
+    await refresh_job(runtime, job)
+    job = await store.get_job(job_id) or job
+    if wait_s > 0 and not job.status.is_terminal:
+        loop_deadline = runtime.clock() + wait_s
+        since = job.updated_at
+        while True:
+            remaining = loop_deadline - runtime.clock()
+            if remaining <= 0:
+                break
+            await store.wait_for_change(job_id, since, remaining)
+            job = await store.get_job(job_id) or job
+            if job.updated_at > since:
+                break
+    return web.json_response(job.to_api())
+
+
+def _sse(event: str, data: dict[str, Any], event_id: str) -> bytes:
+    return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
+
+
+async def job_events(request: web.Request) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    job_id = _job_id(request)
+    if job_id is None:
+        return _not_found(request.match_info["id"])
+    store = await runtime.ready_store()
+    job = await store.get_job(job_id)
+    if job is None:
+        return _not_found(job_id)
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    ends_at = runtime.clock() + SSE_MAX_S
+    while True:
+        await response.write(_sse("job", job.to_api(), f"{job.updated_at:.6f}"))
+        if job.status.is_terminal or runtime.clock() >= ends_at:
+            break
+        since = job.updated_at
+        while job.updated_at <= since and runtime.clock() < ends_at:
+            await store.wait_for_change(job_id, since, SSE_KEEPALIVE_S)
+            job = await store.get_job(job_id) or job
+            if job.updated_at <= since:
+                await response.write(b": keep-alive\n\n")
+    await response.write_eof()
+    return response
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    raw = request.query.get("limit", "50")
+    try:
+        limit = int(raw)
+    except ValueError:
+        return json_error(400, "invalid_input", "limit must be an integer", field="limit")
+    if not 1 <= limit <= MAX_LIST:
+        return json_error(400, "invalid_input", f"limit must be within [1, {MAX_LIST}]", field="limit")
+    store = await runtime.ready_store()
+    jobs = await store.recent_jobs(limit)
+    return web.json_response({"jobs": [job.to_api() for job in jobs]})
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    job_id = _job_id(request)
+    if job_id is None:
+        return _not_found(request.match_info["id"])
+    store = await runtime.ready_store()
+    job = await store.get_job(job_id)
+    if job is None:
+        return _not_found(job_id)
+    if job.status.is_terminal:
+        return json_error(409, "job_terminal", f"the job is already {job.status.value}", id=job.id)
+    if runtime.upstream is not None:
+        try:
+            await runtime.upstream.cancel(job_id)
+        except UpstreamNotFound:
+            pass  # RunPod forgot it; cancelling our record is all there is to do
+        except UpstreamError as exc:
+            return json_error(502, exc.code, exc.message)
+    event = StatusEvent(job_id, JobStatus.CANCELLED, dedupe_key="cancel", provider=job.provider)
+    if await store.apply_event(event) is ApplyOutcome.APPLIED:
+        await enqueue_client_webhook(runtime, job_id, event.dedupe_key)
+    job = await store.get_job(job_id) or job
+    return web.json_response(job.to_api())
+
+
+@web.middleware
+async def store_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every route: a store that is not open in time or fails answers 503, never a traceback."""
+    try:
+        return await handler(request)
+    except StoreNotReady as exc:
+        return json_error(503, "store_unavailable", f"the store is not ready: {exc}")
+    except StorageError as exc:
+        log.error("store error: %s", exc)
+        return json_error(503, "store_unavailable", "the store failed; retry later")
+
+
+def add_job_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/jobs", list_jobs)
+    app.router.add_post("/v1/jobs", submit_job)
+    app.router.add_get("/v1/jobs/{id}", get_job)
+    app.router.add_get("/v1/jobs/{id}/events", job_events)
+    app.router.add_post("/v1/jobs/{id}/cancel", cancel_job)

@@ -1,0 +1,125 @@
+"""The callback server's settings, read once from the environment into one frozen, validated object.
+
+Every variable name is a constant below; a malformed value fails at start with ConfigError naming it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from orfeas.envvars import read_bool, read_float, read_int, read_optional, read_str
+from orfeas.errors import ConfigError
+from orfeas.settings import ALLOW_PRIVATE_WEBHOOKS, WEBHOOK_SECRET
+
+PORT = "PORT"
+HOST = "HOST"
+DATABASE_URL = "DATABASE_URL"
+PUBLIC_URL = "PUBLIC_URL"
+CALLBACK_TOKEN = "CALLBACK_TOKEN"
+RUNPOD_ENDPOINT_URL = "RUNPOD_ENDPOINT_URL"
+RUNPOD_ENDPOINT_ID = "RUNPOD_ENDPOINT_ID"
+RUNPOD_API_KEY = "RUNPOD_API_KEY"
+RUNPOD_LOCAL = "RUNPOD_LOCAL"
+REFRESH_SECONDS = "CALLBACK_REFRESH_SECONDS"
+UPSTREAM_TIMEOUT_S = "CALLBACK_UPSTREAM_TIMEOUT_S"
+MAX_BODY_BYTES = "CALLBACK_MAX_BODY_BYTES"
+STORE_WAIT_S = "CALLBACK_STORE_WAIT_S"
+JOB_DEADLINE_S = "CALLBACK_JOB_DEADLINE_S"
+RECONCILE_SECONDS = "CALLBACK_RECONCILE_SECONDS"
+LEADER_LEASE_SECONDS = "LEADER_LEASE_SECONDS"
+LOG_LEVEL = "LOG_LEVEL"
+
+DEFAULT_DATABASE_URL = "sqlite:///./callback_server.db"
+RUNPOD_API_BASE = "https://api.runpod.ai/v2/"
+# RunPod keeps an async job's result for 30 minutes after it finishes; /status is useless after.
+RUNPOD_RESULT_WINDOW_S = 30 * 60
+_LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR"})
+
+
+def _http_url(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"expected an http(s) URL, got {value!r}", field=name)
+    return value.rstrip("/")
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    database_url: str = DEFAULT_DATABASE_URL
+    public_url: str | None = None  # where RunPod and the worker reach us; None: no webhooks asked for
+    callback_token: str | None = None
+    webhook_secret: str | None = None  # Standard Webhooks secret (worker callbacks, client webhooks)
+    allow_private_webhooks: bool = False  # client webhooks to private addresses (tests, one-box setups)
+    runpod_endpoint_url: str | None = None  # None: submitting and upstream refresh are unavailable
+    runpod_api_key: str | None = None
+    runpod_local: bool = False  # RunPod's local dev server (`handler.py --rp_serve_api`)
+    refresh_s: float = 10.0  # a non-terminal job's row older than this may be refreshed upstream
+    upstream_timeout_s: float = 5.0
+    max_body_bytes: int = 8 * 1024 * 1024  # larger callback bodies are stored truncated
+    store_wait_s: float = 10.0  # how long a request waits for the store to open before a 503
+    job_deadline_s: float = 2 * 3600.0  # past it a non-terminal job becomes TIMED_OUT
+    reconcile_s: float = 5.0
+    lease_s: float = 10.0
+    log_level: str = "INFO"
+
+    @property
+    def auth_required(self) -> bool:
+        """Callbacks must prove themselves once a token or a signing secret is configured."""
+        return bool(self.callback_token or self.webhook_secret)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
+        e = os.environ if env is None else env
+        endpoint = _http_url(read_optional(e, RUNPOD_ENDPOINT_URL), RUNPOD_ENDPOINT_URL)
+        endpoint_id = read_optional(e, RUNPOD_ENDPOINT_ID)
+        if endpoint is None and endpoint_id is not None:
+            if not endpoint_id.replace("-", "").replace("_", "").isalnum():
+                raise ConfigError(f"not an endpoint id: {endpoint_id!r}", field=RUNPOD_ENDPOINT_ID)
+            endpoint = RUNPOD_API_BASE + endpoint_id
+        local_default = endpoint is not None and is_loopback_url(endpoint)
+        database_url = read_str(e, DATABASE_URL, DEFAULT_DATABASE_URL)
+        if not database_url.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ConfigError(
+                f"expected sqlite:///path or postgresql://..., got {database_url!r}", field=DATABASE_URL
+            )
+        log_level = read_str(e, LOG_LEVEL, "INFO").upper()
+        if log_level not in _LOG_LEVELS:
+            raise ConfigError(f"expected one of {sorted(_LOG_LEVELS)}, got {log_level!r}", field=LOG_LEVEL)
+        return cls(
+            host=read_str(e, HOST, "0.0.0.0"),
+            port=read_int(e, PORT, 8080, lo=0, hi=65535),
+            database_url=database_url,
+            public_url=_http_url(read_optional(e, PUBLIC_URL), PUBLIC_URL),
+            callback_token=read_optional(e, CALLBACK_TOKEN),
+            webhook_secret=read_optional(e, WEBHOOK_SECRET),
+            allow_private_webhooks=read_bool(e, ALLOW_PRIVATE_WEBHOOKS, False),
+            runpod_endpoint_url=endpoint,
+            runpod_api_key=read_optional(e, RUNPOD_API_KEY),
+            runpod_local=read_bool(e, RUNPOD_LOCAL, local_default),
+            refresh_s=read_float(e, REFRESH_SECONDS, 10.0, lo=0.0, hi=3600.0),
+            upstream_timeout_s=read_float(e, UPSTREAM_TIMEOUT_S, 5.0, lo=0.1, hi=120.0),
+            max_body_bytes=read_int(e, MAX_BODY_BYTES, 8 * 1024 * 1024, lo=1024, hi=256 * 1024 * 1024),
+            store_wait_s=read_float(e, STORE_WAIT_S, 10.0, lo=0.0, hi=300.0),
+            job_deadline_s=read_float(e, JOB_DEADLINE_S, 2 * 3600.0, lo=1.0, hi=7 * 24 * 3600.0),
+            reconcile_s=read_float(e, RECONCILE_SECONDS, 5.0, lo=0.05, hi=600.0),
+            lease_s=read_float(e, LEADER_LEASE_SECONDS, 10.0, lo=0.5, hi=600.0),
+            log_level=log_level,
+        )
