@@ -1,0 +1,5 @@
+"""`python -m stack`: the one-machine demo."""
+
+from stack.demo import main
+
+raise SystemExit(main())
