@@ -81,7 +81,7 @@ def progress_of(job: dict[str, Any]) -> tuple[str, float, float | None]:
 
 def render_bar(job: dict[str, Any]) -> str:
     stage, fraction, eta = progress_of(job)
-    filled = int(round(fraction * BAR_WIDTH))
+    filled = round(fraction * BAR_WIDTH)
     bar = "#" * filled + "-" * (BAR_WIDTH - filled)
     eta_text = f" eta {eta:.0f}s" if eta is not None and job.get("status") not in TERMINAL else ""
     return f"[{bar}] {fraction * 100:5.1f}% {job.get('status', '?'):<11} {stage}{eta_text}"

@@ -8,6 +8,7 @@ child: SIGTERM to the whole group, then SIGKILL after a grace period.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -130,7 +131,7 @@ class Supervisor:
         timeout_s: float = 60.0,
         ok: Callable[[int], bool] = lambda status: status == 200,
     ) -> None:
-        """GET `url` until it answers as `ok` wants; fail with the log tail if the child dies or time runs out."""
+        """GET `url` until `ok(status)`; fail with the log tail if the child dies or time runs out."""
         deadline = time.monotonic() + timeout_s
         last = "no answer"
         while True:
@@ -155,10 +156,8 @@ class Supervisor:
     def stop_child(self, child: Child) -> None:
         pgid = child.pid  # start_new_session: the child leads its own group
         if child.alive() or group_alive(pgid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             deadline = time.monotonic() + self.grace_s
             while time.monotonic() < deadline:
                 child.popen.poll()
@@ -166,14 +165,10 @@ class Supervisor:
                     break
                 time.sleep(POLL_S)
             else:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(pgid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             child.popen.wait(timeout=self.grace_s)
-        except subprocess.TimeoutExpired:
-            pass
         if child.log_file is not None:
             child.log_file.close()
             child.log_file = None
