@@ -1,0 +1,153 @@
+"""Fakes of the callback server's outside peers, as small real aiohttp apps on loopback.
+
+FakeRunPod speaks RunPod's cloud API (GET /status) or its local dev server (POST /status runs the
+job and posts `{"output": …}` to the job's webhook); WebhookSink records client webhooks. `Harness`
+builds our app on a real SQLite store in a temp dir and starts its background work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import sqlite3
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from callback_server.app import create_app, start_background
+from callback_server.runtime import RUNTIME, Runtime
+from callback_server.settings import ServerSettings
+from callback_server.store import open_store
+
+
+@dataclass
+class FakeRunPod:
+    local: bool = False
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
+    submitted: list[dict[str, Any]] = field(default_factory=list)
+    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # id → the /run body
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)  # id → cloud status envelope
+    status_delay_s: float = 0.0
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def calls_to(self, prefix: str) -> int:
+        return sum(1 for _m, p in self.calls if p.startswith(prefix))
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/run", self._run)
+        app.router.add_route("*", "/status/{id}", self._status)
+        app.router.add_post("/cancel/{id}", self._cancel)
+        return app
+
+    async def _run(self, request: web.Request) -> web.Response:
+        self.calls.append((request.method, request.path))
+        body = await request.json()
+        self.submitted.append(body)
+        job_id = f"{'test-' if self.local else 'rp-'}{next(self._ids)}"
+        self.statuses[job_id] = {"id": job_id, "status": "IN_QUEUE"}
+        self.bodies[job_id] = body
+        status = "IN_PROGRESS" if self.local else "IN_QUEUE"
+        return web.json_response({"id": job_id, "status": status})
+
+    async def _status(self, request: web.Request) -> web.Response:
+        self.calls.append((request.method, request.path))
+        job_id = request.match_info["id"]
+        if self.status_delay_s:
+            await asyncio.sleep(self.status_delay_s)
+        if self.local:
+            if request.method != "POST":
+                return web.json_response({"detail": "Method Not Allowed"}, status=405)
+            submitted = self.bodies.get(job_id)
+            if job_id not in self.statuses or submitted is None:
+                return web.json_response({"id": job_id, "status": "FAILED", "error": "Job ID not found"})
+            del self.statuses[job_id]
+            result = {"job_id": job_id, "files": {"glb": f"s3://bucket/{job_id}/model.glb"}}
+            if submitted.get("webhook"):
+                async with aiohttp.ClientSession() as session:
+                    await session.post(submitted["webhook"], json={"output": result})
+            return web.json_response({"id": job_id, "status": "COMPLETED", "output": result})
+        if request.method != "GET":
+            return web.json_response({"detail": "Method Not Allowed"}, status=405)
+        if job_id not in self.statuses:
+            return web.json_response({"error": "not found"}, status=404)
+        return web.json_response(self.statuses[job_id])
+
+    async def _cancel(self, request: web.Request) -> web.Response:
+        self.calls.append((request.method, request.path))
+        job_id = request.match_info["id"]
+        self.statuses[job_id] = {"id": job_id, "status": "CANCELLED"}
+        return web.json_response({"id": job_id, "status": "CANCELLED"})
+
+
+@dataclass
+class WebhookSink:
+    statuses: list[int] = field(default_factory=list)  # answered in turn, then 200
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/hook", self._hook)
+        return app
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        self.received.append((dict(request.headers), await request.read()))
+        self.arrived.set()
+        return web.Response(status=self.statuses.pop(0) if self.statuses else 200)
+
+
+@dataclass
+class Harness:
+    client: TestClient
+    runtime: Runtime
+    db_path: Path
+
+    def callbacks(self) -> list[sqlite3.Row]:
+        """Every recorded callback, read straight from the SQLite file."""
+        conn = sqlite3.connect(self.db_path)
+        conn.row_factory = sqlite3.Row
+        try:
+            return conn.execute("SELECT * FROM callbacks ORDER BY id").fetchall()
+        finally:
+            conn.close()
+
+    async def job(self, job_id: str) -> dict[str, Any]:
+        resp = await self.client.get(f"/v1/jobs/{job_id}")
+        assert resp.status == 200, await resp.text()
+        return await resp.json()
+
+    async def post(self, path: str, body: Any, **kwargs: Any) -> aiohttp.ClientResponse:
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        return await self.client.post(path, data=data, **kwargs)
+
+
+HarnessMaker = Callable[..., Awaitable[Harness]]
+
+
+def base_settings(**overrides: Any) -> ServerSettings:
+    defaults: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "allow_private_webhooks": True}
+    defaults["lease_s"] = 3.0
+    defaults.update(overrides)
+    return replace(ServerSettings(), **defaults)
+
+
+async def start_harness(tmp_path: Path, settings: ServerSettings, **app_kwargs: Any) -> Harness:
+    db_path = tmp_path / f"cb-{next(_db_numbers)}.db"
+    store = open_store(f"sqlite:///{db_path}", max_body_bytes=settings.max_body_bytes)
+    app = create_app(settings, store, **app_kwargs)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    start_background(app)
+    runtime = app[RUNTIME]
+    await asyncio.wait_for(runtime.store_ready.wait(), 10)
+    return Harness(client, runtime, db_path)
+
+
+_db_numbers = itertools.count()
