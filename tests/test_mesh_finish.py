@@ -118,3 +118,17 @@ def test_a_passed_deadline_stops_finishing():
     ctx, _ = make_ctx("export", seconds=0.0)
     with pytest.raises(StageTimeout):
         _finish(_messy_sphere(), ctx=ctx)
+
+
+def test_an_edge_shared_by_four_faces_is_reported():
+    """Two cubes touching along one edge cannot be watertight; the warning names the shared edge."""
+    first = trimesh.creation.box(extents=(1, 1, 1))
+    second = trimesh.creation.box(extents=(1, 1, 1))
+    second.apply_translation((1, 1, 0))
+    touching = trimesh.util.concatenate([first, second])
+    touching.merge_vertices()
+    ctx, _ = make_ctx("export")
+    finished = _finish(touching, ctx=ctx)
+    assert not finished.is_watertight
+    assert len(ctx.warnings) == 1
+    assert "shared by more than two faces" in ctx.warnings[0]
