@@ -1,0 +1,170 @@
+// The status page: recent jobs with state and progress, refreshed by long-polling the API;
+// a completed job shows a <model-viewer> preview of its GLB and download links for every mesh.
+const LIST_LIMIT = 20;
+const IDLE_MS = 5000;
+const POLL_MS = 2000;
+// Long-poll seconds; `/?wait=0` polls every POLL_MS instead (for snapshots: a pending long-poll
+// keeps a headless browser's page busy).
+const WAIT_S = (() => {
+  const asked = Number(new URLSearchParams(window.location.search).get("wait") ?? 20);
+  return Number.isFinite(asked) ? Math.max(0, Math.min(60, asked)) : 20;
+})();
+const TERMINAL = new Set(["COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"]);
+
+const state = { jobs: [], selected: null, shownModel: null };
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function safeUrl(url) {
+  try {
+    const parsed = new URL(url, window.location.href);
+    return parsed.protocol === "http:" || parsed.protocol === "https:" ? parsed.href : null;
+  } catch {
+    return null;
+  }
+}
+
+function fractionOf(job) {
+  if (job.status === "COMPLETED") return 1;
+  const p = job.progress && typeof job.progress === "object" ? job.progress : {};
+  let f = Number(p.fraction ?? p.progress ?? 0);
+  if (!Number.isFinite(f)) f = 0;
+  if (f > 1) f /= 100;
+  return Math.max(0, Math.min(1, f));
+}
+
+function stageOf(job) {
+  const p = job.progress && typeof job.progress === "object" ? job.progress : {};
+  const eta = p.eta_s ?? p.eta_seconds;
+  const etaText = typeof eta === "number" && !TERMINAL.has(job.status) ? ` · eta ${Math.round(eta)} s` : "";
+  return (p.stage ? String(p.stage) : "") + etaText;
+}
+
+function timeText(seconds) {
+  if (typeof seconds !== "number") return "";
+  return new Date(seconds * 1000).toLocaleTimeString();
+}
+
+function renderRows() {
+  const body = document.getElementById("job-rows");
+  body.replaceChildren();
+  document.getElementById("empty").hidden = state.jobs.length > 0;
+  for (const job of state.jobs) {
+    const fraction = fractionOf(job);
+    const bar = el("div", { class: job.status === "COMPLETED" ? "bar done" : "bar" }, el("span"));
+    bar.firstChild.style.width = `${(fraction * 100).toFixed(1)}%`;
+    const row = el(
+      "tr",
+      { class: "job-row", "data-job-id": job.id, "data-status": job.status },
+      el("td", { class: "id", title: job.id }, job.id),
+      el("td", {}, el("span", { class: `state ${job.status}` }, job.status)),
+      el("td", {}, bar, el("div", { class: "stage" }, `${Math.round(fraction * 100)}% ${stageOf(job)}`)),
+      el("td", {}, timeText(job.updated_at)),
+    );
+    if (job.id === state.selected) row.classList.add("selected");
+    row.addEventListener("click", () => {
+      state.selected = job.id;
+      render();
+    });
+    body.append(row);
+  }
+}
+
+function renderDetail() {
+  const section = document.getElementById("detail");
+  const job = state.jobs.find((j) => j.id === state.selected);
+  if (!job) {
+    section.hidden = true;
+    return;
+  }
+  section.hidden = false;
+  document.getElementById("detail-id").textContent = job.id;
+  document.getElementById("detail-state").textContent =
+    `${job.status} · ${Math.round(fractionOf(job) * 100)}% ${stageOf(job)}`;
+  const errorBox = document.getElementById("detail-error");
+  errorBox.hidden = !job.error;
+  errorBox.textContent = job.error ? JSON.stringify(job.error, null, 2) : "";
+
+  const meshes = job.status === "COMPLETED" && job.output && job.output.meshes ? job.output.meshes : {};
+  const links = document.getElementById("downloads");
+  links.replaceChildren();
+  for (const [fmt, info] of Object.entries(meshes).sort()) {
+    const url = info && safeUrl(info.url);
+    if (!url) continue;
+    const size = typeof info.bytes === "number" ? ` (${info.bytes.toLocaleString()} bytes)` : "";
+    links.append(el("li", {}, el("a", { href: url, download: `model.${fmt}`, class: "download" }, fmt.toUpperCase()), size));
+  }
+  const glb = meshes.glb && safeUrl(meshes.glb.url);
+  const box = document.getElementById("viewer-box");
+  if (glb !== state.shownModel) {
+    box.replaceChildren();
+    if (glb) {
+      box.append(
+        el("model-viewer", {
+          src: glb,
+          alt: `3D preview of job ${job.id}`,
+          "camera-controls": "",
+          "auto-rotate": "",
+          "shadow-intensity": "1",
+          exposure: "1",
+        }),
+      );
+    }
+    state.shownModel = glb;
+  }
+}
+
+function render() {
+  renderRows();
+  renderDetail();
+}
+
+async function getJson(url) {
+  const answer = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
+  if (!answer.ok) throw new Error(`${url}: HTTP ${answer.status}`);
+  return answer.json();
+}
+
+async function refreshList() {
+  const body = await getJson(`/v1/jobs?limit=${LIST_LIMIT}`);
+  state.jobs = Array.isArray(body.jobs) ? body.jobs : [];
+  if (!state.selected || !state.jobs.some((j) => j.id === state.selected)) {
+    const completed = state.jobs.find((j) => j.status === "COMPLETED");
+    state.selected = (completed || state.jobs[0] || {}).id || null;
+  }
+  render();
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function loop() {
+  const status = document.getElementById("connection");
+  for (;;) {
+    try {
+      await refreshList();
+      status.textContent = `${state.jobs.length} job(s) · live`;
+      const running = state.jobs.find((j) => !TERMINAL.has(j.status));
+      if (running && WAIT_S > 0) {
+        // Long-poll: answers as soon as the job changes, or after WAIT_S seconds.
+        await getJson(`/v1/jobs/${encodeURIComponent(running.id)}?wait=${WAIT_S}`);
+      } else if (running) {
+        await sleep(POLL_MS);
+      } else {
+        await sleep(IDLE_MS);
+      }
+    } catch (error) {
+      status.textContent = `reconnecting (${error.message})`;
+      await sleep(IDLE_MS);
+    }
+  }
+}
+
+loop();

@@ -1,0 +1,256 @@
+"""The status page: served by the real callback-server app, rendered in headless Chromium.
+
+Jobs are put in a real SQLite store; the completed one's GLB lies in moto's S3 server (a
+presigned URL, as the worker gives). Chromium loads the page, its script lists the jobs through
+GET /v1/jobs and the screenshot is kept with the test's artifacts (and test-artifacts/).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from callback_server.app import create_app, start_background
+from callback_server.routes_page import (
+    STATIC_DIR,
+    add_page_routes,
+    content_security_policy,
+    model_origins,
+)
+from callback_server.runtime import RUNTIME
+from callback_server.settings import ServerSettings
+from callback_server.store import open_store
+from callback_server.store.base import Job, StatusEvent
+from orfeas.errors import ConfigError
+from orfeas.status import JobStatus
+from stack.processes import free_port
+from tests.moto_server import s3_client
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+BUCKET = "status-page"
+
+
+@dataclass
+class Page:
+    url: str
+    app: web.Application
+    glb_url: str
+    s3_endpoint: str
+
+
+def _glb_bytes() -> bytes:
+    import trimesh
+
+    return trimesh.creation.box(extents=(1.0, 0.6, 0.3)).export(file_type="glb")
+
+
+async def _put_jobs(app: web.Application, glb_url: str, glb: bytes) -> None:
+    store = app[RUNTIME].store
+    now = app[RUNTIME].clock()
+    meshes = {
+        "glb": {
+            "key": "jobs/page-done/model.glb",
+            "url": glb_url,
+            "bytes": len(glb),
+            "sha256": hashlib.sha256(glb).hexdigest(),
+            "content_type": "model/gltf-binary",
+        },
+        "stl": {
+            "key": "jobs/page-done/model.stl",
+            "url": glb_url.replace("model.glb", "model.stl"),
+            "bytes": 684,
+            "sha256": "0" * 64,
+            "content_type": "model/stl",
+        },
+    }
+    for job_id in ("page-done", "page-running", "page-failed"):
+        await store.create_job(
+            Job(id=job_id, status=JobStatus.IN_QUEUE, created_at=now, updated_at=now, input={"image": "x"})
+        )
+    await store.apply_event(
+        StatusEvent(
+            "page-running",
+            JobStatus.IN_PROGRESS,
+            dedupe_key="p1",
+            progress={"stage": "shape", "fraction": 0.42, "eta_seconds": 3.0},
+        )
+    )
+    await store.apply_event(
+        StatusEvent(
+            "page-done",
+            JobStatus.COMPLETED,
+            dedupe_key="c1",
+            output={"job_id": "page-done", "backend": "extrude", "meshes": meshes},
+        )
+    )
+    await store.apply_event(
+        StatusEvent(
+            "page-failed",
+            JobStatus.FAILED,
+            dedupe_key="f1",
+            error={"code": "invalid_input", "message": "image: not a picture"},
+        )
+    )
+
+
+@pytest_asyncio.fixture
+async def page(tmp_path: Path, s3_endpoint: str) -> AsyncIterator[Page]:
+    client: Any = s3_client(s3_endpoint)
+    glb = _glb_bytes()
+    client.create_bucket(Bucket=BUCKET)
+    client.put_object(
+        Bucket=BUCKET, Key="jobs/page-done/model.glb", Body=glb, ContentType="model/gltf-binary"
+    )
+    glb_url = client.generate_presigned_url(
+        "get_object", Params={"Bucket": BUCKET, "Key": "jobs/page-done/model.glb"}, ExpiresIn=600
+    )
+    settings = replace(ServerSettings(), host="127.0.0.1", port=0, lease_s=3.0)
+    store = open_store(f"sqlite:///{tmp_path / 'page.db'}")
+    app = create_app(settings, store)
+    add_page_routes(app, env={"ORFEAS_PAGE_MODEL_ORIGINS": s3_endpoint})
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    start_background(app)
+    await asyncio.wait_for(app[RUNTIME].store_ready.wait(), 10)
+    await _put_jobs(app, glb_url, glb)
+    try:
+        yield Page(f"http://127.0.0.1:{port}", app, glb_url, s3_endpoint)
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.asyncio
+async def test_index_and_static_files_have_types_and_policy(page: Page) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(page.url + "/") as answer:
+            assert answer.status == 200
+            assert answer.headers["Content-Type"].startswith("text/html")
+            csp = answer.headers["Content-Security-Policy"]
+            assert "script-src 'self'" in csp and "default-src 'none'" in csp
+            assert page.s3_endpoint in csp.split("connect-src", 1)[1].split(";", 1)[0]
+            html = await answer.text()
+            assert "/static/vendor/model-viewer.min.js" in html and "/static/app.js" in html
+            assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
+        for path, kind in (
+            ("/static/app.js", "text/javascript"),
+            ("/static/style.css", "text/css"),
+            ("/static/vendor/model-viewer.min.js", "text/javascript"),
+        ):
+            async with session.get(page.url + path) as answer:
+                assert answer.status == 200, path
+                assert answer.headers["Content-Type"].startswith(kind), path
+                assert answer.headers["X-Content-Type-Options"] == "nosniff"
+                body = await answer.read()
+                assert body == (STATIC_DIR / path.removeprefix("/static/")).read_bytes()
+        for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/nothing.js", "/static/vendor"):
+            async with session.get(page.url + path) as answer:
+                assert answer.status == 404, path
+
+
+@pytest.mark.asyncio
+async def test_s3_server_allows_the_page_to_fetch_the_model(page: Page) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(page.glb_url, headers={"Origin": page.url}) as answer:
+            assert answer.status == 200
+            assert answer.headers.get("Access-Control-Allow-Origin") in ("*", page.url)
+            assert (await answer.read())[:4] == b"glTF"
+
+
+def test_model_origins_come_from_the_environment() -> None:
+    assert model_origins({"ORFEAS_PAGE_MODEL_ORIGINS": "http://127.0.0.1:9000/x, https://r2.example"}) == [
+        "http://127.0.0.1:9000",
+        "https://r2.example",
+    ]
+    assert model_origins({"BUCKET_ENDPOINT_URL": "http://minio:9000"}) == ["http://minio:9000"]
+    assert model_origins({}) == ["https:"]
+    with pytest.raises(ConfigError) as caught:
+        model_origins({"ORFEAS_PAGE_MODEL_ORIGINS": "ftp://x"})
+    assert caught.value.field == "ORFEAS_PAGE_MODEL_ORIGINS"
+    policy = content_security_policy(["http://s3.local:9000"])
+    assert "connect-src 'self' http://s3.local:9000 blob: data:" in policy
+
+
+async def _chromium(args: list[str], timeout_s: float = 60.0) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        str(CHROMIUM),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout_s)
+    finally:
+        if process.returncode is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+        else:
+            # Chromium's helpers (zygote, GPU process) share its group; none may outlive the test.
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return process.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+@pytest.mark.asyncio
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="headless Chromium (/usr/bin/chromium, Debian's chromium) absent"
+)
+async def test_page_renders_jobs_and_preview_in_chromium(page: Page, tmp_path: Path) -> None:
+    shot = tmp_path / "status-page.png"
+    common = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+        "--virtual-time-budget=5000",
+    ]
+    rc, dom, err = await _chromium(
+        [*common, f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom", page.url + "/?wait=0"]
+    )
+    assert rc == 0, err[-2000:]
+    for job_id, status in (
+        ("page-done", "COMPLETED"),
+        ("page-running", "IN_PROGRESS"),
+        ("page-failed", "FAILED"),
+    ):
+        assert f'data-job-id="{job_id}"' in dom, dom[-3000:]
+        assert f'data-job-id="{job_id}" data-status="{status}"' in dom
+    assert "42% shape" in dom  # the running job's progress
+    assert f'src="{page.glb_url.replace("&", "&amp;")}"' in dom  # the completed job's preview
+    assert dom.count('class="download"') == 2  # GLB and STL links
+
+    rc, _, err = await _chromium(
+        [
+            *common,
+            f"--user-data-dir={tmp_path / 'profile-shot'}",
+            f"--screenshot={shot}",
+            page.url + "/?wait=0",
+        ]
+    )
+    assert rc == 0, err[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(shot, ARTIFACTS / "status-page.png")
