@@ -134,3 +134,14 @@ def test_writer_errors_become_stage_failed():
         export_mesh(object(), "stl")  # type: ignore[arg-type]
     assert info.value.stage == "export"
     assert "stl export failed" in info.value.message
+
+
+def test_obj_without_colours_writes_plain_vertices():
+    """An uncoloured mesh writes `v x y z` lines and 1-based faces that reload to the same mesh."""
+    box = trimesh.creation.box(extents=(1, 2, 3))
+    text = export_mesh(box, "obj").data.decode("ascii")
+    first_vertex = next(line for line in text.splitlines() if line.startswith("v "))
+    assert len(first_vertex.split()) == 4
+    loaded = _load(text.encode(), "obj")
+    np.testing.assert_allclose(loaded.vertices, box.vertices)
+    np.testing.assert_array_equal(loaded.faces, box.faces)

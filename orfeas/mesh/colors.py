@@ -5,7 +5,7 @@ Colours are (n, 4) uint8 RGBA arrays, one row per vertex, or None for a mesh wit
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,7 +19,7 @@ def vertex_colours(mesh: trimesh.Trimesh) -> np.ndarray | None:
     Face colours are spread onto vertices (trimesh averages the faces around each vertex); a UV
     texture is sampled at each vertex's UV, since decimation cannot keep a UV layout anyway.
     """
-    visual = mesh.visual
+    visual: Any = mesh.visual  # ColorVisuals or TextureVisuals, told apart by `kind`
     kind = getattr(visual, "kind", None)
     if kind is None:
         return None

@@ -88,16 +88,18 @@ def _stl(mesh: trimesh.Trimesh) -> bytes:
 
 
 def _obj(mesh: trimesh.Trimesh) -> bytes:
-    from trimesh.exchange.obj import export_obj
-
-    text = export_obj(
-        _copy(mesh),
-        include_normals=False,
-        include_color=True,
-        include_texture=False,
-        header="ORFEAS mesh, millimetres, Z up",
-    )
-    return text.encode("utf-8")
+    """Wavefront OBJ: `v x y z [r g b]` (colours as 0..1, the common extension) and 1-based faces."""
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    faces = np.asarray(mesh.faces, dtype=np.int64) + 1
+    colours = vertex_colours(mesh)
+    if colours is None:
+        lines = _format_rows("v %.9g %.9g %.9g", vertices)
+    else:
+        # Four decimals are finer than one step of an 8-bit channel (1/255 ≈ 0.0039).
+        rgb = np.round(colours[:, :3] / 255.0, 4)
+        lines = _format_rows("v %.9g %.9g %.9g %.4g %.4g %.4g", np.hstack([vertices, rgb]))
+    text = "# ORFEAS mesh, millimetres, Z up\n" + lines + _format_rows("f %d %d %d", faces)
+    return text.encode("ascii")
 
 
 def _ply(mesh: trimesh.Trimesh) -> bytes:
@@ -125,6 +127,9 @@ _3MF_RELS = (
 )
 # The earliest time a zip entry can carry: every entry gets it, so the bytes never depend on when.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+# Deflate level 1: for a 330k-face coloured model (43 MB of XML) 0.43 s and 10.4 MB, against
+# 1.39 s and 8.4 MB at the default 6; a slicer reads the file once, the job waits for every second.
+_ZIP_LEVEL = 1
 
 
 def _3mf(mesh: trimesh.Trimesh) -> bytes:
@@ -138,7 +143,7 @@ def _3mf(mesh: trimesh.Trimesh) -> bytes:
             info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            archive.writestr(info, text.encode("utf-8"), compresslevel=6)
+            archive.writestr(info, text.encode("utf-8"), compresslevel=_ZIP_LEVEL)
     return buffer.getvalue()
 
 
@@ -155,23 +160,31 @@ def _3mf_model(mesh: trimesh.Trimesh) -> str:
     triangle_format = '<triangle v1="%d" v2="%d" v3="%d"/>'
     rows: np.ndarray = faces
     if colours is not None:
-        palette, corner = np.unique(colours, axis=0, return_inverse=True)
-        corner = corner.reshape(-1)
+        # One uint32 per RGBA colour: a 1-D unique is several times faster than rows.
+        packed = np.ascontiguousarray(colours).view(np.uint32).ravel()
+        palette, corner = np.unique(packed, return_inverse=True)
         out.write('<m:colorgroup id="2">\n')
-        for r, g, b, a in palette.tolist():
-            out.write(f'<m:color color="#{r:02X}{g:02X}{b:02X}{a:02X}"/>\n')
+        rgba = palette.view(np.uint8).reshape(-1, 4).tolist()
+        out.write("".join(f'<m:color color="#{r:02X}{g:02X}{b:02X}{a:02X}"/>\n' for r, g, b, a in rgba))
         out.write("</m:colorgroup>\n")
         object_attrs = ' pid="2" pindex="0"'
         triangle_format = '<triangle v1="%d" v2="%d" v3="%d" pid="2" p1="%d" p2="%d" p3="%d"/>'
-        rows = np.hstack([faces, corner[faces]])
+        rows = np.hstack([faces, corner.reshape(-1)[faces]])
     out.write(f'<object id="1" type="model"{object_attrs}>\n<mesh>\n<vertices>\n')
     # %.9g: 1 nm resolution up to a metre, more than any printer, and shortest text for round values.
-    np.savetxt(out, vertices, fmt='<vertex x="%.9g" y="%.9g" z="%.9g"/>')
+    out.write(_format_rows('<vertex x="%.9g" y="%.9g" z="%.9g"/>', vertices))
     out.write("</vertices>\n<triangles>\n")
-    np.savetxt(out, rows, fmt=triangle_format)
+    out.write(_format_rows(triangle_format, rows))
     out.write("</triangles>\n</mesh>\n</object>\n</resources>\n")
     out.write('<build>\n<item objectid="1"/>\n</build>\n</model>\n')
     return out.getvalue()
+
+
+def _format_rows(template: str, rows: np.ndarray) -> str:
+    """Every row through `template`, one line each: one %-format call over the whole array."""
+    if len(rows) == 0:
+        return ""
+    return ((template + "\n") * len(rows)) % tuple(rows.ravel().tolist())
 
 
 _WRITERS: dict[str, Callable[[trimesh.Trimesh], bytes]] = {
