@@ -8,6 +8,7 @@ GET /v1/jobs and the screenshot is kept with the test's artifacts (and test-arti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -142,11 +143,14 @@ async def test_index_and_static_files_have_types_and_policy(page: Page) -> None:
             assert answer.status == 200
             assert answer.headers["Content-Type"].startswith("text/html")
             csp = answer.headers["Content-Security-Policy"]
-            assert "script-src 'self'" in csp and "default-src 'none'" in csp
+            assert "script-src 'self'" in csp
+            assert "default-src 'none'" in csp
             assert page.s3_endpoint in csp.split("connect-src", 1)[1].split(";", 1)[0]
             html = await answer.text()
-            assert "/static/vendor/model-viewer.min.js" in html and "/static/app.js" in html
-            assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html
+            assert "/static/vendor/model-viewer.min.js" in html
+            assert "/static/app.js" in html
+            assert "http://" not in html.replace("http://www.w3.org", "")
+            assert "https://" not in html
         for path, kind in (
             ("/static/app.js", "text/javascript"),
             ("/static/style.css", "text/css"),
@@ -165,11 +169,13 @@ async def test_index_and_static_files_have_types_and_policy(page: Page) -> None:
 
 @pytest.mark.asyncio
 async def test_s3_server_allows_the_page_to_fetch_the_model(page: Page) -> None:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(page.glb_url, headers={"Origin": page.url}) as answer:
-            assert answer.status == 200
-            assert answer.headers.get("Access-Control-Allow-Origin") in ("*", page.url)
-            assert (await answer.read())[:4] == b"glTF"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(page.glb_url, headers={"Origin": page.url}) as answer,
+    ):
+        assert answer.status == 200
+        assert answer.headers.get("Access-Control-Allow-Origin") in ("*", page.url)
+        assert (await answer.read())[:4] == b"glTF"
 
 
 def test_model_origins_come_from_the_environment() -> None:
@@ -202,10 +208,8 @@ async def _chromium(args: list[str], timeout_s: float = 60.0) -> tuple[int, str,
             await process.wait()
         else:
             # Chromium's helpers (zygote, GPU process) share its group; none may outlive the test.
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     return process.returncode or 0, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
 
@@ -251,6 +255,7 @@ async def test_page_renders_jobs_and_preview_in_chromium(page: Page, tmp_path: P
         ]
     )
     assert rc == 0, err[-2000:]
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 10_000
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copy(shot, ARTIFACTS / "status-page.png")
