@@ -1,0 +1,323 @@
+"""The job API against a fake RunPod endpoint on loopback: refresh rules, long-poll, SSE, submit,
+idempotency, cancel, the local dev server, client webhooks, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiohttp.test_utils import TestServer
+from standardwebhooks.webhooks import Webhook
+
+from callback_server import deliveries
+from callback_server.reconciler import reconcile_once
+from tests.cb_fakes import FakeRunPod, Harness, WebhookSink, base_settings, start_harness
+
+pytestmark = pytest.mark.asyncio
+
+SECRET = "whsec_" + "c2VjcmV0LWtleS1mb3ItdGVzdHMtMTIzNDU2Nzg5MA=="
+
+
+class Clock:
+    """Our server's clock, moved by hand; the store stamps rows with the real time."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest_asyncio.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Any]:
+    servers: list[TestServer] = []
+    harnesses: list[Harness] = []
+
+    class Env:
+        async def upstream(self, fake: FakeRunPod) -> str:
+            server = TestServer(fake.app())
+            await server.start_server()
+            servers.append(server)
+            return str(server.make_url("")).rstrip("/")
+
+        async def harness(self, **kwargs: Any) -> Harness:
+            app_kwargs = {k: kwargs.pop(k) for k in ("clock",) if k in kwargs}
+            h = await start_harness(tmp_path, base_settings(**kwargs), **app_kwargs)
+            harnesses.append(h)
+            return h
+
+    yield Env()
+    for h in harnesses:
+        await h.client.close()
+    for server in servers:
+        await server.close()
+
+
+async def test_unknown_job_is_404(env):
+    """GET of an id never seen answers 404 with an error code."""
+    h = await env.harness()
+    resp = await h.client.get("/v1/jobs/nope")
+    assert resp.status == 404
+    assert (await resp.json())["error"]["code"] == "not_found"
+
+
+async def test_upstream_is_called_only_for_stale_non_terminal_jobs(env):
+    """Fresh rows and terminal jobs never call upstream; a stale one does, once per refresh interval."""
+    fake = FakeRunPod()
+    url = await env.upstream(fake)
+    clock = Clock()
+    h = await env.harness(runpod_endpoint_url=url, refresh_s=10.0, clock=clock)
+    await h.post("/callbacks/runpod", {"id": "rp-7", "status": "IN_QUEUE"})
+    fake.statuses["rp-7"] = {"id": "rp-7", "status": "IN_PROGRESS", "output": {"stage": "shape"}}
+    await h.job("rp-7")
+    assert fake.calls_to("/status") == 0  # fresh row
+    clock.now += 11
+    job = await h.job("rp-7")
+    assert fake.calls_to("/status") == 1
+    assert job["status"] == "IN_PROGRESS"
+    assert job["progress"] == {"stage": "shape"}
+    await asyncio.gather(*(h.job("rp-7") for _ in range(5)))
+    assert fake.calls_to("/status") == 1  # the row and the check are fresh again
+    clock.now += 11
+    fake.statuses["rp-7"] = {"id": "rp-7", "status": "COMPLETED", "output": {"glb": "s3://b/rp-7"}}
+    assert (await h.job("rp-7"))["status"] == "COMPLETED"
+    assert fake.calls_to("/status") == 2
+    clock.now += 1000
+    for _ in range(3):
+        await h.job("rp-7")
+    assert fake.calls_to("/status") == 2  # terminal: never again
+
+
+async def test_slow_upstream_is_cut_by_the_timeout(env):
+    """An upstream that does not answer in time leaves the stored state and answers promptly."""
+    fake = FakeRunPod(status_delay_s=5.0)
+    url = await env.upstream(fake)
+    clock = Clock()
+    h = await env.harness(runpod_endpoint_url=url, refresh_s=1.0, upstream_timeout_s=0.2, clock=clock)
+    await h.post("/callbacks/runpod", {"id": "rp-s", "status": "IN_QUEUE"})
+    clock.now += 5
+    assert (await h.job("rp-s"))["status"] == "IN_QUEUE"
+    text = await (await h.client.get("/metrics")).text()
+    assert 'orfeas_upstream_calls_total{op="status",result="timeout"} 1' in text
+
+
+async def test_long_poll_wakes_on_a_callback(env):
+    """?wait=30 answers as soon as a callback changes the job, not after the wait."""
+    h = await env.harness()
+    await h.post("/callbacks/runpod", {"id": "lp-1", "status": "IN_QUEUE"})
+    poll = asyncio.create_task(h.client.get("/v1/jobs/lp-1", params={"wait": "30"}))
+    await asyncio.sleep(0.2)
+    assert not poll.done()
+    await h.post("/callbacks/runpod", {"id": "lp-1", "status": "COMPLETED", "output": 1})
+    resp = await asyncio.wait_for(poll, 10)
+    assert (await resp.json())["status"] == "COMPLETED"
+
+
+async def test_wait_is_validated(env):
+    """wait above 60 s or not a number is a 400."""
+    h = await env.harness()
+    await h.post("/callbacks/runpod", {"id": "w-1", "status": "IN_QUEUE"})
+    assert (await h.client.get("/v1/jobs/w-1", params={"wait": "61"})).status == 400
+    assert (await h.client.get("/v1/jobs/w-1", params={"wait": "soon"})).status == 400
+
+
+async def test_sse_streams_changes_until_terminal(env):
+    """/events sends the current state, each change, and ends after the terminal one."""
+    h = await env.harness()
+    await h.post("/callbacks/runpod", {"id": "sse-1", "status": "IN_QUEUE"})
+    resp = await h.client.get("/v1/jobs/sse-1/events")
+    assert resp.headers["Content-Type"].startswith("text/event-stream")
+
+    async def feed() -> None:
+        await asyncio.sleep(0.1)
+        await h.post("/callbacks/runpod", {"id": "sse-1", "status": "IN_PROGRESS"})
+        await asyncio.sleep(0.1)
+        await h.post("/callbacks/runpod", {"id": "sse-1", "status": "COMPLETED", "output": {"ok": 1}})
+
+    feeder = asyncio.create_task(feed())
+    text = (await asyncio.wait_for(resp.read(), 10)).decode()
+    await feeder
+    states = [json.loads(line[6:])["status"] for line in text.splitlines() if line.startswith("data: ")]
+    assert states == ["IN_QUEUE", "IN_PROGRESS", "COMPLETED"]
+
+
+async def test_submit_sends_webhooks_and_stores_the_job(env):
+    """POST /v1/jobs calls /run with our RunPod webhook and the worker's signed-callback address."""
+    fake = FakeRunPod()
+    url = await env.upstream(fake)
+    h = await env.harness(
+        runpod_endpoint_url=url,
+        public_url="https://cb.example.com",
+        callback_token="tok",
+        webhook_secret=SECRET,
+    )
+    resp = await h.client.post("/v1/jobs", json={"input": {"image": "https://x/y.png"}})
+    assert resp.status == 201
+    created = await resp.json()
+    assert created == {"id": "rp-1", "status": "IN_QUEUE"}
+    sent = fake.submitted[0]
+    assert sent["webhook"] == "https://cb.example.com/callbacks/runpod?token=tok"
+    assert sent["input"]["webhook"] == {
+        "url": "https://cb.example.com/callbacks/orfeas?token=tok",
+        "secret": SECRET,
+    }
+    assert sent["input"]["image"] == "https://x/y.png"
+    job = await h.job("rp-1")
+    assert job["status"] == "IN_QUEUE"
+    listed = await (await h.client.get("/v1/jobs", params={"limit": "5"})).json()
+    assert [j["id"] for j in listed["jobs"]] == ["rp-1"]
+
+
+async def test_submit_keeps_a_webhook_the_input_names(env):
+    """An input that already names its worker webhook is sent unchanged."""
+    fake = FakeRunPod()
+    url = await env.upstream(fake)
+    h = await env.harness(runpod_endpoint_url=url, public_url="https://cb.example.com")
+    mine = {"url": "https://elsewhere.example.com/hook"}
+    await h.client.post("/v1/jobs", json={"input": {"prompt": "a cat", "webhook": mine}})
+    assert fake.submitted[0]["input"]["webhook"] == mine
+
+
+async def test_idempotency_key_returns_the_same_job_or_409(env):
+    """The same key and input while running → the same job; other input → 409 naming it."""
+    fake = FakeRunPod()
+    url = await env.upstream(fake)
+    h = await env.harness(runpod_endpoint_url=url)
+    body = {"input": {"prompt": "a vase"}, "idempotency_key": "k-1"}
+    first = await h.client.post("/v1/jobs", json=body)
+    again = await h.client.post("/v1/jobs", json=body)
+    assert first.status == 201
+    assert again.status == 200
+    assert (await again.json())["id"] == (await first.json())["id"]
+    other = await h.client.post("/v1/jobs", json={"input": {"prompt": "a cup"}, "idempotency_key": "k-1"})
+    assert other.status == 409
+    assert (await other.json())["id"] == "rp-1"
+    assert fake.calls_to("/run") == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"[]",
+        b'{"input": 3}',
+        b'{"input": {}, "extra": 1}',
+        b'{"input": {}, "webhook": "ftp://x"}',
+    ],
+)
+async def test_submit_validates_its_body(env, body):
+    """A malformed submission is a 400 naming the problem, and nothing is sent upstream."""
+    fake = FakeRunPod()
+    url = await env.upstream(fake)
+    h = await env.harness(runpod_endpoint_url=url)
+    resp = await h.client.post("/v1/jobs", data=body)
+    assert resp.status == 400
+    assert (await resp.json())["error"]["code"] == "invalid_input"
+    assert fake.calls == []
+
+
+async def test_cancel(env):
+    """Cancel calls upstream and marks the job CANCELLED; a terminal job answers 409."""
+    fake = FakeRunPod()
+    url = await env.upstream(fake)
+    h = await env.harness(runpod_endpoint_url=url)
+    job_id = (await (await h.client.post("/v1/jobs", json={"input": {}})).json())["id"]
+    resp = await h.client.post(f"/v1/jobs/{job_id}/cancel")
+    assert (await resp.json())["status"] == "CANCELLED"
+    assert fake.calls_to("/cancel") == 1
+    assert (await h.client.post(f"/v1/jobs/{job_id}/cancel")).status == 409
+    assert (await h.client.post("/v1/jobs/unknown/cancel")).status == 404
+
+
+async def test_local_dev_server_mode_runs_the_job_and_stores_its_result(env):
+    """Against the local dev server the job runs on our POST /status; its result and webhook land."""
+    fake = FakeRunPod(local=True)
+    url = await env.upstream(fake)
+    h = await env.harness(runpod_endpoint_url=url, runpod_local=True)
+    callback_base = str(h.client.make_url("")).rstrip("/")
+    h.runtime.settings.__dict__["public_url"] = callback_base  # the server's own address, known now
+    resp = await h.client.post("/v1/jobs", json={"input": {"prompt": "a boat"}})
+    job_id = (await resp.json())["id"]
+    job = await (await h.client.get(f"/v1/jobs/{job_id}", params={"wait": "10"})).json()
+    for _ in range(50):
+        if job["status"] == "COMPLETED":
+            break
+        job = await (await h.client.get(f"/v1/jobs/{job_id}", params={"wait": "1"})).json()
+    assert job["status"] == "COMPLETED"
+    assert job["output"]["job_id"] == job_id
+    assert [c for c in fake.calls if c[1].startswith("/status")] == [("POST", f"/status/{job_id}")]
+    # the webhook ({"output": …}, no id at the root) was recorded against the same job
+    for _ in range(50):
+        if any(r["job_id"] == job_id for r in h.callbacks()):
+            break
+        await asyncio.sleep(0.05)
+    assert any(r["job_id"] == job_id for r in h.callbacks())
+
+
+async def test_client_webhook_is_signed_and_retried_until_delivered(env):
+    """The leader delivers the client's webhook, Standard Webhooks signed, retrying a failure."""
+    sink = WebhookSink(statuses=[500])
+    sink_server = TestServer(sink.app())
+    await sink_server.start_server()
+    try:
+        fake = FakeRunPod()
+        url = await env.upstream(fake)
+        h = await env.harness(runpod_endpoint_url=url, webhook_secret=SECRET, lease_s=1.0)
+        hook = str(sink_server.make_url("/hook"))
+        job_id = (await (await h.client.post("/v1/jobs", json={"input": {}, "webhook": hook})).json())["id"]
+        body = json.dumps({"type": "completed", "job_id": job_id, "output": {"glb": "x"}})
+        now = datetime.now(tz=UTC)
+        headers = {
+            "webhook-id": "msg-done",
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": Webhook(SECRET).sign("msg-done", now, body),
+        }
+        assert (await h.post("/callbacks/orfeas", body, headers=headers)).status == 200
+        assert (await h.job(job_id))["status"] == "COMPLETED"
+        for _ in range(200):
+            if h.runtime.role == "leader":
+                break
+            await asyncio.sleep(0.05)
+        assert h.runtime.role == "leader"
+        await asyncio.wait_for(sink.arrived.wait(), 10)
+        # first attempt answered 500; the retry comes after the first backoff step
+        assert deliveries.FIRST_BACKOFF_S > 0
+        epoch = h.runtime.epoch
+        assert epoch is not None
+        h.runtime.clock = lambda: 9e12  # every retry is due
+        await deliveries.deliver_due(h.runtime, epoch)
+        assert len(sink.received) == 2
+        headers, body = sink.received[-1]
+        payload = Webhook(SECRET).verify(body, {k.lower(): v for k, v in headers.items()})
+        assert payload["data"]["id"] == job_id
+        assert payload["data"]["status"] == "COMPLETED"
+        assert sink.received[0][0]["webhook-id"] == headers["webhook-id"]  # same message id on retry
+    finally:
+        await sink_server.close()
+
+
+async def test_reconciler_expires_jobs_past_their_deadline(env):
+    """A job past its deadline becomes TIMED_OUT when the leader reconciles."""
+    fake = FakeRunPod()
+    url = await env.upstream(fake)
+    clock = Clock()
+    h = await env.harness(runpod_endpoint_url=url, job_deadline_s=60.0, clock=clock, reconcile_s=600.0)
+    job_id = (await (await h.client.post("/v1/jobs", json={"input": {}})).json())["id"]
+    for _ in range(200):
+        if h.runtime.epoch is not None:
+            break
+        await asyncio.sleep(0.05)
+    epoch = h.runtime.epoch
+    assert epoch is not None
+    clock.now += 3600  # also past RunPod's 30-minute window: no status polling
+    await reconcile_once(h.runtime, epoch)
+    job = await h.job(job_id)
+    assert job["status"] == "TIMED_OUT"
+    assert fake.calls_to("/status") == 0
