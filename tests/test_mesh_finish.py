@@ -132,3 +132,17 @@ def test_an_edge_shared_by_four_faces_is_reported():
     assert not finished.is_watertight
     assert len(ctx.warnings) == 1
     assert "shared by more than two faces" in ctx.warnings[0]
+
+
+def test_parts_lost_to_a_tiny_budget_are_reported():
+    """Two hundred separate cubes cannot all fit 500 faces: what collapses away is counted in a warning."""
+    cubes = []
+    for i in range(200):
+        cube = trimesh.creation.box(extents=(1, 1, 1))
+        cube.apply_translation((3 * (i % 20), 3 * (i // 20), 0))
+        cubes.append(cube)
+    ctx, _ = make_ctx("export")
+    finished = _finish(trimesh.util.concatenate(cubes), ctx=ctx, face_budget=500)
+    kept = len(finished.split(only_watertight=False))
+    assert kept < 200
+    assert f"{200 - kept} small part(s) collapsed away" in " ".join(ctx.warnings)

@@ -14,7 +14,7 @@ import numpy as np
 
 from orfeas.errors import OrfeasError, StageFailed
 from orfeas.mesh.colors import vertex_colours
-from orfeas.mesh.decimate import decimate
+from orfeas.mesh.decimate import BUDGET_SLACK, decimate
 from orfeas.mesh.placement import place
 from orfeas.mesh.repair import EdgeTable, MeshArrays, clean, close_holes, fix_winding, orient_outward
 
@@ -93,11 +93,22 @@ def _finish(
     ctx.check()
 
     before = len(arrays.faces)
-    arrays = decimate(arrays, face_budget)
-    if len(arrays.faces) < before:
+    if before > face_budget:
+        parts = _count_parts(table, before)
+        arrays = decimate(arrays, face_budget)
         # A collapse can, rarely, tear a closed surface (a flap cancelled by `clean`); close what
         # it opened. The edges of a 100k-face result take ~0.05 s to check.
-        arrays, holes = close_holes(arrays)
+        table = EdgeTable.of(arrays.faces)
+        arrays, holes = close_holes(arrays, table)
+        if holes.filled:
+            table = EdgeTable.of(arrays.faces)
+        lost = parts - _count_parts(table, len(arrays.faces))
+        if lost > 0:
+            # Edge collapses never join parts, so fewer parts means some collapsed to nothing.
+            ctx.warn(f"{lost} small part(s) collapsed away to fit the budget of {face_budget} faces")
+    if len(arrays.faces) > face_budget * (1 + BUDGET_SLACK):
+        # Many small separate parts: each keeps at least a tetrahedron's faces.
+        ctx.warn(f"mesh kept {len(arrays.faces)} faces, over the budget of {face_budget}")
     ctx.report(0.9 * _SPAN)
     ctx.check()
 
@@ -106,6 +117,11 @@ def _finish(
     _warn_if_open(finished, holes.left_open, holes.nonmanifold_edges, ctx)
     ctx.report(_SPAN)
     return finished
+
+
+def _count_parts(table: EdgeTable, faces: int) -> int:
+    """Separate pieces: faces linked through shared edges are one piece."""
+    return len(np.unique(table.bodies(faces))) if faces else 0
 
 
 def _to_trimesh(arrays: MeshArrays) -> trimesh.Trimesh:
