@@ -101,7 +101,7 @@ def start_worker(sup: Supervisor, s3_url: str, webhook_secret: str) -> str:
 
 
 def start_server(
-    sup: Supervisor, worker_url: str, database: Path, callback_token: str, webhook_secret: str
+    sup: Supervisor, worker_url: str, s3_url: str, database: Path, callback_token: str, webhook_secret: str
 ) -> str:
     port = free_port(HOST)
     url = f"http://{HOST}:{port}"
@@ -118,6 +118,8 @@ def start_server(
             "ORFEAS_WEBHOOK_SECRET": webhook_secret,
             "ORFEAS_ALLOW_PRIVATE_WEBHOOKS": "1",
             "LEADER_LEASE_SECONDS": "3",
+            # The status page's preview fetches the GLB from the S3 server (its CSP allows it).
+            "ORFEAS_PAGE_MODEL_ORIGINS": s3_url,
         }
     )
     child = sup.start("callback-server", [sys.executable, "-m", "callback_server"], env=env, cwd=ROOT)
@@ -135,5 +137,5 @@ def start_stack(sup: Supervisor, workdir: Path) -> Stack:
     secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     s3_url = start_s3(sup)
     worker_url = start_worker(sup, s3_url, secret)
-    server_url = start_server(sup, worker_url, database, token, secret)
+    server_url = start_server(sup, worker_url, s3_url, database, token, secret)
     return Stack(s3_url, BUCKET, worker_url, server_url, database, token, secret)
