@@ -1,0 +1,1 @@
+"""Separating a picture's foreground from its background (the weights-free remover is `classic`)."""

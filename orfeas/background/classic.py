@@ -1,0 +1,259 @@
+"""Weights-free background removal: the alpha channel when it says something, else the border colour.
+
+1. Alpha ("alpha"): a picture with a real transparent area (at least 0.5 % of its pixels) already
+   says what its foreground is: alpha >= 128. Only dust is cleaned (specks and pin holes of a few
+   pixels); holes the author cut stay holes.
+2. Border ("border"): on a working copy at most 1024 px on its longest side (3000 x 2000 → 1024 x
+   683, 8.6x fewer pixels, so the cost stops growing with the picture), lightly smoothed:
+   - the background colours are the dominant clusters of the border ring's pixels (1 % of the
+     short side wide): up to 3 colours each covering at least 20 % of the ring, each with its own
+     median and a tolerance from its spread, so an object that touches the frame, a two-tone
+     backdrop or noise do not throw the estimate off;
+   - pixels within tolerance of a background colour form candidate regions; those connected to
+     the frame's edge are background (the flood fill), and so are enclosed ones that are not
+     tiny (the hole of a ring or a letter "O": background colour seen through the object);
+   - the mask is cleaned: opening and closing (3x3), parts smaller than 1 % of the largest part
+     dropped, holes below the hole size filled; then scaled back up to the picture's size.
+3. If neither finds a sensible foreground (an empty mask, or no background colour on the border),
+   the whole picture is the foreground, with a warning, so the job still makes a relief.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from orfeas.settings import Settings
+from orfeas.types import Cutout, StageContext
+
+WORK_SIDE = 1024  # longest side the border method works at
+ALPHA_CUT = 128  # alpha >= this is foreground
+ALPHA_MIN_TRANSPARENT = 0.005  # share of transparent pixels that makes the alpha channel meaningful
+BORDER_RING = 0.01  # ring width, share of the short side (at least 2 px)
+MAX_BACKGROUND_COLOURS = 3
+MIN_COLOUR_SHARE = 0.2  # a background colour covers at least this share of the ring
+CLUSTER_RADIUS = 40.0  # RGB distance that gathers one background colour's ring pixels
+TOLERANCE_RANGE = (16.0, 64.0)  # RGB distance within which a pixel matches a background colour
+HOLE_SHARE = 1e-4  # enclosed background regions of at least this share of the frame stay holes
+MIN_HOLE_PX = 9
+PART_SHARE = 0.01  # parts smaller than this share of the largest part are dropped
+MIN_FOREGROUND_SHARE = 0.001  # below this the mask counts as empty
+
+
+@dataclass(frozen=True)
+class BackgroundColour:
+    rgb: np.ndarray  # float32 (3,)
+    tolerance: float
+    share: float  # of the border ring
+
+
+class ClassicBackgroundRemover:
+    """Alpha channel or border-colour flood fill; no model weights."""
+
+    name = "classic"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def remove(self, image: Image.Image, ctx: StageContext) -> Cutout:
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        ctx.check()
+        alpha = np.asarray(rgba.getchannel("A"))
+        transparent = int(np.count_nonzero(alpha < ALPHA_CUT))
+        mask: np.ndarray | None
+        if transparent == alpha.size:
+            ctx.warn("background: the picture is fully transparent; its colours are used instead")
+            transparent = 0
+        if transparent >= ALPHA_MIN_TRANSPARENT * alpha.size:
+            method = "alpha"
+            mask = mask_from_alpha(alpha, ctx)
+        else:
+            method = "border"
+            mask = mask_from_border(rgba, ctx)
+        ctx.report(0.9)
+        if mask is None:
+            ctx.warn("background: no uniform background colour on the border; the whole picture is kept")
+            mask = np.ones(alpha.shape, dtype=bool)
+        elif mask.mean() < MIN_FOREGROUND_SHARE:
+            ctx.warn(f"background: no foreground found ({method}); the whole picture is kept")
+            mask = np.ones(alpha.shape, dtype=bool)
+        ctx.check()
+        cut = rgba.copy()
+        cut.putalpha(Image.fromarray(mask.astype(np.uint8) * 255, "L"))
+        return Cutout(image=cut, mask=mask, method=method)
+
+
+# -- alpha ------------------------------------------------------------------------------------
+def mask_from_alpha(alpha: np.ndarray, ctx: StageContext) -> np.ndarray:
+    """alpha >= 128, without specks and pin holes of a few pixels (anti-aliasing dust)."""
+    mask = alpha >= ALPHA_CUT
+    ctx.report(0.3)
+    ctx.check()
+    dust = max(4, int(2e-5 * mask.size))
+    mask = drop_small_parts(mask, min_px=dust, share_of_largest=0.0)
+    ctx.report(0.6)
+    ctx.check()
+    return fill_small_holes(mask, max_px=dust)
+
+
+# -- border colour ----------------------------------------------------------------------------
+def mask_from_border(rgba: Image.Image, ctx: StageContext) -> np.ndarray | None:
+    """The foreground by flooding the border colour(s); None when the border has no dominant colour."""
+    from scipy import ndimage
+
+    full = (rgba.height, rgba.width)
+    small = working_copy(rgba)
+    # Not smoothed: a blur would push the edge out by its radius (a 3x3 mean cost IoU 0.9965 →
+    # 0.9864 on a 3000 x 2000 test picture); the box downscale already averages the noise, and
+    # the tolerance follows what noise is left.
+    rgb = np.asarray(small, dtype=np.float32)
+    ctx.report(0.15)
+    ctx.check()
+
+    colours = background_colours(border_ring(rgb))
+    if not colours:
+        return None
+    candidate = np.zeros(rgb.shape[:2], dtype=bool)
+    for colour in colours:
+        distance = np.sqrt(np.sum((rgb - colour.rgb) ** 2, axis=2))
+        candidate |= distance <= colour.tolerance
+    ctx.report(0.35)
+    ctx.check()
+
+    frame = candidate.size
+    min_hole = max(MIN_HOLE_PX, int(HOLE_SHARE * frame))
+    labels, count = ndimage.label(candidate)
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    background_label = sizes >= min_hole  # enclosed regions big enough to be real holes
+    background_label[np.unique(edge)] = True  # everything the flood from the frame reaches
+    background_label[0] = False  # label 0: not background-coloured
+    foreground = ~background_label[labels]
+    ctx.report(0.55)
+    ctx.check()
+
+    foreground = clean_mask(foreground, min_hole=min_hole)
+    ctx.report(0.75)
+    ctx.check()
+    if foreground.shape != full:
+        foreground = scale_mask(foreground, full)
+    return foreground
+
+
+def working_copy(rgba: Image.Image, side: int = WORK_SIDE) -> Image.Image:
+    """The RGB picture with its longest side at most `side` (box filter: an average, no aliasing)."""
+    # RGB first: Pillow resizes RGBA through premultiplied alpha, two extra passes over the
+    # full picture for an alpha channel this method does not use.
+    rgb = rgba.convert("RGB")
+    longest = max(rgb.size)
+    if longest <= side:
+        return rgb
+    scale = side / longest
+    size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    return rgb.resize(size, Image.Resampling.BOX)
+
+
+def border_ring(rgb: np.ndarray) -> np.ndarray:
+    """The pixels of the frame's outer ring, (n, 3)."""
+    h, w = rgb.shape[:2]
+    k = max(2, round(BORDER_RING * min(h, w)))
+    k = min(k, max(1, min(h, w) // 2))
+    parts = [rgb[:k].reshape(-1, 3), rgb[h - k :].reshape(-1, 3)]
+    if h > 2 * k:
+        parts += [rgb[k : h - k, :k].reshape(-1, 3), rgb[k : h - k, w - k :].reshape(-1, 3)]
+    return np.concatenate(parts)
+
+
+def background_colours(ring: np.ndarray) -> list[BackgroundColour]:
+    """Up to 3 dominant colour clusters of the ring, each over 20 % of it, largest first."""
+    total = len(ring)
+    remaining = ring
+    colours: list[BackgroundColour] = []
+    for _ in range(MAX_BACKGROUND_COLOURS):
+        if len(remaining) < MIN_COLOUR_SHARE * total:
+            break
+        seed = _densest_colour(remaining)
+        members = np.linalg.norm(remaining - seed, axis=1) <= CLUSTER_RADIUS
+        if not members.any():
+            break
+        centre = np.median(remaining[members], axis=0)
+        distance = np.linalg.norm(remaining - centre, axis=1)
+        members = distance <= CLUSTER_RADIUS
+        share = float(members.sum()) / total
+        if share < MIN_COLOUR_SHARE:
+            break
+        # Tolerance from the cluster's own spread: a noisy backdrop gets a wider one.
+        spread = float(np.percentile(distance[members], 95))
+        tolerance = float(np.clip(2.5 * spread + 10.0, *TOLERANCE_RANGE))
+        colours.append(BackgroundColour(centre.astype(np.float32), tolerance, share))
+        remaining = remaining[distance > tolerance]
+    return colours
+
+
+def _densest_colour(pixels: np.ndarray) -> np.ndarray:
+    """The mean colour of the densest 3x3x3 neighbourhood of a 16-level-per-channel histogram."""
+    from scipy import ndimage
+
+    bins = np.clip(pixels, 0, 255).astype(np.int64) // 16
+    flat = (bins[:, 0] * 16 + bins[:, 1]) * 16 + bins[:, 2]
+    hist = np.bincount(flat, minlength=16**3).reshape(16, 16, 16).astype(np.float64)
+    density = ndimage.uniform_filter(hist, size=3, mode="constant")
+    peak = np.array(np.unravel_index(int(np.argmax(density)), hist.shape))
+    near = np.all(np.abs(bins - peak) <= 1, axis=1)
+    return np.asarray(pixels[near].mean(axis=0), dtype=np.float32)
+
+
+# -- cleaning ---------------------------------------------------------------------------------
+def clean_mask(mask: np.ndarray, *, min_hole: int) -> np.ndarray:
+    """Open and close (3x3), keep the large parts, fill holes smaller than `min_hole` pixels."""
+    from scipy import ndimage
+
+    square = np.ones((3, 3), dtype=bool)
+    mask = ndimage.binary_opening(mask, structure=square)
+    # Closing near the frame would pull the mask off the edge: pad so the edge is not a wall.
+    padded = np.pad(mask, 1, mode="edge")
+    mask = ndimage.binary_closing(padded, structure=square)[1:-1, 1:-1]
+    mask = drop_small_parts(mask, min_px=min_hole, share_of_largest=PART_SHARE)
+    return fill_small_holes(mask, max_px=min_hole)
+
+
+def drop_small_parts(mask: np.ndarray, *, min_px: int, share_of_largest: float) -> np.ndarray:
+    """Keep the 8-connected parts of at least `min_px` pixels and `share_of_largest` of the largest."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    if count == 0:
+        return mask
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    sizes[0] = 0
+    keep = sizes >= max(min_px, share_of_largest * sizes.max())
+    keep[0] = False
+    if keep[1:].all():
+        return mask
+    return keep[labels]
+
+
+def fill_small_holes(mask: np.ndarray, *, max_px: int) -> np.ndarray:
+    """Fill the enclosed background regions (4-connected, not touching the frame) under `max_px`."""
+    from scipy import ndimage
+
+    labels, count = ndimage.label(~mask)
+    if count == 0:
+        return mask
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    fill = sizes < max_px
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    fill[np.unique(edge)] = False
+    fill[0] = False
+    if not fill.any():
+        return mask
+    return mask | fill[labels]
+
+
+def scale_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A bool mask resized to (rows, cols), edges interpolated rather than blocky."""
+    small = Image.fromarray(mask.astype(np.uint8) * 255, "L")
+    big = small.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+    return np.asarray(big) >= 128
