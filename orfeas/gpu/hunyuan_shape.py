@@ -1,0 +1,216 @@
+"""Shape generation with Hunyuan3D-2 (hy3dgen): flow-matching DiT + ShapeVAE, image → mesh.
+
+The pipeline is built from the model folder's `config.yaml` and checkpoint with hy3dgen's
+`from_single_file` (its `from_pretrained` would download a missing folder); the weights load
+once per process. Quality drives the denoising steps, the octree resolution of the volume
+decoding and the guidance scale. Hunyuan3D-2 is under the Tencent Hunyuan 3D community licence.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from orfeas.errors import ModelUnavailable, StageFailed
+from orfeas.gpu import runtime
+from orfeas.gpu.models import resolve_model_dir
+from orfeas.settings import Settings
+from orfeas.types import ShapeResult
+
+if TYPE_CHECKING:
+    import trimesh
+
+    from orfeas.request import JobRequest
+    from orfeas.types import Cutout, StageContext
+
+# The DiT subfolder of each published Hunyuan3D-2 repository; the turbo VAE is FlashVDM's decoder.
+DIT_SUBFOLDERS = {
+    "Hunyuan3D-2": "hunyuan3d-dit-v2-0",
+    "Hunyuan3D-2mini": "hunyuan3d-dit-v2-mini",
+    "Hunyuan3D-2mv": "hunyuan3d-dit-v2-mv",
+}
+TURBO_VAE_SUBFOLDERS = {
+    "Hunyuan3D-2": "hunyuan3d-vae-v2-0-turbo",
+    "Hunyuan3D-2mini": "hunyuan3d-vae-v2-mini-turbo",
+    "Hunyuan3D-2mv": "hunyuan3d-vae-v2-0-turbo",
+}
+CHECKPOINTS = ("model.fp16.safetensors", "model.safetensors", "model.fp16.ckpt", "model.ckpt")
+
+
+@dataclass(frozen=True)
+class ShapeParams:
+    steps: int
+    octree_resolution: int
+    guidance: float
+    num_chunks: int = 20_000
+
+
+def shape_params(quality: int) -> ShapeParams:
+    """Quality 1..10 → sampler and decoder settings.
+
+    hy3dgen's defaults (50 steps, octree 384) are quality 10. The octree resolution sets the
+    marching-cubes grid (cost grows with its cube: 256 is 0.3× the work of 384); the steps are
+    linear in DiT time. Quality 5 (the default) lands on 30 steps at 256, the settings of
+    Hunyuan3D's own demo app.
+    """
+    q = min(max(quality, 1), 10)
+    steps = round(10 + (50 - 10) * (q - 1) / 9)
+    octree = 128 if q <= 2 else 192 if q <= 4 else 256 if q <= 7 else 320 if q <= 9 else 384
+    return ShapeParams(steps=steps, octree_resolution=octree, guidance=5.0 + 0.25 * (q - 5))
+
+
+def dit_subfolder(model: str) -> str:
+    return DIT_SUBFOLDERS.get(model.rstrip("/").rsplit("/", 1)[-1], DIT_SUBFOLDERS["Hunyuan3D-2"])
+
+
+def _checkpoint(folder: Path) -> Path:
+    for name in CHECKPOINTS:
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(folder / CHECKPOINTS[0])
+
+
+class HunyuanShapeBackend:
+    name = "hunyuan"
+
+    def __init__(self, settings: Settings, *, params: Callable[[int], ShapeParams] | None = None) -> None:
+        self.settings = settings
+        self.params = params or shape_params
+        self.device = runtime.choose_device(settings)
+        self.dtype = runtime.choose_dtype(settings, self.device)
+        self._pipeline: Any = None
+        self._lock = threading.Lock()
+        self.flashvdm = False
+        if settings.eager_load:
+            self.load()
+
+    # -- loading --------------------------------------------------------------------------------
+    def load(self) -> Any:
+        """Build the pipeline once (thread-safe); later calls return it."""
+        with self._lock:
+            if self._pipeline is None:
+                with runtime.oom_guard("shape"):
+                    self._pipeline = self._build()
+            return self._pipeline
+
+    def _build(self) -> Any:
+        from hy3dgen.shapegen import Hunyuan3DDiTFlowMatchingPipeline
+
+        model = self.settings.shape_model
+        folder = resolve_model_dir(
+            self.settings, model, subfolder=dit_subfolder(model), needs=["config.yaml", "|".join(CHECKPOINTS)]
+        )
+        ckpt = _checkpoint(folder)
+        try:
+            pipeline = Hunyuan3DDiTFlowMatchingPipeline.from_single_file(
+                str(ckpt),
+                str(folder / "config.yaml"),
+                device=str(self.device),
+                dtype=self.dtype,
+                use_safetensors=ckpt.suffix == ".safetensors",
+            )
+        except FileNotFoundError as exc:
+            raise ModelUnavailable(f"cannot load {model!r}: {exc}", model=model, path=str(folder)) from exc
+        if self.settings.flashvdm:
+            self._enable_flashvdm(pipeline, model)
+        if self.settings.torch_compile:
+            # The DiT runs once per step: it is where compiling pays; the VAE runs once per job.
+            pipeline.model = runtime.maybe_compile(pipeline.model, self.settings)
+        return pipeline
+
+    def _enable_flashvdm(self, pipeline: Any, model: str) -> None:
+        """FlashVDM: hierarchical volume decoding with adaptive KV selection, plus the turbo VAE if baked."""
+        from hy3dgen.shapegen.models.autoencoders import ShapeVAE
+
+        subfolder = TURBO_VAE_SUBFOLDERS.get(model.rstrip("/").rsplit("/", 1)[-1])
+        if subfolder:
+            try:
+                folder = resolve_model_dir(
+                    self.settings, model, subfolder=subfolder, needs=["config.yaml", "|".join(CHECKPOINTS)]
+                )
+            except ModelUnavailable:
+                folder = None  # the plain VAE still decodes hierarchically, only less fast
+            if folder is not None:
+                ckpt = _checkpoint(folder)
+                pipeline.vae = ShapeVAE.from_single_file(
+                    str(ckpt),
+                    str(folder / "config.yaml"),
+                    device=str(self.device),
+                    dtype=self.dtype,
+                    use_safetensors=ckpt.suffix == ".safetensors",
+                )
+        pipeline.vae.enable_flashvdm_decoder(enabled=True, adaptive_kv_selection=True, mc_algo="mc")
+        self.flashvdm = True
+
+    # -- generation -----------------------------------------------------------------------------
+    def generate(self, cutout: Cutout, request: JobRequest, ctx: StageContext) -> ShapeResult:
+        pipeline = self.load()
+        params = self.params(request.quality)
+        generator = runtime.make_generator(self.device, ctx.seed)
+
+        def on_step(step: int, _t: Any, _outputs: Any) -> None:
+            ctx.report(0.9 * (step + 1) / params.steps)
+            ctx.check()
+
+        with runtime.oom_guard(ctx.stage), runtime.measure_vram(self.device) as vram:
+            meshes = pipeline(
+                image=cutout.image.convert("RGBA"),
+                num_inference_steps=params.steps,
+                guidance_scale=params.guidance,
+                octree_resolution=params.octree_resolution,
+                num_chunks=params.num_chunks,
+                generator=generator,
+                callback=on_step,
+                callback_steps=1,
+                enable_pbar=False,
+            )
+        mesh = meshes[0] if meshes else None
+        if mesh is None or len(mesh.faces) == 0:
+            raise StageFailed("empty surface: the decoded volume has no zero crossing", stage=ctx.stage)
+        ctx.report(0.95)
+        return ShapeResult(
+            mesh=mesh,
+            picture_box=picture_box(mesh, cutout.mask),
+            stands=True,
+            meta={
+                "model": self.settings.shape_model,
+                "device": self.device.type,
+                "dtype": runtime.dtype_name(self.dtype),
+                "steps": params.steps,
+                "octree_resolution": params.octree_resolution,
+                "guidance": params.guidance,
+                "flashvdm": self.flashvdm,
+                "torch_compile": self.settings.torch_compile,
+                "vram_peak_mb": vram.mb,
+            },
+        )
+
+
+def picture_box(mesh: trimesh.Trimesh, mask: np.ndarray) -> tuple[float, float, float, float]:
+    """The XY rectangle the whole picture covers, given that the foreground spans the mesh's XY extent.
+
+    hy3dgen recentres the foreground to fill the view, so the mesh's X/Y bounds match the mask's
+    column/row bounds; the picture's full frame follows by the same scale.
+    """
+    (x0, y0, _), (x1, y1, _) = mesh.bounds
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0 or len(cols) == 0:
+        return float(x0), float(y0), float(x1), float(y1)
+    height, width = mask.shape
+    c0, c1 = cols[0], cols[-1] + 1
+    r0, r1 = rows[0], rows[-1] + 1
+    sx = (x1 - x0) / (c1 - c0)
+    sy = (y1 - y0) / (r1 - r0)
+    # Rows grow downwards, picture Y grows upwards.
+    return (
+        float(x0 - c0 * sx),
+        float(y0 - (height - r1) * sy),
+        float(x1 + (width - c1) * sx),
+        float(y1 + r0 * sy),
+    )
