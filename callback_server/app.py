@@ -33,6 +33,7 @@ from callback_server.store.base import Store
 LeadershipFactory = Callable[[Store, str, ServerSettings], Any]
 LEADERSHIP = web.AppKey("leadership", Leadership)
 STORE_RETRY_S = 1.0
+LEADERSHIP_STOP_S = 3.0
 
 
 def default_leadership(store: Store, holder: str, settings: ServerSettings) -> Leadership:
@@ -135,10 +136,16 @@ async def _shutdown(app: web.Application) -> None:
     runtime = app[RUNTIME]
     await app[LEADER_WORK].stop()
     if runtime.store_ready.is_set():
-        try:
-            await app[LEADERSHIP].stop()  # releases the lease: a passive instance takes over at once
-        except Exception:
-            log.exception("stopping the leader election failed")
+        # Releases the lease so a passive instance takes over at once. Bounded: on Python 3.11
+        # asyncio.wait_for can swallow a cancellation that races a result, and the election's
+        # task then never ends; shutdown must not hang on it (the lease then simply expires).
+        stopping = asyncio.ensure_future(app[LEADERSHIP].stop())
+        done, _ = await asyncio.wait({stopping}, timeout=LEADERSHIP_STOP_S)
+        if not done:
+            log.error("the leader election did not stop in %s s; the lease will expire", LEADERSHIP_STOP_S)
+            stopping.cancel()
+        elif stopping.exception() is not None:
+            log.error("stopping the leader election failed", exc_info=stopping.exception())
     await runtime.cancel_tasks()
     if runtime.session is not None:
         await runtime.session.close()

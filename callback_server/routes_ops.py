@@ -23,7 +23,8 @@ async def readyz(request: web.Request) -> web.Response:
     store = "opening"
     if runtime.store_ready.is_set():
         try:
-            ok = await asyncio.wait_for(runtime.store.ping(), PING_TIMEOUT_S)
+            async with asyncio.timeout(PING_TIMEOUT_S):
+                ok = await runtime.store.ping()
         except Exception:
             ok = False
         store = "ok" if ok else "error"

@@ -48,7 +48,8 @@ class Runtime:
     async def ready_store(self) -> Store:
         if not self.store_ready.is_set():
             try:
-                await asyncio.wait_for(self.store_ready.wait(), self.settings.store_wait_s)
+                async with asyncio.timeout(self.settings.store_wait_s):
+                    await self.store_ready.wait()
             except TimeoutError:
                 raise StoreNotReady(self.store_error or "the store is still opening") from None
         return self.store

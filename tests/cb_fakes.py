@@ -8,6 +8,7 @@ builds our app on a real SQLite store in a temp dir and starts its background wo
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 import sqlite3
@@ -151,3 +152,16 @@ async def start_harness(tmp_path: Path, settings: ServerSettings, **app_kwargs: 
 
 
 _db_numbers = itertools.count()
+
+
+async def close_harness(harness: Harness, within: float = 10.0) -> None:
+    """Stop the app; if shutdown hangs, fail with every pending task's stack rather than hang."""
+    closing = asyncio.ensure_future(harness.client.close())
+    done, _ = await asyncio.wait({closing}, timeout=within)
+    if not done:
+        stacks = io.StringIO()
+        for task in asyncio.all_tasks():
+            print(f"--- {task.get_name()}", file=stacks)
+            task.print_stack(limit=12, file=stacks)
+        raise AssertionError(f"shutdown did not finish in {within} s:\n{stacks.getvalue()}")
+    closing.result()

@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook
 from callback_server.app import create_app, start_background
 from callback_server.runtime import RUNTIME
 from callback_server.store import open_store
-from tests.cb_fakes import Harness, base_settings, start_harness
+from tests.cb_fakes import Harness, base_settings, close_harness, start_harness
 
 pytestmark = pytest.mark.asyncio
 
@@ -36,7 +36,7 @@ async def open_harness(tmp_path: Path) -> AsyncIterator:
 
     yield make
     for harness in made:
-        await harness.client.close()
+        await close_harness(harness)
 
 
 BODIES = [

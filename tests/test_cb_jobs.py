@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook
 
 from callback_server import deliveries
 from callback_server.reconciler import reconcile_once
-from tests.cb_fakes import FakeRunPod, Harness, WebhookSink, base_settings, start_harness
+from tests.cb_fakes import FakeRunPod, Harness, WebhookSink, base_settings, close_harness, start_harness
 
 pytestmark = pytest.mark.asyncio
 
@@ -55,7 +55,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Any]:
 
     yield Env()
     for h in harnesses:
-        await h.client.close()
+        await close_harness(h)
     for server in servers:
         await server.close()
 
