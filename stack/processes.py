@@ -180,11 +180,15 @@ class Supervisor:
 
     # -- signals and context --------------------------------------------------------------------
     def handle_signals(self) -> None:
-        """SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread, so `with` blocks unwind."""
+        """SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread, so `with` blocks unwind.
+
+        SIGINT is set too: a program started in the background by a shell inherits it ignored.
+        """
 
         def interrupt(signum: int, frame: FrameType | None) -> None:
             raise KeyboardInterrupt(f"signal {signum}")
 
+        self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
         for sig in (signal.SIGTERM, signal.SIGHUP):
             self._previous[sig] = signal.signal(sig, interrupt)
 

@@ -6,9 +6,13 @@ import hashlib
 import http.server
 import io
 import os
+import re
+import signal
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -149,3 +153,51 @@ def test_demo_failing_at_start_says_why_exits_1_and_leaves_no_process(tmp_path: 
     assert "ORFEAS_DEFAULT_SIZE_MM" in result.stderr  # the worker's own log tail names the variable
     assert (tmp_path / "demo" / "logs" / "s3.log").exists()  # S3 had started before the worker failed
     assert _processes_with(marker) == []
+
+
+def _wait_for_text(path: Path, text: str, proc: subprocess.Popen[bytes], timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        content = path.read_text() if path.exists() else ""
+        if text in content:
+            return content
+        if proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} never printed:\n{path.read_text() if path.exists() else ''}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_serve_keeps_the_stack_up_until_interrupted(tmp_path: Path, sig: signal.Signals) -> None:
+    marker = uuid.uuid4().hex
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ORFEAS_STACK_TEST_MARKER=marker)
+    out_dir = tmp_path / "demo"
+    log = tmp_path / "demo.out"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stack", "--out", str(out_dir), "--serve"],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        printed = _wait_for_text(log, "serving until Ctrl-C", proc, 240)
+        page_url = re.search(r"status page: (\S+)", printed).group(1)  # type: ignore[union-attr]
+        with urllib.request.urlopen(page_url + "healthz", timeout=10) as answer:
+            assert answer.status == 200
+        assert (out_dir / "model.glb").read_bytes()[:4] == b"glTF"
+        assert (out_dir / "model.stl").stat().st_size > 84
+        assert len(_processes_with(f"ORFEAS_STACK_TEST_MARKER={marker}")) == 4  # the demo and its three
+        proc.send_signal(sig)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert "stopping" in log.read_text()
+    assert _processes_with(f"ORFEAS_STACK_TEST_MARKER={marker}") == []
