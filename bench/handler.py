@@ -1,17 +1,16 @@
 """What the RunPod handler adds to a job, and what `import handler` adds to `import runpod`.
 
-    .venv/bin/python bench/handler.py [--jobs 5] [--size 1024]
+    .venv/bin/python bench/handler.py [--jobs 10] [--size 1024]
 
 Jobs: the bundled sample scaled to SIZE² pixels, all five formats, weights-free backends, meshes
 uploaded to moto's S3 server on loopback, webhooks to a loopback receiver. For each job,
 overhead = handler wall time − the stages' own compute (PipelineResult.timings): validation,
 stage threads, progress, uploads, presigning, webhooks. Reported as a share of the job (goal
-< 5 %). Uploads are also timed one after another against the same server, to show what the
-thread pool saves.
+< 5 %), split into uploads, the pipeline's own time between stages, and the rest. Uploads are
+also timed one after another against the same server, to show what the thread pool saves.
 
-Imports: fresh interpreters, `import runpod` alone vs `import handler` (goal: ≤ +0.3 s), each
-the median of several runs after one warm-up run, in the same session so the disk cache is
-equally warm for both.
+Imports: fresh interpreters, `import runpod` alone vs `import handler` (goal: ≤ +0.3 s),
+measured alternately, medians after one warm-up pair.
 """
 
 from __future__ import annotations
@@ -59,21 +58,27 @@ def _receiver() -> tuple[http.server.ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}/hook"
 
 
-def _import_seconds(module: str, env: dict[str, str], runs: int) -> float:
-    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
-    times = []
+def _import_seconds(env: dict[str, str], runs: int) -> tuple[float, float]:
+    """Median seconds of `import runpod` and `import handler`, each in a fresh interpreter.
+
+    The two are measured alternately, so a busy machine slows both alike; the first pair only
+    warms the disk cache and the bytecode.
+    """
+    times: dict[str, list[float]] = {"runpod": [], "handler": []}
     for i in range(runs + 1):
-        done = subprocess.run(
-            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-        )
-        if i:  # the first run warms the disk cache and the bytecode
-            times.append(float(done.stdout.strip().splitlines()[-1]))
-    return statistics.median(times)
+        for module in times:
+            code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+            done = subprocess.run(
+                [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+            )
+            if i:
+                times[module].append(float(done.stdout.strip().splitlines()[-1]))
+    return statistics.median(times["runpod"]), statistics.median(times["handler"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=10)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--import-runs", type=int, default=5)
     args = parser.parse_args()
@@ -114,7 +119,7 @@ def main() -> None:
     }
     asyncio.run(handler.handler({"id": "bench-warmup", "input": job_input}))  # backends built, imports done
 
-    walls, overheads, uploads = [], [], []
+    walls, overheads, uploads, orchestration = [], [], [], []
     last = None
     for i in range(args.jobs):
         job = {"id": f"bench-{i}", "input": job_input}
@@ -127,6 +132,7 @@ def main() -> None:
         walls.append(wall)
         overheads.append(wall - compute)
         uploads.append(output["timings"]["upload"])
+        orchestration.append(output["timings"]["total"] - compute)
         last = output
 
     # The same five meshes, uploaded one after another, for comparison with the thread pool.
@@ -146,8 +152,7 @@ def main() -> None:
     receiver.shutdown()
 
     child_env = {**os.environ, **env}
-    runpod_s = _import_seconds("runpod", child_env, args.import_runs)
-    handler_s = _import_seconds("handler", child_env, args.import_runs)
+    runpod_s, handler_s = _import_seconds(child_env, args.import_runs)
 
     wall = statistics.median(walls)
     overhead = statistics.median(overheads)
@@ -159,7 +164,11 @@ def main() -> None:
     print(f"stages' own compute                 {(wall - overhead) * 1000:8.1f} ms")
     share = overhead / wall * 100
     print(f"handler overhead                    {overhead * 1000:8.1f} ms = {share:.2f} % of the job")
-    print(f"  of which uploads (5 formats)      {statistics.median(uploads) * 1000:8.1f} ms")
+    upload, orch = statistics.median(uploads), statistics.median(orchestration)
+    own = overhead - upload - orch
+    print(f"  uploads (5 formats, thread pool)  {upload * 1000:8.1f} ms = {upload / wall * 100:.2f} %")
+    print(f"  pipeline between its stages       {orch * 1000:8.1f} ms = {orch / wall * 100:.2f} %")
+    print(f"  the rest (validation, webhooks)   {own * 1000:8.1f} ms = {own / wall * 100:.2f} %")
     print(
         f"uploads one by one vs thread pool   {statistics.median(sequential) * 1000:8.1f} ms vs "
         f"{statistics.median(parallel) * 1000:.1f} ms "
