@@ -111,6 +111,8 @@ def checked_addresses(target: HttpsTarget, resolver: Resolver, allow_address: Ad
         except ValueError:
             allowed = False
         if not allowed:
+            if address == target.host:
+                raise InvalidInput(f"address {address} is not public", field=FIELD)
             raise InvalidInput(
                 f"host {target.host!r} resolves to a non-public address ({address})", field=FIELD
             )

@@ -62,10 +62,8 @@ def read_image_source(
         return _capped(data, limit, "the fetched picture")
     if scheme == "s3":
         return _read_s3(text, object_reader, limit)
-    raise InvalidInput(
-        f"{scheme}: sources are not accepted; give base64, a data URI, an https URL or s3://bucket/key",
-        field=FIELD,
-    )
+    what = "plain http is not accepted (use https)" if scheme == "http" else f"{scheme}: is not accepted"
+    raise InvalidInput(f"{what}; give base64, a data URI, an https URL or s3://bucket/key", field=FIELD)
 
 
 def _decode_data_uri(text: str, limit: int) -> bytes:
