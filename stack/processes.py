@@ -50,15 +50,34 @@ def log_tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
         return ""
 
 
+def _proc_group_members(pgid: int) -> bool | None:
+    """Linux: whether a live (non-zombie) process is in group `pgid`; None when /proc is unusable."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        # After the command: state, ppid, pgrp, ...
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
 def group_alive(pgid: int) -> bool:
-    """Whether any process of the group still exists (zombies of our own child are reaped first)."""
+    """Whether any process of the group still runs (zombies waiting for a reaper do not count)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    members = _proc_group_members(pgid)
+    return True if members is None else members
 
 
 @dataclass
