@@ -1,0 +1,112 @@
+"""/openapi.json is valid OpenAPI 3.1, names every route, and the running app keeps to it
+(schemathesis over a bounded number of examples, against the app and a fake RunPod on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import schemathesis
+from aiohttp import web
+from hypothesis import HealthCheck, given, settings
+
+from callback_server.app import create_app, start_background
+from callback_server.openapi import openapi_document
+from callback_server.runtime import RUNTIME
+from callback_server.store import open_store
+from tests.cb_fakes import FakeRunPod, base_settings
+
+EXAMPLES = 25
+
+
+class ServedApp:
+    """Our app and a fake RunPod served from a loop in a thread (schemathesis calls synchronously)."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.loop = asyncio.new_event_loop()
+        self.base_url = ""
+        self._runners: list[web.AppRunner] = []
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    async def _start(self) -> None:
+        fake = web.AppRunner(FakeRunPod().app())
+        await fake.setup()
+        fake_site = web.TCPSite(fake, "127.0.0.1", 0)
+        await fake_site.start()
+        upstream = f"http://127.0.0.1:{fake.addresses[0][1]}"
+        app = create_app(base_settings(runpod_endpoint_url=upstream), open_store(f"sqlite:///{self.db}"))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        start_background(app)
+        await asyncio.wait_for(app[RUNTIME].store_ready.wait(), 10)
+        self._runners = [runner, fake]
+        self.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    async def _stop(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+
+    def __enter__(self) -> ServedApp:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApp]:
+    with ServedApp(tmp_path_factory.mktemp("openapi") / "cb.db") as app:
+        yield app
+
+
+def test_document_names_every_route():
+    """Every route the app serves is in the document, and nothing else is."""
+    app = create_app(base_settings(), open_store("sqlite:///unused.db"))
+    served_routes = {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+    }
+    documented = {
+        (method.upper(), path) for path, ops in openapi_document()["paths"].items() for method in ops
+    }
+    assert served_routes == documented
+    assert openapi_document()["openapi"] == "3.1.0"
+
+
+def test_served_document_is_the_same(served: ServedApp):
+    """GET /openapi.json serves the document."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{served.base_url}/openapi.json", timeout=5) as resp:
+        assert json.load(resp) == openapi_document()
+
+
+def test_api_keeps_to_its_schema(served: ServedApp):
+    """Generated requests to every operation get documented answers and bodies, never a 5xx."""
+    api = schemathesis.openapi.from_dict(openapi_document())
+    operations = [result.ok() for result in api.get_all_operations()]
+    assert len(operations) == 11
+
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
+        def check(case) -> None:
+            case.call_and_validate(base_url=served.base_url, timeout=10)
+
+        check()
