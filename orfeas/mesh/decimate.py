@@ -1,10 +1,10 @@
 """Decimation to a face budget: quadric edge collapse (fast_simplification), vertex colours kept.
 
 fast_simplification wraps Sven Forstmann's Fast-Quadric-Mesh-Simplification: Garland–Heckbert
-quadrics with a threshold that rises each pass instead of a global priority queue, which makes
-it several times faster than an exact queue (pymeshlab) at a similar error; bench/decimate.py
-measures both on the same mesh.
-"""
+quadrics with a threshold that rises each pass instead of a global priority queue. bench/decimate.py
+against pymeshlab's quadric edge collapse (Hunyuan3D's FaceReducer settings), 1.3M → 100k faces
+on a 2-core machine: 8.5–13.5× faster, mean surface distance 1.00–1.04× pymeshlab's and
+Hausdorff distance 0.33–0.91× of it."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ behind our back:
 - `orient_outward`: flip closed bodies with negative volume, except cavities inside another body.
 
 Zero-area faces with three distinct corners (a vertex lying on the opposite edge) are kept:
-removing one would open the surface, and decimation collapses them first anyway (zero cost).
+removing one would open the surface; decimation, when it runs, collapses them first (zero cost).
 """
 
 from __future__ import annotations
