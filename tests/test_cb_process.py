@@ -93,7 +93,7 @@ async def test_port_answers_while_another_instance_holds_the_lease(tmp_path: Pat
         with server_process(db, port):
             async with aiohttp.ClientSession() as session:
                 await wait_until_up(session, base)
-                status, ready = await get_json(session, f"{base}/readyz")
+                _, ready = await get_json(session, f"{base}/readyz")
                 assert ready["role"] == "passive"
                 async with session.post(
                     f"{base}/callbacks/runpod", json={"id": "p-1", "status": "IN_QUEUE"}
