@@ -146,3 +146,14 @@ def test_parts_lost_to_a_tiny_budget_are_reported():
     kept = len(finished.split(only_watertight=False))
     assert kept < 200
     assert f"{200 - kept} small part(s) collapsed away" in " ".join(ctx.warnings)
+
+
+def test_the_input_mesh_is_left_untouched():
+    """Finishing works on copies: the shape's mesh keeps its vertices, faces and colours."""
+    mesh = _messy_sphere()
+    vertices, faces = np.array(mesh.vertices), np.array(mesh.faces)
+    colours = np.array(mesh.visual.vertex_colors)
+    _finish(mesh, dimensions=Dimensions(width_mm=80.0))
+    np.testing.assert_array_equal(mesh.vertices, vertices)
+    np.testing.assert_array_equal(mesh.faces, faces)
+    np.testing.assert_array_equal(mesh.visual.vertex_colors, colours)
