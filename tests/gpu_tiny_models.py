@@ -7,7 +7,6 @@ returns that folder.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +124,7 @@ def write_tiny_vae(model_dir: Path, repo: str, subfolder: str) -> Path:
 
 
 def write_tiny_clip_tokenizer(folder: Path) -> None:
-    """A byte-pair CLIP tokenizer over lower-case letters, written from its vocab and merges."""
+    """A byte-pair CLIP tokenizer over lower-case letters, built from its vocab and merges and saved."""
     from transformers import CLIPTokenizer
 
     letters = "abcdefghijklmnopqrstuvwxyz"
@@ -134,18 +133,13 @@ def write_tiny_clip_tokenizer(folder: Path) -> None:
     merges = ["a n", "t h", "th e</w>", "c u", "cu b", "cub e</w>"]
     tokens += ["an", "th", "the</w>", "cu", "cub", "cube</w>"]
     vocab = {t: i for i, t in enumerate(tokens)}
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    tokenizer = CLIPTokenizer(
-        vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"), model_max_length=16
-    )
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[tuple(m.split()) for m in merges], model_max_length=16)
     tokenizer.save_pretrained(str(folder))
 
 
 def write_tiny_text_to_image(model_dir: Path, repo: str = "tiny/sd-turbo", seed: int = 0) -> Path:
     """A Stable Diffusion pipeline of tiny UNet, VAE and CLIP text model, saved with save_pretrained."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     torch.manual_seed(seed)
@@ -194,7 +188,7 @@ def write_tiny_text_to_image(model_dir: Path, repo: str = "tiny/sd-turbo", seed:
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=EulerDiscreteScheduler(),
+        scheduler=DDIMScheduler(steps_offset=1, clip_sample=False, set_alpha_to_one=False),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

@@ -99,12 +99,12 @@ class HunyuanShapeBackend:
             return self._pipeline
 
     def _build(self) -> Any:
-        from hy3dgen.shapegen import Hunyuan3DDiTFlowMatchingPipeline
-
         model = self.settings.shape_model
         folder = resolve_model_dir(
             self.settings, model, subfolder=dit_subfolder(model), needs=["config.yaml", "|".join(CHECKPOINTS)]
         )
+        from hy3dgen.shapegen import Hunyuan3DDiTFlowMatchingPipeline
+
         ckpt = _checkpoint(folder)
         try:
             pipeline = Hunyuan3DDiTFlowMatchingPipeline.from_single_file(
