@@ -12,7 +12,7 @@ import struct
 import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from orfeas.errors import InvalidInput
 from orfeas.inputs.headers import check_header
@@ -29,6 +29,9 @@ def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
             # The pixel count was checked against our own cap above; Pillow's global bomb check
             # (89 MP by default) would only warn about sizes the setting allows on purpose.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Corrupt metadata ("Corrupt EXIF data", odd chunks) is warned about and skipped by
+            # Pillow: the picture is still good, and the request has nobody to read a warning.
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
             image = Image.open(io.BytesIO(data), formats=[header.format])
             if image.width * image.height > max_pixels:
                 raise InvalidInput(
@@ -36,15 +39,20 @@ def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
                     field="image",
                 )
             image.load()
+            image = _upright(image)
     except InvalidInput:
         raise
+    except UnidentifiedImageError:
+        raise InvalidInput(
+            f"cannot decode {header.format}: its header is valid but Pillow cannot read the file",
+            field="image",
+        ) from None
     except Image.DecompressionBombError as exc:
         raise InvalidInput(f"picture is too large to decode: {exc}", field="image") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
         # OSError: truncated or corrupt data ("image file is truncated", "broken data stream");
         # ValueError: oversized text chunks; SyntaxError: Pillow's "not a PNG file" and kin.
         raise InvalidInput(f"cannot decode {header.format}: {exc}", field="image") from None
-    image = _upright(image)
     return to_rgba(image)
 
 
