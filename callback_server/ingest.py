@@ -113,6 +113,8 @@ async def after_apply(
             label,
             extra={"job_id": event.job_id, "provider": event.provider},
         )
+        if outcome is ApplyOutcome.CREATED:
+            return  # the job was unknown: nobody submitted it here, so no client webhook names it
         try:
             await enqueue_client_webhook(runtime, event.job_id, event.dedupe_key)
         except Exception:

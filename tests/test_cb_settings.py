@@ -1,0 +1,75 @@
+"""Server settings from the environment: defaults, derived values, and errors naming the variable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from callback_server.settings import ServerSettings
+from orfeas.errors import ConfigError
+
+
+def test_defaults():
+    """With nothing set: port 8080, the SQLite file, no upstream, no auth."""
+    s = ServerSettings.from_env({})
+    assert (s.port, s.database_url, s.runpod_endpoint_url, s.auth_required) == (
+        8080,
+        "sqlite:///./callback_server.db",
+        None,
+        False,
+    )
+
+
+def test_endpoint_id_builds_the_cloud_url_and_loopback_means_local():
+    """RUNPOD_ENDPOINT_ID gives RunPod's cloud URL; a loopback URL selects the local dev server."""
+    cloud = ServerSettings.from_env({"RUNPOD_ENDPOINT_ID": "abc123"})
+    assert cloud.runpod_endpoint_url == "https://api.runpod.ai/v2/abc123"
+    assert not cloud.runpod_local
+    local = ServerSettings.from_env({"RUNPOD_ENDPOINT_URL": "http://127.0.0.1:8000/"})
+    assert local.runpod_endpoint_url == "http://127.0.0.1:8000"
+    assert local.runpod_local
+    forced = ServerSettings.from_env({"RUNPOD_ENDPOINT_URL": "http://worker:8000", "RUNPOD_LOCAL": "1"})
+    assert forced.runpod_local
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"PORT": "eighty"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+        ({"PUBLIC_URL": "cb.example.com"}, "PUBLIC_URL"),
+        ({"RUNPOD_ENDPOINT_URL": "ftp://x"}, "RUNPOD_ENDPOINT_URL"),
+        ({"RUNPOD_ENDPOINT_ID": "../etc"}, "RUNPOD_ENDPOINT_ID"),
+        ({"RUNPOD_LOCAL": "maybe"}, "RUNPOD_LOCAL"),
+        ({"CALLBACK_REFRESH_SECONDS": "-1"}, "CALLBACK_REFRESH_SECONDS"),
+        ({"CALLBACK_MAX_BODY_BYTES": "10"}, "CALLBACK_MAX_BODY_BYTES"),
+        ({"LEADER_LEASE_SECONDS": "x"}, "LEADER_LEASE_SECONDS"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+    ],
+)
+def test_bad_values_name_the_variable(env, variable):
+    """A malformed value fails at start with ConfigError naming the variable."""
+    with pytest.raises(ConfigError) as info:
+        ServerSettings.from_env(env)
+    assert info.value.field == variable
+
+
+def test_settings_are_frozen():
+    """The settings object cannot be changed after start."""
+    s = ServerSettings.from_env({})
+    with pytest.raises(AttributeError):
+        s.port = 1  # type: ignore[misc]
+
+
+def test_import_stays_light():
+    """`import callback_server.serve` loads no numpy, Pillow, trimesh or torch."""
+    code = "import sys, callback_server.serve; print(' '.join(sorted(sys.modules)))"
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
+    assert not ({"numpy", "PIL", "trimesh", "torch", "scipy"} & loaded)
