@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import textwrap
@@ -45,3 +46,39 @@ def wait_file(path: Path, timeout_s: float = 10.0) -> str:
 
 def python_child(code: str) -> list[str]:
     return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,900",
+    "--virtual-time-budget=5000",
+)
+
+
+def run_chromium(args: list[str], profile: Path, timeout_s: float = 60.0) -> tuple[int, str, str]:
+    """Headless Chromium in its own process group, which is killed afterwards (no helper outlives it)."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(
+        [str(CHROMIUM), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import sqlite3
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -23,11 +25,12 @@ import pytest
 from stack.demo import SAMPLE, ProgressPrinter, follow, http_json, submit
 from stack.processes import Supervisor
 from stack.services import s3_client, start_stack
-from tests.stack_support import wait_gone
+from tests.stack_support import CHROMIUM, run_chromium, wait_gone
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 JOB_TIMEOUT_S = 300.0
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
 class Lines:
@@ -127,10 +130,28 @@ def test_one_job_through_the_whole_stack(tmp_path: Path) -> None:
         assert [j["id"] for j in listed["jobs"]] == [job_id]
 
         # The status page is served by the running server, with a policy that lets it load the GLB.
-        with urllib.request.urlopen(f"{stack.server_url}/", timeout=10) as page:
+        try:
+            page = urllib.request.urlopen(f"{stack.server_url}/", timeout=10)
+        except urllib.error.HTTPError as exc:
+            pytest.fail(f"GET / answered {exc.code}: create_app must call add_page_routes(app)")
+        with page:
             csp = page.headers["Content-Security-Policy"]
             assert "/static/vendor/model-viewer.min.js" in page.read().decode()
         assert re.search(r"connect-src [^;]*" + re.escape(stack.s3_url), csp)
+        if CHROMIUM.exists():
+            rc, dom, err = run_chromium(
+                ["--dump-dom", f"{stack.server_url}/?wait=0"], tmp_path / "profile-dom"
+            )
+            assert rc == 0, err[-2000:]
+            assert f'data-job-id="{job_id}" data-status="COMPLETED"' in dom
+            assert "<model-viewer" in dom
+            shot = tmp_path / "stack-status-page.png"
+            rc, _, err = run_chromium(
+                [f"--screenshot={shot}", f"{stack.server_url}/?wait=0"], tmp_path / "profile-shot"
+            )
+            assert rc == 0, err[-2000:]
+            ARTIFACTS.mkdir(exist_ok=True)
+            shutil.copy(shot, ARTIFACTS / "stack-status-page.png")
 
     for pid in pids:
         assert wait_gone(pid), f"process {pid} still running"
