@@ -161,3 +161,36 @@ async def test_kill_9_under_load_loses_no_acknowledged_callback(tmp_path: Path):
                 status, job = await get_json(session, f"{base}/v1/jobs/{job_id}")
                 assert status == 200, job_id
                 assert job["status"] == "COMPLETED"
+
+
+async def test_two_instances_one_leader_and_takeover_after_kill(tmp_path: Path):
+    """Two instances on one store: one leader, one passive; kill -9 the leader → the other leads
+    within the lease (2 s) + 2 s."""
+    db = tmp_path / "cb.db"
+    ports = [free_port(), free_port()]
+    bases = [f"http://127.0.0.1:{p}" for p in ports]
+    with server_process(db, ports[0]) as first, server_process(db, ports[1]) as second:
+        async with aiohttp.ClientSession() as session:
+            for base in bases:
+                await wait_until_up(session, base)
+            roles: list[str] = []
+            for _ in range(200):
+                roles = [(await get_json(session, f"{b}/readyz"))[1]["role"] for b in bases]
+                if "leader" in roles:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # the passive one keeps trying: still only one leader
+            roles = [(await get_json(session, f"{b}/readyz"))[1]["role"] for b in bases]
+            assert sorted(roles) == ["leader", "passive"]
+            leader = roles.index("leader")
+            survivor = bases[1 - leader]
+            killed = (first, second)[leader]
+            killed.send_signal(signal.SIGKILL)
+            killed.wait(10)
+            killed_at = time.monotonic()
+            while time.monotonic() - killed_at < 2 + 2:
+                _, ready = await get_json(session, f"{survivor}/readyz")
+                if ready["role"] == "leader":
+                    break
+                await asyncio.sleep(0.05)
+            assert ready["role"] == "leader"
