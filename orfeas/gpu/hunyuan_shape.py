@@ -55,8 +55,8 @@ def shape_params(quality: int) -> ShapeParams:
 
     hy3dgen's defaults (50 steps, octree 384) are quality 10. The octree resolution sets the
     marching-cubes grid (cost grows with its cube: 256 is 0.3× the work of 384); the steps are
-    linear in DiT time. Quality 5 (the default) lands on 30 steps at 256, the settings of
-    Hunyuan3D's own demo app.
+    linear in DiT time. Quality 5 (the default) lands on 28 steps at octree 256, close to
+    Hunyuan3D's own demo app (30 steps, 256).
     """
     q = min(max(quality, 1), 10)
     steps = round(10 + (50 - 10) * (q - 1) / 9)
