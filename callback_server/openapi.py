@@ -271,6 +271,20 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/jobs/{id}/retry": {
+                "post": {
+                    "operationId": "retryJob",
+                    "summary": "Retry a failed, timed-out or cancelled job (RunPod /retry) under a new epoch",
+                    "parameters": [_JOB_ID],
+                    "responses": {
+                        "200": job,
+                        "404": _ERROR,
+                        "409": _json(_ref("Error"), "The job is not in a state that can be retried"),
+                        "502": _json(_ref("Error"), "The RunPod endpoint refused or failed"),
+                        "503": _UNAVAILABLE,
+                    },
+                }
+            },
         },
         "components": {
             "schemas": {

@@ -258,6 +258,33 @@ async def cancel_job(request: web.Request) -> web.Response:
     return web.json_response(job.to_api())
 
 
+async def retry_job(request: web.Request) -> web.Response:
+    """RunPod /retry: the one way back from a terminal state, under a higher retry epoch."""
+    runtime = request.app[RUNTIME]
+    job_id = _job_id(request)
+    if job_id is None:
+        return _not_found(request.match_info["id"])
+    store = await runtime.ready_store()
+    job = await store.get_job(job_id)
+    if job is None:
+        return _not_found(job_id)
+    if job.status not in (JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED):
+        return json_error(409, "job_not_retryable", f"a {job.status.value} job cannot be retried", id=job.id)
+    if runtime.upstream is None:
+        return json_error(503, "upstream_unavailable", "no RunPod endpoint is configured")
+    try:
+        await runtime.upstream.retry(job_id)
+    except UpstreamError as exc:
+        return json_error(502, exc.code, exc.message)
+    epoch = job.retry_epoch + 1
+    event = StatusEvent(
+        job_id, JobStatus.IN_QUEUE, dedupe_key=f"retry:{epoch}", provider=job.provider, retry_epoch=epoch
+    )
+    await store.apply_event(event)
+    job = await store.get_job(job_id) or job
+    return web.json_response(job.to_api())
+
+
 @web.middleware
 async def store_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """Every route: a store that is not open in time or fails answers 503, never a traceback."""
@@ -276,3 +303,4 @@ def add_job_routes(app: web.Application) -> None:
     app.router.add_get("/v1/jobs/{id}", get_job)
     app.router.add_get("/v1/jobs/{id}/events", job_events)
     app.router.add_post("/v1/jobs/{id}/cancel", cancel_job)
+    app.router.add_post("/v1/jobs/{id}/retry", retry_job)

@@ -45,6 +45,7 @@ class FakeRunPod:
         app.router.add_post("/run", self._run)
         app.router.add_route("*", "/status/{id}", self._status)
         app.router.add_post("/cancel/{id}", self._cancel)
+        app.router.add_post("/retry/{id}", self._retry)
         return app
 
     async def _run(self, request: web.Request) -> web.Response:
@@ -85,6 +86,14 @@ class FakeRunPod:
         job_id = request.match_info["id"]
         self.statuses[job_id] = {"id": job_id, "status": "CANCELLED"}
         return web.json_response({"id": job_id, "status": "CANCELLED"})
+
+    async def _retry(self, request: web.Request) -> web.Response:
+        self.calls.append((request.method, request.path))
+        job_id = request.match_info["id"]
+        if job_id not in self.statuses:
+            return web.json_response({"error": "not found"}, status=404)
+        self.statuses[job_id] = {"id": job_id, "status": "IN_QUEUE"}
+        return web.json_response({"id": job_id, "status": "IN_QUEUE"})
 
 
 @dataclass

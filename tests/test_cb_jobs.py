@@ -321,3 +321,24 @@ async def test_reconciler_expires_jobs_past_their_deadline(env):
     job = await h.job(job_id)
     assert job["status"] == "TIMED_OUT"
     assert fake.calls_to("/status") == 0
+
+
+async def test_retry_is_the_one_way_back(env):
+    """A failed job goes back to IN_QUEUE only through retry, under a higher epoch; late events of
+    the first attempt are then stale, and a running job cannot be retried."""
+    fake = FakeRunPod()
+    url = await env.upstream(fake)
+    h = await env.harness(runpod_endpoint_url=url)
+    job_id = (await (await h.client.post("/v1/jobs", json={"input": {}})).json())["id"]
+    assert (await h.client.post(f"/v1/jobs/{job_id}/retry")).status == 409
+    await h.post("/callbacks/runpod", {"id": job_id, "status": "FAILED", "error": "oom"})
+    await h.post("/callbacks/runpod", {"id": job_id, "status": "IN_QUEUE"})
+    assert (await h.job(job_id))["status"] == "FAILED"  # no way back by callback
+    resp = await h.client.post(f"/v1/jobs/{job_id}/retry")
+    assert resp.status == 200
+    retried = await resp.json()
+    assert retried["status"] == "IN_QUEUE"
+    assert retried["error"] is None
+    assert fake.calls_to("/retry") == 1
+    await h.post("/callbacks/runpod", {"id": job_id, "status": "COMPLETED", "output": {"ok": True}})
+    assert (await h.job(job_id))["status"] == "COMPLETED"
