@@ -104,10 +104,12 @@ def test_loopback_is_refused_by_the_production_rule(server: PictureServer, certi
     for url in (server.url("/emblem.png"), f"https://127.0.0.1:{server.port}/emblem.png"):
         with pytest.raises(InvalidInput, match=r"not public|non-public"):
             fetch(server, certificate, url, allow_address=fetch_https.__kwdefaults__["allow_address"])
-    with pytest.raises(InvalidInput, match=re.escape("127.0.0.1 is not public")):
-        read_image_source(
-            f"https://127.0.0.1:{server.port}/emblem.png", settings=Settings(), object_reader=None
-        )
+    # ORFEAS_ALLOW_PRIVATE_WEBHOOKS is about webhooks only: pictures stay public-only.
+    for settings in (Settings(), Settings(allow_private_webhooks=True)):
+        with pytest.raises(InvalidInput, match=re.escape("127.0.0.1 is not public")):
+            read_image_source(
+                f"https://127.0.0.1:{server.port}/emblem.png", settings=settings, object_reader=None
+            )
     assert server.requests == []
 
 
