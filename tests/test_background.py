@@ -189,7 +189,7 @@ def test_nothing_sensible_keeps_the_whole_picture(kind: str) -> None:
     if kind == "flat":
         rgb = np.clip(rng.normal(128, 3, (120, 160, 3)), 0, 255)
     else:
-        rgb = rng.integers(0, 256, (120, 160, 3))
+        rgb = rng.integers(0, 256, (120, 160, 3)).astype(np.float64)
     cutout, _, warnings = remove(Image.fromarray(rgb.astype(np.uint8), "RGB"))
     assert cutout.mask.all()
     assert len(warnings) == 1

@@ -12,6 +12,7 @@ import pytest
 from orfeas.errors import InvalidInput
 from orfeas.inputs.fetch import fetch_https, parse_https_url
 from orfeas.inputs.sources import read_image_source
+from orfeas.netguard import is_public_address
 from orfeas.settings import Settings
 from tests.inputs_support import (
     EMBLEM,
@@ -103,7 +104,7 @@ def test_loopback_is_refused_by_the_production_rule(server: PictureServer, certi
     """Without the test's policy, a loopback server is never contacted, by name or by address."""
     for url in (server.url("/emblem.png"), f"https://127.0.0.1:{server.port}/emblem.png"):
         with pytest.raises(InvalidInput, match=r"not public|non-public"):
-            fetch(server, certificate, url, allow_address=fetch_https.__kwdefaults__["allow_address"])
+            fetch(server, certificate, url, allow_address=is_public_address)
     # ORFEAS_ALLOW_PRIVATE_WEBHOOKS is about webhooks only: pictures stay public-only.
     for settings in (Settings(), Settings(allow_private_webhooks=True)):
         with pytest.raises(InvalidInput, match=re.escape("127.0.0.1 is not public")):

@@ -32,14 +32,14 @@ def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
             # Corrupt metadata ("Corrupt EXIF data", odd chunks) is warned about and skipped by
             # Pillow: the picture is still good, and the request has nobody to read a warning.
             warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
-            image = Image.open(io.BytesIO(data), formats=[header.format])
-            if image.width * image.height > max_pixels:
+            opened = Image.open(io.BytesIO(data), formats=[header.format])
+            if opened.width * opened.height > max_pixels:
                 raise InvalidInput(
-                    f"picture is {image.width}x{image.height} pixels, over the limit of {max_pixels}",
+                    f"picture is {opened.width}x{opened.height} pixels, over the limit of {max_pixels}",
                     field="image",
                 )
-            image.load()
-            image = _upright(image)
+            opened.load()
+            image = _upright(opened)
     except InvalidInput:
         raise
     except UnidentifiedImageError:
