@@ -1,0 +1,87 @@
+"""The GPU backends inside the real pipeline: prompt → picture → cutout → Hunyuan3D mesh → export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orfeas.errors import BackendUnavailable, OutOfMemory
+from orfeas.gpu import hunyuan_shape
+from orfeas.gpu.hunyuan_paint import HunyuanPaintTexture
+from orfeas.pipeline import Pipeline
+from orfeas.request import JobRequest
+from tests.gpu_support import cpu_settings, torch
+from tests.gpu_tiny_models import write_tiny_hunyuan, write_tiny_segmentation, write_tiny_text_to_image
+
+T2I = "tiny/sd-turbo"
+SEG = "tiny/segformer-fg"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    write_tiny_text_to_image(root, T2I)
+    write_tiny_segmentation(root, SEG)
+    write_tiny_hunyuan(root)
+    return root
+
+
+@pytest.fixture
+def gpu_settings(model_dir):
+    return cpu_settings(
+        model_dir=model_dir,
+        text_to_image_model=T2I,
+        segmentation_model=SEG,
+        background_backend="segmentation",
+        texture_backend="hunyuan_paint",
+    )
+
+
+@pytest.fixture
+def tiny_plans(monkeypatch):
+    """Small sampler settings for every quality: 2 steps, octree 16 (the real mapping is tested apart)."""
+    monkeypatch.setattr(hunyuan_shape, "shape_params", lambda q: hunyuan_shape.ShapeParams(2, 16, 5.0))
+
+
+@pytest.mark.slow  # about 5 s of CPU: three models, marching cubes, export
+def test_prompt_to_meshes_through_every_gpu_stage(gpu_settings, tiny_plans):
+    """Each GPU stage runs, paint degrades to vertex colours with a warning, and meshes are exported."""
+    events = []
+    request = JobRequest(prompt="the cube", backend="hunyuan", formats=("glb", "stl"), seed=0)
+    result = Pipeline(gpu_settings).run(request, job_id="gpu-e2e", progress=events.append)
+    assert result.backend == "hunyuan"
+    assert set(result.artifacts) == {"glb", "stl"}
+    assert result.mesh.faces > 0
+    assert any("texture degraded" in w for w in result.warnings)
+    assert result.extra["shape"]["dtype"] == "fp32"
+    assert result.extra["shape"]["steps"] == 2
+    stages = [e.stage for e in events]
+    assert stages.index("text_to_image") < stages.index("background") < stages.index("shape")
+    assert {"text_to_image", "background", "shape", "export"} <= set(result.timings)
+
+
+def test_out_of_memory_fails_the_job_as_out_of_memory(gpu_settings, tiny_plans, monkeypatch):
+    """A CUDA OOM in a stage's model ends the job with out_of_memory (fatal: the worker is recycled)."""
+    from transformers import SegformerForSemanticSegmentation
+
+    def explode(self, *args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(SegformerForSemanticSegmentation, "forward", explode)
+    freed = []
+    pipeline = Pipeline(gpu_settings)
+    monkeypatch.setattr(pipeline.backends, "free_memory", lambda: freed.append(True))
+    with pytest.raises(OutOfMemory) as info:
+        pipeline.run(JobRequest(prompt="the cube", backend="hunyuan", seed=0))
+    assert info.value.code == "out_of_memory"
+    assert info.value.stage == "background"
+    assert info.value.fatal
+    assert freed == [True]
+
+
+def test_paint_without_texgen_is_backend_unavailable(gpu_settings):
+    """Without hy3dgen.texgen's compiled extensions (or a GPU) the paint backend refuses clearly."""
+    with pytest.raises(BackendUnavailable) as info:
+        HunyuanPaintTexture(gpu_settings)
+    assert info.value.field == "texture"
