@@ -224,3 +224,19 @@ def test_messages_leave_the_query_out() -> None:
     assert parse_https_url("https://images.test/a/b.png?X-Amz-Signature=secret").shown == (
         "https://images.test/a/b.png"
     )
+
+
+def test_next_checked_address_is_tried_when_one_refuses(
+    server: PictureServer, certificate: Certificate
+) -> None:
+    """A name with two addresses, the first refusing connections, is fetched from the second."""
+    resolver = table_resolver({"images.test": ["127.0.0.2", "127.0.0.1"]})  # the server is on .1 only
+    data = fetch(
+        server,
+        certificate,
+        server.url("/emblem.png"),
+        resolver=resolver,
+        allow_address=lambda a: a in ("127.0.0.1", "127.0.0.2"),
+    )
+    assert data == PICTURE
+    assert len(server.requests) == 1

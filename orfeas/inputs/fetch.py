@@ -245,6 +245,7 @@ def _connect(
     watchdog: _Watchdog,
 ) -> HTTPSConnection:
     """A verified TLS connection to the first checked address that answers."""
+    import urllib3.exceptions
     from urllib3.connection import HTTPSConnection
 
     class WatchedConnection(HTTPSConnection):
@@ -253,7 +254,7 @@ def _connect(
             watchdog.watch(sock)
             return sock
 
-    error: BaseException | None = None
+    error: Exception | None = None
     for address in addresses:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or watchdog.fired:
@@ -269,10 +270,12 @@ def _connect(
         try:
             conn.connect()
             return conn
-        except ssl.SSLError:
+        except (ssl.SSLError, urllib3.exceptions.SSLError):
             conn.close()
             raise  # the server answered, with the wrong certificate: another address won't help
-        except OSError as exc:  # refused, unreachable (an IPv6 address without a route), timeout
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            # Refused, unreachable (an IPv6 address without a route), timed out: urllib3 wraps
+            # these in NewConnectionError / ConnectTimeoutError, which are not OSErrors.
             conn.close()
             error = exc
     if error is None:
