@@ -191,3 +191,44 @@ async def test_unapplied_callbacks_are_replayed_at_start(tmp_path: Path):
         assert (await resp.json())["status"] == "COMPLETED"
     finally:
         await client.close()
+
+
+class SlowOpeningStore:
+    """A real SQLite store whose open() waits until the test lets it go."""
+
+    def __init__(self, inner, gate: asyncio.Event) -> None:
+        self._inner, self._gate = inner, gate
+
+    async def open(self) -> None:
+        await self._gate.wait()
+        await self._inner.open()
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
+
+
+async def test_port_answers_before_the_store_opens_and_callbacks_wait_for_it(tmp_path: Path):
+    """While the store opens: /healthz answers, /readyz says so, a callback waits for the durable
+    write (200 once open) and gets 503 (never a 200) when the store is not open in time."""
+    gate = asyncio.Event()
+    store = SlowOpeningStore(open_store(f"sqlite:///{tmp_path / 'slow.db'}"), gate)
+    app = create_app(base_settings(store_wait_s=0.3), store)  # type: ignore[arg-type]
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        start_background(app)
+        assert (await client.get("/healthz")).status == 200
+        ready = await client.get("/readyz")
+        assert (ready.status, await ready.json()) == (503, {"role": "passive", "store": "opening"})
+        late = await client.post("/callbacks/runpod", json={"id": "w-0", "status": "IN_QUEUE"})
+        assert late.status == 503
+        waiting = asyncio.ensure_future(
+            client.post("/callbacks/runpod", json={"id": "w-1", "status": "IN_QUEUE"})
+        )
+        await asyncio.sleep(0.05)
+        gate.set()
+        assert (await waiting).status == 200
+        assert (await (await client.get("/v1/jobs/w-1")).json())["status"] == "IN_QUEUE"
+        assert (await client.get("/v1/jobs/w-0")).status == 404
+    finally:
+        await client.close()
