@@ -213,7 +213,7 @@ def run_ours(root: Path, image: Any, mask: Any, variant: str, quality: int, seed
     request = JobRequest(image="bench", backend="hunyuan", quality=quality)
     rows = []
     # With torch.compile the first call compiles: it is timed apart, the second is the steady state.
-    for attempt in range(2 if "compile" in flags else 1):
+    for _attempt in range(2 if "compile" in flags else 1):
         marks: list[float] = []
         ctx = StageContext(
             job_id="bench",
