@@ -11,6 +11,7 @@ import argparse
 import base64
 import hashlib
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -27,6 +28,9 @@ DOWNLOADS = ("glb", "stl")
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
 WAIT_S = 20
 BAR_WIDTH = 30
+LOOPBACK = "127.0.0.1,localhost"
+# The stack is on loopback: requests go there directly, whatever proxy the environment names.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class DemoError(RuntimeError):
@@ -39,7 +43,7 @@ def http_json(method: str, url: str, body: Any = None, timeout_s: float = 30.0) 
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+        with _DIRECT.open(request, timeout=timeout_s) as answer:
             return answer.status, json.loads(answer.read() or b"null")
     except urllib.error.HTTPError as exc:
         text = exc.read().decode("utf-8", "replace")
@@ -133,7 +137,7 @@ def follow(server_url: str, job_id: str, printer: ProgressPrinter, timeout_s: fl
 
 
 def download(url: str, target: Path, sha256: str, size: int | None) -> None:
-    with urllib.request.urlopen(url, timeout=60) as answer:
+    with _DIRECT.open(url, timeout=60) as answer:
         data = answer.read()
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
@@ -190,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", action="store_true", help="keep the stack up after the job, until Ctrl-C")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the job")
     args = parser.parse_args(argv)
+    for name in ("NO_PROXY", "no_proxy"):  # boto3 (creating the bucket) honours these
+        os.environ[name] = ",".join(p for p in (os.environ.get(name), LOOPBACK) if p)
     try:
         return run_demo(args.out, serve=args.serve, timeout_s=args.timeout)
     except (DemoError, ProcessError) as exc:

@@ -26,6 +26,8 @@ from typing import Any
 DEFAULT_GRACE_S = 5.0
 LOG_TAIL_BYTES = 4000
 POLL_S = 0.05
+# Readiness checks go to loopback directly, whatever proxy the user's environment names.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class ProcessError(RuntimeError):
@@ -157,7 +159,7 @@ class Supervisor:
             if not child.alive():
                 raise child.failure(f"died before {url} answered")
             try:
-                with urllib.request.urlopen(url, timeout=2.0) as answer:
+                with _DIRECT.open(url, timeout=2.0) as answer:
                     if ok(answer.status):
                         return
                     last = f"HTTP {answer.status}"
