@@ -12,6 +12,7 @@ import io
 import itertools
 import json
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -174,3 +175,45 @@ async def close_harness(harness: Harness, within: float = 10.0) -> None:
             task.print_stack(limit=12, file=stacks)
         raise AssertionError(f"shutdown did not finish in {within} s:\n{stacks.getvalue()}")
     closing.result()
+
+
+class ServedApp:
+    """Our app and a fake RunPod served from a loop in a thread (schemathesis calls synchronously)."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.loop = asyncio.new_event_loop()
+        self.base_url = ""
+        self._runners: list[web.AppRunner] = []
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    async def _start(self) -> None:
+        fake = web.AppRunner(FakeRunPod().app())
+        await fake.setup()
+        fake_site = web.TCPSite(fake, "127.0.0.1", 0)
+        await fake_site.start()
+        upstream = f"http://127.0.0.1:{fake.addresses[0][1]}"
+        app = create_app(base_settings(runpod_endpoint_url=upstream), open_store(f"sqlite:///{self.db}"))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        start_background(app)
+        await asyncio.wait_for(app[RUNTIME].store_ready.wait(), 10)
+        self._runners = [runner, fake]
+        self.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    async def _stop(self) -> None:
+        for runner in self._runners:
+            await runner.cleanup()
+
+    def __enter__(self) -> ServedApp:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()

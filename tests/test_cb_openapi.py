@@ -3,65 +3,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
-from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 
-from callback_server.app import create_app, start_background
+from callback_server.app import create_app
 from callback_server.openapi import openapi_document
-from callback_server.runtime import RUNTIME
 from callback_server.store import open_store
-from tests.cb_fakes import FakeRunPod, base_settings
+from tests.cb_fakes import ServedApp, base_settings
 
 EXAMPLES = 25
-
-
-class ServedApp:
-    """Our app and a fake RunPod served from a loop in a thread (schemathesis calls synchronously)."""
-
-    def __init__(self, db: Path) -> None:
-        self.db = db
-        self.loop = asyncio.new_event_loop()
-        self.base_url = ""
-        self._runners: list[web.AppRunner] = []
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    async def _start(self) -> None:
-        fake = web.AppRunner(FakeRunPod().app())
-        await fake.setup()
-        fake_site = web.TCPSite(fake, "127.0.0.1", 0)
-        await fake_site.start()
-        upstream = f"http://127.0.0.1:{fake.addresses[0][1]}"
-        app = create_app(base_settings(runpod_endpoint_url=upstream), open_store(f"sqlite:///{self.db}"))
-        runner = web.AppRunner(app)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        start_background(app)
-        await asyncio.wait_for(app[RUNTIME].store_ready.wait(), 10)
-        self._runners = [runner, fake]
-        self.base_url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-
-    async def _stop(self) -> None:
-        for runner in self._runners:
-            await runner.cleanup()
-
-    def __enter__(self) -> ServedApp:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(30)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")
