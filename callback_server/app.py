@@ -26,6 +26,7 @@ from callback_server.reconciler import reconcile_forever
 from callback_server.routes_callbacks import add_callback_routes
 from callback_server.routes_jobs import add_job_routes, store_errors
 from callback_server.routes_ops import add_ops_routes
+from callback_server.routes_page import add_page_routes
 from callback_server.runtime import RUNTIME, Runtime, log
 from callback_server.settings import ServerSettings
 from callback_server.store.base import Store
@@ -90,7 +91,7 @@ def create_app(
     add_ops_routes(app)
     add_callback_routes(app)
     add_job_routes(app)
-    # The status page at "/" (callback_server/routes_page.py, add_page_routes(app)) is wired here.
+    add_page_routes(app)  # the status page: GET / and its files under /static/
 
     app.on_startup.append(_open_session)
     app.on_cleanup.append(_shutdown)

@@ -18,6 +18,15 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
+_STATIC_TYPES = (
+    "text/html",
+    "text/javascript",
+    "text/css",
+    "text/markdown",
+    "image/png",
+    "image/svg+xml",
+    "image/x-icon",
+)
 _ERROR = _json(_ref("Error"), "An error")
 _JOB_ID = {
     "name": "id",
@@ -137,6 +146,31 @@ def openapi_document() -> dict[str, Any]:
             "description": "Receives webhook callbacks and serves the status of image-to-3D jobs.",
         },
         "paths": {
+            "/": {
+                "get": {
+                    "operationId": "statusPage",
+                    "summary": "The status page (HTML)",
+                    "responses": {
+                        "200": {"description": "The page", "content": {"text/html": {"schema": {}}}}
+                    },
+                }
+            },
+            "/static/{path}": {
+                "get": {
+                    "operationId": "staticFile",
+                    "summary": "The status page's own files (script, styles, the vendored 3D viewer)",
+                    "parameters": [
+                        {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The file",
+                            "content": {t: {"schema": {}} for t in _STATIC_TYPES},
+                        },
+                        "404": {"description": "No such file", "content": {"text/plain": {"schema": {}}}},
+                    },
+                }
+            },
             "/healthz": {
                 "get": {
                     "operationId": "healthz",
