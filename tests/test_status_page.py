@@ -108,7 +108,7 @@ async def _put_jobs(app: web.Application, glb_url: str, glb: bytes) -> None:
 
 
 @pytest_asyncio.fixture
-async def page(tmp_path: Path, s3_endpoint: str) -> AsyncIterator[Page]:
+async def page(tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Page]:
     client: Any = s3_client(s3_endpoint)
     glb = _glb_bytes()
     client.create_bucket(Bucket=BUCKET)
@@ -120,8 +120,10 @@ async def page(tmp_path: Path, s3_endpoint: str) -> AsyncIterator[Page]:
     )
     settings = replace(ServerSettings(), host="127.0.0.1", port=0, lease_s=3.0)
     store = open_store(f"sqlite:///{tmp_path / 'page.db'}")
+    monkeypatch.setenv("ORFEAS_PAGE_MODEL_ORIGINS", s3_endpoint)  # read once, when the app is made
     app = create_app(settings, store)
-    add_page_routes(app, env={"ORFEAS_PAGE_MODEL_ORIGINS": s3_endpoint})
+    if not any(resource.canonical == "/" for resource in app.router.resources()):
+        add_page_routes(app)  # an app without the page wired in
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
