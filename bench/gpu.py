@@ -102,7 +102,7 @@ SUBFOLDER = "hunyuan3d-dit-v2-0"
 TURBO_VAE = "hunyuan3d-vae-v2-0-turbo"
 
 
-def write_full_size_model(root: Path) -> Path:
+def write_full_size_model(root: Path, config: dict[str, Any] = FULL_CONFIG, device: str = "cuda") -> Path:
     """Random full-size weights in the published layout (fp16 safetensors, keys part-prefixed)."""
     import safetensors.torch
     import torch
@@ -111,11 +111,11 @@ def write_full_size_model(root: Path) -> Path:
 
     folder = root / REPO / SUBFOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump(FULL_CONFIG))
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
     tensors = {}
-    with torch.device("cuda"):
+    with torch.device(device):
         for part in ("model", "vae", "conditioner"):
-            module = instantiate_from_config(copy.deepcopy(FULL_CONFIG[part]))
+            module = instantiate_from_config(copy.deepcopy(config[part]))
             for key, value in module.state_dict().items():
                 tensors[f"{part}.{key}"] = value.detach().to("cpu", torch.float16).contiguous()
             del module
@@ -123,12 +123,19 @@ def write_full_size_model(root: Path) -> Path:
     # FlashVDM's turbo VAE has the plain VAE's architecture (distilled weights): same shapes.
     vae_folder = root / REPO / TURBO_VAE
     vae_folder.mkdir(parents=True, exist_ok=True)
-    (vae_folder / "config.yaml").write_text(yaml.safe_dump(FULL_CONFIG["vae"]))
+    (vae_folder / "config.yaml").write_text(yaml.safe_dump(config["vae"]))
     safetensors.torch.save_file(
         {k.removeprefix("vae."): v for k, v in tensors.items() if k.startswith("vae.")},
         str(vae_folder / "model.fp16.safetensors"),
     )
     return folder
+
+
+def sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        sync()
 
 
 def bench_picture() -> Any:
@@ -144,35 +151,38 @@ def bench_picture() -> Any:
     return Image.fromarray(rgba, "RGBA"), mask
 
 
-def run_baseline(folder: Path, image: Any, seed: int) -> dict[str, Any]:
+def run_baseline(folder: Path, image: Any, seed: int, device: str = "cuda") -> dict[str, Any]:
     """hy3dgen's own call: from_single_file in fp16, then pipeline(image) with its defaults."""
     import torch
     from hy3dgen.shapegen import Hunyuan3DDiTFlowMatchingPipeline
 
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
+    cuda = device == "cuda"
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     pipe = Hunyuan3DDiTFlowMatchingPipeline.from_single_file(
         str(folder / "model.fp16.safetensors"),
         str(folder / "config.yaml"),
-        device="cuda",
-        dtype=torch.float16,
+        device=device,
+        dtype=torch.float16 if cuda else torch.float32,
         use_safetensors=True,
     )
-    torch.cuda.synchronize()
+    sync()
     load_s = time.perf_counter() - started
     marks: list[float] = []
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
     out = pipe(
         image=image,
-        generator=torch.Generator("cuda").manual_seed(seed),
-        callback=lambda *a: (torch.cuda.synchronize(), marks.append(time.perf_counter())),
+        generator=torch.Generator(device).manual_seed(seed),
+        callback=lambda *a: (sync(), marks.append(time.perf_counter())),
         callback_steps=1,
     )
-    torch.cuda.synchronize()
+    sync()
     total = time.perf_counter() - started
-    peak = torch.cuda.max_memory_allocated() / 2**30
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
     del pipe
     return {
         "variant": "hy3dgen default (fp16, 50 steps, octree 384)",
@@ -185,7 +195,9 @@ def run_baseline(folder: Path, image: Any, seed: int) -> dict[str, Any]:
     }
 
 
-def run_ours(root: Path, image: Any, mask: Any, variant: str, quality: int, seed: int) -> dict[str, Any]:
+def run_ours(
+    root: Path, image: Any, mask: Any, variant: str, quality: int, seed: int, device: str = "cuda", **kw: Any
+) -> dict[str, Any]:
     import torch
 
     from orfeas.deadline import Deadline
@@ -198,16 +210,17 @@ def run_ours(root: Path, image: Any, mask: Any, variant: str, quality: int, seed
     dtype, *flags = variant.split("+")
     settings = Settings(
         model_dir=root,
-        device="cuda",
+        device=device,
         dtype=dtype,
         torch_compile="compile" in flags,
         flashvdm="flashvdm" in flags,
     )
-    torch.cuda.empty_cache()
+    if device == "cuda":
+        torch.cuda.empty_cache()
     started = time.perf_counter()
-    backend = HunyuanShapeBackend(settings)
+    backend = HunyuanShapeBackend(settings, **kw)
     backend.load()
-    torch.cuda.synchronize()
+    sync()
     load_s = time.perf_counter() - started
     cutout = Cutout(image, mask, "alpha")
     request = JobRequest(image="bench", backend="hunyuan", quality=quality)
@@ -219,7 +232,7 @@ def run_ours(root: Path, image: Any, mask: Any, variant: str, quality: int, seed
             job_id="bench",
             stage="shape",
             settings=settings,
-            report=lambda f, marks=marks: (torch.cuda.synchronize(), marks.append(time.perf_counter())),
+            report=lambda f, marks=marks: (sync(), marks.append(time.perf_counter())),
             deadline=Deadline(3600),
             seed=seed,
         )
@@ -230,7 +243,7 @@ def run_ours(root: Path, image: Any, mask: Any, variant: str, quality: int, seed
             meta = backend.generate(cutout, request, ctx).meta
         except StageFailed:
             surface = False
-        torch.cuda.synchronize()
+        sync()
         total = time.perf_counter() - started
         params = backend.params(quality)
         sampling_end = marks[params.steps - 1] if len(marks) >= params.steps else None
