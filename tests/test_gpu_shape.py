@@ -12,7 +12,7 @@ import trimesh
 from PIL import Image
 
 from orfeas.deadline import Deadline
-from orfeas.errors import ModelUnavailable, OutOfMemory, StageFailed, StageTimeout
+from orfeas.errors import BackendUnavailable, ModelUnavailable, OutOfMemory, StageFailed, StageTimeout
 from orfeas.gpu.hunyuan_shape import HunyuanShapeBackend, ShapeParams
 from orfeas.registry import Backends
 from orfeas.request import JobRequest
@@ -182,3 +182,14 @@ def test_xformers_never_imported(model_dir, cutout):
     settings = cpu_settings(model_dir=model_dir)
     HunyuanShapeBackend(settings, params=tiny_plan).generate(cutout, REQUEST, make_ctx(settings))
     assert not [m for m in sys.modules if m.split(".")[0] == "xformers"]
+
+
+def test_missing_hy3dgen_is_backend_unavailable(model_dir, cutout, monkeypatch):
+    """Without hy3dgen installed, the hunyuan backend says so instead of failing the stage obscurely."""
+    for name in [m for m in sys.modules if m == "hy3dgen" or m.startswith("hy3dgen.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "hy3dgen", None)  # `import hy3dgen` now raises ImportError
+    settings = cpu_settings(model_dir=model_dir)
+    with pytest.raises(BackendUnavailable, match=r"hy3dgen\.shapegen") as info:
+        HunyuanShapeBackend(settings, params=tiny_plan).generate(cutout, REQUEST, make_ctx(settings))
+    assert info.value.code == "backend_unavailable"

@@ -103,11 +103,10 @@ class HunyuanShapeBackend:
         folder = resolve_model_dir(
             self.settings, model, subfolder=dit_subfolder(model), needs=["config.yaml", "|".join(CHECKPOINTS)]
         )
-        from hy3dgen.shapegen import Hunyuan3DDiTFlowMatchingPipeline
-
+        shapegen = runtime.require("hy3dgen.shapegen", self.name)
         ckpt = _checkpoint(folder)
         try:
-            pipeline = Hunyuan3DDiTFlowMatchingPipeline.from_single_file(
+            pipeline = shapegen.Hunyuan3DDiTFlowMatchingPipeline.from_single_file(
                 str(ckpt),
                 str(folder / "config.yaml"),
                 device=str(self.device),

@@ -26,6 +26,20 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 
 
+def require(module: str, backend: str) -> Any:
+    """Import an optional GPU package, or say clearly that the backend is not installed here."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"backend {backend!r} needs {module} ({exc}); install requirements-gpu.txt and "
+            "requirements-gpu-nodeps.txt",
+            field="backend",
+        ) from exc
+
+
 def choose_device(settings: Settings) -> torch.device:
     """`cuda` when asked or available, else `cpu`; asking for cuda without one is an error."""
     if settings.device == "cpu":
