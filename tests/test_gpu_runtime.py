@@ -107,3 +107,12 @@ def test_stage_failed_is_not_swallowed():
     """Errors of our own pass through the guard unchanged."""
     with pytest.raises(StageFailed, match="empty surface"), runtime.oom_guard("shape"):
         raise StageFailed("empty surface", stage="shape")
+
+
+def test_compile_only_when_asked():
+    """ORFEAS_TORCH_COMPILE wraps the module with torch.compile; off, the module is returned as is."""
+    module = torch.nn.Linear(2, 2)
+    assert runtime.maybe_compile(module, cpu_settings()) is module
+    compiled = runtime.maybe_compile(module, cpu_settings(torch_compile=True))
+    assert compiled is not module
+    assert compiled._orig_mod is module
