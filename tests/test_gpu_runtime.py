@@ -109,6 +109,8 @@ def test_stage_failed_is_not_swallowed():
         raise StageFailed("empty surface", stage="shape")
 
 
+# torch.compile's first import touches torch.jit, which warns about its own deprecation.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compile_only_when_asked():
     """ORFEAS_TORCH_COMPILE wraps the module with torch.compile; off, the module is returned as is."""
     module = torch.nn.Linear(2, 2)
