@@ -44,7 +44,6 @@ def tiny_plans(monkeypatch):
     monkeypatch.setattr(hunyuan_shape, "shape_params", lambda q: hunyuan_shape.ShapeParams(2, 16, 5.0))
 
 
-@pytest.mark.slow  # about 5 s of CPU: three models, marching cubes, export
 def test_prompt_to_meshes_through_every_gpu_stage(gpu_settings, tiny_plans):
     """Each GPU stage runs, paint degrades to vertex colours with a warning, and meshes are exported."""
     events = []
