@@ -12,11 +12,12 @@ setup: $(STAMP)
 
 # torch: pinned first so nothing pulls a CUDA build; on this machine pip's wheel cache holds the
 # CPU build. GPU images install the cu128 build in the Dockerfile instead.
-$(STAMP): requirements.txt requirements-dev.txt requirements-gpu.txt
+$(STAMP): Makefile requirements.txt requirements-dev.txt requirements-gpu.txt requirements-gpu-nodeps.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -r requirements-dev.txt -r requirements-gpu.txt
+	$(BIN)/pip install -q --no-deps -r requirements-gpu-nodeps.txt
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import sys
 import time
 import types
@@ -154,22 +156,28 @@ def test_out_of_memory_is_fatal_and_frees_memory():
 
 
 def test_progress_rises_through_every_stage_to_one():
-    """Progress events never decrease, name each stage in order and end at 1.0."""
+    """A prompt job's progress never falls, names each stage in order (no picture input), ends at 1.0."""
     result, events, _ = _run(BoxShape())
     fractions = [e.fraction for e in events]
     assert fractions == sorted(fractions)
     assert fractions[-1] == pytest.approx(1.0)
     stages = list(dict.fromkeys(e.stage for e in events))
-    assert stages == ["input", "text_to_image", "background", "shape", "texture", "export"]
-    assert set(result.timings) >= {
-        "input",
-        "text_to_image",
-        "background",
-        "shape",
-        "texture",
-        "export",
-        "total",
-    }
+    assert stages == ["text_to_image", "background", "shape", "texture", "export"]
+    assert set(result.timings) == {"text_to_image", "background", "shape", "texture", "export", "total"}
+
+
+def test_a_picture_job_starts_with_the_input_stage():
+    """A picture job decodes its input first and never runs text-to-image."""
+    settings = _settings()
+    events = []
+    picture = io.BytesIO()
+    Image.new("RGBA", (48, 48), (255, 255, 255, 255)).save(picture, "PNG")
+    request = parse_request({"image": base64.b64encode(picture.getvalue()).decode(), "backend": "extrude"})
+    result = Pipeline(settings, FakeBackends(settings, BoxShape())).run(request, progress=events.append)
+    stages = list(dict.fromkeys(e.stage for e in events))
+    assert stages == ["input", "background", "shape", "texture", "export"]
+    assert "text_to_image" not in result.timings
+    assert events[-1].fraction == pytest.approx(1.0)
 
 
 def test_a_failing_texture_degrades_with_a_warning():
