@@ -1,12 +1,13 @@
 # Two commands do everything on a fresh machine:
-#   make demo   set up, then make a mesh from the bundled sample picture
+#   make demo   set up, then run the bundled sample picture through the whole local stack
+#               (S3 server, worker under RunPod's local API, callback server on SQLite)
 #   make test   set up, then lint and run the test suite (PostgreSQL tests when Debian's server is installed)
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint check clean bench
+.PHONY: setup demo demo-cli test lint check clean bench
 
 setup: $(STAMP)
 
@@ -21,6 +22,10 @@ $(STAMP): Makefile requirements.txt requirements-dev.txt requirements-gpu.txt re
 	touch $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/python -m stack --out demo-output
+
+# The library alone: no services, the meshes written to demo-output/demo/.
+demo-cli: $(STAMP)
 	$(BIN)/python -m orfeas generate orfeas/samples/emblem.png --out demo-output --formats glb,stl,obj,ply,3mf --job-id demo
 
 lint: $(STAMP)
