@@ -202,3 +202,28 @@ def test_expired_deadline_stops_the_stage() -> None:
     ctx, _ = make_ctx("background", seconds=0.0)
     with pytest.raises(StageTimeout):
         REMOVER.remove(paint(ellipse_with_hole(100, 150)), ctx)
+
+
+def test_full_frame_texture_is_not_cut_into_specks() -> None:
+    """A smooth texture filling the frame (no backdrop) keeps the whole picture, not a scatter of specks."""
+    rng = np.random.default_rng(0)
+    coarse = rng.normal(size=(24, 32))
+    grey = ((coarse - coarse.min()) / np.ptp(coarse) * 255).astype(np.uint8)
+    picture = Image.fromarray(grey).resize((512, 384), Image.Resampling.BICUBIC).convert("RGB")
+    cutout, _, warnings = remove(picture)
+    assert cutout.mask.all()
+    assert len(warnings) == 1
+    assert "specks" in warnings[0]
+
+
+def test_many_small_letters_on_a_flat_backdrop_stay_apart() -> None:
+    """Forty small blocks (a line of lettering) on a clean backdrop are forty parts, not "specks"."""
+    from scipy import ndimage
+
+    truth = np.zeros((200, 800), dtype=bool)
+    for i in range(40):
+        truth[80:120, 10 + 20 * i : 22 + 20 * i] = True
+    cutout, _, warnings = remove(paint(truth, 2.0))
+    assert warnings == []
+    assert ndimage.label(cutout.mask)[1] == 40
+    assert iou(cutout.mask, truth) > 0.95
