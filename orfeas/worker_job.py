@@ -3,7 +3,8 @@
 The worker is built once per process (settings, pipeline with its loaded models, artifact store,
 webhook sender) and `run(job)` is called for every job, possibly from several threads at once.
 It never raises: every outcome is a dict RunPod understands. Errors are `{"error": "<code>:
-<field>: <why>"}` (never a traceback), plus `refresh_worker: true` after a fatal error so RunPod
+<field>: <why>"}` (never a traceback), plus `refresh_worker: true` after a fatal error (out of
+memory, a stage that overran, a CUDA/cuBLAS/cuDNN fault, an unforeseen exception) so RunPod
 replaces a process whose device or threads are in doubt.
 """
 
@@ -107,7 +108,7 @@ class Worker:
             output = self._run_valid(job, job_id, parsed, hooks)
         except OrfeasError as exc:
             log.info("job %s failed: %s", job_id, exc)
-            return self._failed(hooks, str(exc), exc.to_dict(), refresh=exc.fatal)
+            return self._failed(hooks, str(exc), exc.to_dict(), refresh=exc.fatal or is_device_fault(exc))
         except Exception as exc:  # a bug or an unforeseen library error: report it, keep serving
             log.exception("job %s failed unexpectedly", job_id)
             internal = OrfeasError(f"{type(exc).__name__}: {exc}")
@@ -164,6 +165,37 @@ class Worker:
         except InvalidInput:
             return
         self.webhooks.for_job(target, job_id).finish(EventType.FAILED, error=exc.to_dict())
+
+
+# A CUDA context that saw one of these is unusable until the process exits (an illegal address or
+# a device-side assert poisons every later kernel launch), whatever stage the error came through.
+_DEVICE_FAULT_TYPES = frozenset({"AcceleratorError", "CudaError", "CUDAError"})
+_DEVICE_FAULT_MARKERS = (
+    "cuda error",
+    "cublas_status_",
+    "cudnn_status_",
+    "cudnn error",
+    "device-side assert",
+    "illegal memory access",
+    "unspecified launch failure",
+    "nccl error",
+)
+
+
+def is_device_fault(exc: BaseException) -> bool:
+    """True when `exc` or an error behind it is a fatal device error (torch is not imported here:
+    the pipeline wraps a stage's RuntimeError in StageFailed, so the cause chain is read by name)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if type(current).__name__ in _DEVICE_FAULT_TYPES:
+            return True
+        text = str(current).lower()
+        if any(marker in text for marker in _DEVICE_FAULT_MARKERS):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _json_safe(value: dict[str, Any]) -> dict[str, Any]:

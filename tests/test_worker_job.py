@@ -213,6 +213,36 @@ def test_pipeline_errors_fail_the_job_and_fatal_ones_recycle_the_worker(
     assert event["error"] == error.to_dict()
 
 
+class AcceleratorError(RuntimeError):
+    """Stands in for torch.AcceleratorError, which torch raises for CUDA faults (read by name)."""
+
+
+def _wrapped_by_the_pipeline(error: BaseException) -> StageFailed:
+    """A stage's error as the pipeline hands it on: StageFailed, the original as its cause."""
+    try:
+        raise StageFailed(f"{type(error).__name__}: {error}", stage="shape") from error
+    except StageFailed as wrapped:
+        return wrapped
+
+
+@pytest.mark.parametrize(
+    ("error", "refresh"),
+    [
+        (AcceleratorError("an illegal memory access was encountered"), True),
+        (RuntimeError("CUDA error: device-side assert triggered"), True),
+        (RuntimeError("CUBLAS_STATUS_EXECUTION_FAILED when calling cublasGemmEx"), True),
+        (RuntimeError("the mesh has no faces"), False),
+    ],
+)
+def test_a_device_fault_behind_a_stage_failure_recycles_the_worker(tmp_path, error, refresh):
+    """A CUDA fault that reaches the worker as stage_failed still asks RunPod for a fresh worker."""
+    wrapped = _wrapped_by_the_pipeline(error)
+    worker = Worker(_settings(), LocalStore(tmp_path), pipeline=ScriptedPipeline(error=wrapped))
+    out = worker.run(_job("job-device"))
+    assert out["error"] == str(wrapped)
+    assert out.get("refresh_worker", False) is refresh
+
+
 def test_an_unexpected_exception_is_internal_error_without_traceback_and_the_worker_goes_on(tmp_path):
     """A stray exception becomes internal_error (worker refreshed); the same worker then completes a job."""
     pipeline = ScriptedPipeline(error=RuntimeError("boom"))
