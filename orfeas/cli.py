@@ -72,6 +72,8 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         picture = path.read_bytes()
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}", field="image") from None
+    if not picture:
+        raise InvalidInput(f"{path} is empty (0 bytes)", field="image")
     request = parse_request(_request_dict(args, picture))
     pipeline = Pipeline(Settings.from_env())
     result = pipeline.run(request, job_id=args.job_id, progress=_progress_printer)
