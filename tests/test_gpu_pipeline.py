@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 
 import pytest
+import trimesh
 
 from orfeas.errors import BackendUnavailable, OutOfMemory
 from orfeas.gpu import hunyuan_shape
 from orfeas.gpu.hunyuan_paint import HunyuanPaintTexture
 from orfeas.pipeline import Pipeline
-from orfeas.request import JobRequest
+from orfeas.request import JobRequest, parse_request
 from tests.gpu_support import cpu_settings, torch
 from tests.gpu_tiny_models import write_tiny_hunyuan, write_tiny_segmentation, write_tiny_text_to_image
 
+EMBLEM = Path(__file__).resolve().parents[1] / "orfeas" / "samples" / "emblem.png"
 T2I = "tiny/sd-turbo"
 SEG = "tiny/segformer-fg"
 
@@ -84,3 +88,30 @@ def test_paint_without_texgen_is_backend_unavailable(gpu_settings):
     with pytest.raises(BackendUnavailable) as info:
         HunyuanPaintTexture(gpu_settings)
     assert info.value.field == "texture"
+
+
+def test_picture_to_a_standing_mesh_through_segmentation_and_hunyuan(gpu_settings, tiny_plans):
+    """A picture job decodes, cuts out with the model, makes the Hunyuan3D mesh and stands it on the plate."""
+    picture = base64.b64encode(EMBLEM.read_bytes()).decode("ascii")
+    request = parse_request(
+        {
+            "image": picture,
+            "backend": "hunyuan",
+            "formats": ["stl"],
+            "texture": False,
+            "seed": 0,
+            "dimensions": {"height_mm": 50.0},
+        }
+    )
+    events = []
+    result = Pipeline(gpu_settings).run(request, job_id="gpu-picture", progress=events.append)
+    stages = [e.stage for e in events]
+    assert "text_to_image" not in stages
+    assert stages.index("input") < stages.index("background") < stages.index("shape") < stages.index("export")
+    assert result.backend == "hunyuan"
+    assert result.extra["shape"]["octree_resolution"] == 16
+    assert result.mesh.extents_mm[2] == pytest.approx(50.0, rel=0.01)
+    stl = trimesh.load(file_obj=io.BytesIO(result.artifacts["stl"].data), file_type="stl")
+    assert len(stl.faces) == result.mesh.faces
+    assert stl.bounds[0][2] == pytest.approx(0.0, abs=1e-6)
+    assert stl.bounds[0][:2] == pytest.approx(-stl.bounds[1][:2], abs=1e-6)  # centred on x = y = 0
