@@ -69,6 +69,7 @@ def test_missing_model_names_model_and_every_path(tmp_path):
     assert err.path == str(tmp_path / "models" / "tencent" / "Hunyuan3D-2" / "hunyuan3d-dit-v2-0")
     text = str(err)
     assert str(tmp_path / "hf" / "hub" / "models--tencent--Hunyuan3D-2") in text
+    assert "snapshots/<revision>/hunyuan3d-dit-v2-0" in text  # an empty cache: no snapshot to name
     assert "HF_HUB_OFFLINE=1" in text
     assert err.to_dict()["path"] == err.path
 

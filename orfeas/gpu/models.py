@@ -45,10 +45,12 @@ def candidate_dirs(settings: Settings, model: str) -> list[Path]:
         dirs.append(settings.model_dir / model)
         dirs.append(settings.model_dir / model.rsplit("/", 1)[-1])
     snapshot = _cached_snapshot(settings, model)
+    # Without a snapshot the message still names where one would be; "<revision>" never exists,
+    # so a stray subfolder directly under snapshots/ is not mistaken for the model.
     dirs.append(
         snapshot
         if snapshot is not None
-        else hub_cache_dir(settings) / ("models--" + model.replace("/", "--")) / "snapshots"
+        else hub_cache_dir(settings) / ("models--" + model.replace("/", "--")) / "snapshots" / "<revision>"
     )
     return list(dict.fromkeys(dirs))
 
