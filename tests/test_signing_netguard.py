@@ -66,11 +66,25 @@ def test_tampered_or_stale_messages_fail(tamper):
         "::ffff:127.0.0.1",
         "0.0.0.0",
         "fd00::1",
+        "64:ff9b::a9fe:a9fe",  # NAT64 of the metadata service
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b:1::a00:1",  # local-use NAT64 prefix
+        "2002:a00:1::1",  # 6to4 of 10.0.0.1
+        "::127.0.0.1",  # IPv4-compatible
     ],
 )
 def test_private_addresses_are_not_public(address):
-    """Loopback, private, link-local (metadata) and mapped addresses are refused."""
+    """Loopback, private, link-local (metadata) and mapped, NAT64, 6to4 forms of them are refused."""
     assert not is_public_address(address)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["93.184.216.34", "2606:4700::1111", "::ffff:93.184.216.34", "64:ff9b::5db8:d822", "2002:5db8:d822::1"],
+)
+def test_public_addresses_and_their_ipv6_forms_are_public(address):
+    """A public IPv4 address stays public when DNS64 or 6to4 hands it out in IPv6 form."""
+    assert is_public_address(address)
 
 
 def test_a_name_resolving_to_a_private_address_is_refused():
