@@ -1,14 +1,14 @@
 """From a callback's raw bytes to one durable write: record it and apply its status change.
 
 Everything is decided in memory first (authenticity, body, task id, status) so each request is a
-single `record_and_apply` transaction: what got a 200 is on disk, and the job's change with it.
+single `record_and_apply` transaction: what got a 200 is on disk, and the job's change with it
+(and the client webhook that change queues, see store/outbox.py).
 Callbacks recorded but never marked (a crash inside the store's write path) are replayed at start.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +18,7 @@ from callback_server.metrics import provider_label
 from callback_server.payload import parse_body
 from callback_server.runtime import Runtime
 from callback_server.status_map import interpret
-from callback_server.store.base import ApplyOutcome, Job, StatusEvent
+from callback_server.store.base import ApplyOutcome, StatusEvent
 from callback_server.task_id import extract_task_id
 
 log = logging.getLogger("callback_server.ingest")
@@ -83,22 +83,6 @@ def decide(
     return Decision(True, event, match.task_id, None)
 
 
-def delivery_body(job: Job, at: float) -> bytes:
-    payload = {"type": f"job.{job.status.value.lower()}", "timestamp": at, "data": job.to_api()}
-    return json.dumps(payload, separators=(",", ":"), default=str).encode()
-
-
-async def enqueue_client_webhook(runtime: Runtime, job_id: str, key: str) -> None:
-    """Queue the job's new state for the client's own webhook, if it named one."""
-    store = runtime.store
-    job = await store.get_job(job_id)
-    if job is None or not job.client_webhook:
-        return
-    msg_id = "msg_" + hashlib.sha256(f"{job_id}\n{key}".encode()).hexdigest()[:32]
-    body = delivery_body(job, runtime.clock())
-    await store.enqueue_delivery(job_id, job.client_webhook, body, msg_id, job.status.is_terminal)
-
-
 async def after_apply(
     runtime: Runtime, provider: str, decision: Decision, outcome: ApplyOutcome | None
 ) -> None:
@@ -113,14 +97,6 @@ async def after_apply(
             label,
             extra={"job_id": event.job_id, "provider": event.provider},
         )
-        if outcome is ApplyOutcome.CREATED:
-            return  # the job was unknown: nobody submitted it here, so no client webhook names it
-        try:
-            await enqueue_client_webhook(runtime, event.job_id, event.dedupe_key)
-        except Exception:
-            # The job's state is stored; the reconciler's refresh cannot resend a lost enqueue,
-            # so say so loudly.
-            log.exception("could not queue the client webhook", extra={"job_id": event.job_id})
 
 
 async def ingest(

@@ -15,7 +15,7 @@ import json
 import logging
 from typing import Any
 
-from callback_server.ingest import enqueue_client_webhook, replay_unapplied
+from callback_server.ingest import replay_unapplied
 from callback_server.runtime import Runtime
 from callback_server.settings import RUNPOD_RESULT_WINDOW_S
 from callback_server.status_map import interpret
@@ -64,13 +64,18 @@ async def apply_envelope(runtime: Runtime, job_id: str, envelope: dict[str, Any]
     outcome = await runtime.store.apply_event(event)
     if outcome in (ApplyOutcome.APPLIED, ApplyOutcome.CREATED):
         log.info("job %s → %s (upstream)", job_id, event.status.value, extra={"job_id": job_id})
-        await enqueue_client_webhook(runtime, job_id, event.dedupe_key)
     return outcome
 
 
 async def _refresh(runtime: Runtime, job: Job) -> None:
     assert runtime.upstream is not None
-    await runtime.store.mark_upstream_checked(job.id, runtime.clock())
+    # The claim is atomic in the store: of the replicas (and requests) that find the job stale at
+    # once, one calls upstream and the others answer from the row.
+    claimed = await runtime.store.mark_upstream_checked(
+        job.id, runtime.clock(), min_interval=runtime.settings.refresh_s
+    )
+    if not claimed:
+        return
     try:
         envelope = await runtime.upstream.status(job.id)
     except UpstreamError as exc:
@@ -108,7 +113,6 @@ async def reconcile_once(runtime: Runtime, epoch: int) -> None:
     store = runtime.store
     for job_id in await store.expire_jobs(now=now, epoch=epoch):
         log.info("job %s → TIMED_OUT (deadline)", job_id, extra={"job_id": job_id})
-        await enqueue_client_webhook(runtime, job_id, "deadline:timed-out")
     if runtime.upstream is not None and not runtime.upstream.local:
         stale = await store.stale_jobs(
             checked_before=now - runtime.settings.refresh_s,

@@ -11,11 +11,10 @@ from urllib.parse import urlencode, urlsplit
 from aiohttp import web
 
 from callback_server.auth import TOKEN_PARAM
-from callback_server.ingest import enqueue_client_webhook
 from callback_server.payload import loads_json
 from callback_server.reconciler import refresh_job, run_on_local_server
 from callback_server.runtime import RUNTIME, Runtime, StoreNotReady, json_error
-from callback_server.store.base import ApplyOutcome, Job, StatusEvent
+from callback_server.store.base import Job, StatusEvent
 from callback_server.task_id import as_task_id
 from callback_server.upstream import UpstreamError, UpstreamNotFound
 from orfeas.errors import StorageError
@@ -251,9 +250,9 @@ async def cancel_job(request: web.Request) -> web.Response:
             pass  # RunPod forgot it; cancelling our record is all there is to do
         except UpstreamError as exc:
             return json_error(502, exc.code, exc.message)
-    event = StatusEvent(job_id, JobStatus.CANCELLED, dedupe_key="cancel", provider=job.provider)
-    if await store.apply_event(event) is ApplyOutcome.APPLIED:
-        await enqueue_client_webhook(runtime, job_id, event.dedupe_key)
+    # One cancel per attempt: a job retried after a cancel can be cancelled again.
+    key = f"cancel:{job.retry_epoch}"
+    await store.apply_event(StatusEvent(job_id, JobStatus.CANCELLED, dedupe_key=key, provider=job.provider))
     job = await store.get_job(job_id) or job
     return web.json_response(job.to_api())
 
@@ -278,7 +277,12 @@ async def retry_job(request: web.Request) -> web.Response:
         return json_error(502, exc.code, exc.message)
     epoch = job.retry_epoch + 1
     event = StatusEvent(
-        job_id, JobStatus.IN_QUEUE, dedupe_key=f"retry:{epoch}", provider=job.provider, retry_epoch=epoch
+        job_id,
+        JobStatus.IN_QUEUE,
+        dedupe_key=f"retry:{epoch}",
+        provider=job.provider,
+        retry_epoch=epoch,
+        deadline_at=runtime.clock() + runtime.settings.job_deadline_s,  # the new attempt's own time
     )
     await store.apply_event(event)
     job = await store.get_job(job_id) or job

@@ -36,6 +36,9 @@ class FakeRunPod:
     bodies: dict[str, dict[str, Any]] = field(default_factory=dict)  # id → the /run body
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)  # id → cloud status envelope
     status_delay_s: float = 0.0
+    # Awaited with the new job's id and the /run body before /run answers (a worker that reports
+    # before the submitting request has stored the job).
+    before_answer: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def calls_to(self, prefix: str) -> int:
@@ -56,6 +59,8 @@ class FakeRunPod:
         job_id = f"{'test-' if self.local else 'rp-'}{next(self._ids)}"
         self.statuses[job_id] = {"id": job_id, "status": "IN_QUEUE"}
         self.bodies[job_id] = body
+        if self.before_answer is not None:
+            await self.before_answer(job_id, body)
         status = "IN_PROGRESS" if self.local else "IN_QUEUE"
         return web.json_response({"id": job_id, "status": status})
 
@@ -149,8 +154,11 @@ def base_settings(**overrides: Any) -> ServerSettings:
     return replace(ServerSettings(), **defaults)
 
 
-async def start_harness(tmp_path: Path, settings: ServerSettings, **app_kwargs: Any) -> Harness:
-    db_path = tmp_path / f"cb-{next(_db_numbers)}.db"
+async def start_harness(
+    tmp_path: Path, settings: ServerSettings, *, db_path: Path | None = None, **app_kwargs: Any
+) -> Harness:
+    """Our app on a fresh SQLite file, or on `db_path` (several harnesses on one file are replicas)."""
+    db_path = db_path or tmp_path / f"cb-{next(_db_numbers)}.db"
     store = open_store(f"sqlite:///{db_path}", max_body_bytes=settings.max_body_bytes)
     app = create_app(settings, store, **app_kwargs)
     client = TestClient(TestServer(app))

@@ -48,7 +48,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Any]:
             return str(server.make_url("")).rstrip("/")
 
         async def harness(self, **kwargs: Any) -> Harness:
-            app_kwargs = {k: kwargs.pop(k) for k in ("clock",) if k in kwargs}
+            app_kwargs = {k: kwargs.pop(k) for k in ("clock", "db_path") if k in kwargs}
             h = await start_harness(tmp_path, base_settings(**kwargs), **app_kwargs)
             harnesses.append(h)
             return h
@@ -342,3 +342,93 @@ async def test_retry_is_the_one_way_back(env):
     assert fake.calls_to("/retry") == 1
     await h.post("/callbacks/runpod", {"id": job_id, "status": "COMPLETED", "output": {"ok": True}})
     assert (await h.job(job_id))["status"] == "COMPLETED"
+
+
+async def test_replicas_refresh_a_stale_job_upstream_once(env, tmp_path: Path):
+    """Two replicas on one store, asked at once about one stale job, call upstream once between them."""
+    fake = FakeRunPod(status_delay_s=0.2)
+    url = await env.upstream(fake)
+    clock = Clock()
+    db = tmp_path / "shared.db"
+    replicas = [
+        await env.harness(runpod_endpoint_url=url, refresh_s=10.0, reconcile_s=600.0, clock=clock, db_path=db)
+        for _ in range(2)
+    ]
+    a, b = replicas
+    await a.post("/callbacks/runpod", {"id": "rp-r", "status": "IN_QUEUE"})
+    fake.statuses["rp-r"] = {"id": "rp-r", "status": "IN_PROGRESS", "output": {"stage": "shape"}}
+    clock.now += 11
+    answers = await asyncio.gather(*(h.job("rp-r") for h in (a, b, a, b, b, a)))
+    assert {job["id"] for job in answers} == {"rp-r"}
+    for _ in range(100):
+        if (await b.job("rp-r"))["status"] == "IN_PROGRESS":
+            break
+        await asyncio.sleep(0.05)
+    assert (await b.job("rp-r"))["status"] == "IN_PROGRESS"
+    assert fake.calls_to("/status") == 1
+
+
+async def test_callback_that_beats_the_submission_keeps_it(env):
+    """A RunPod webhook that lands before POST /v1/jobs has stored its job loses nothing: the job
+    keeps the webhook's state, gains the submission's input, key and deadline, and the client's
+    own webhook is told."""
+    sink = WebhookSink()
+    sink_server = TestServer(sink.app())
+    await sink_server.start_server()
+    try:
+        harness: list[Harness] = []
+
+        async def finish_first(job_id: str, _body: dict[str, Any]) -> None:
+            done = {"id": job_id, "status": "COMPLETED", "output": {"glb": "s3://b/early"}}
+            assert (await harness[0].post("/callbacks/runpod", done)).status == 200
+
+        fake = FakeRunPod(before_answer=finish_first)
+        url = await env.upstream(fake)
+        h = await env.harness(runpod_endpoint_url=url, lease_s=1.0)
+        harness.append(h)
+        hook = str(sink_server.make_url("/hook"))
+        body = {"input": {"prompt": "a cup"}, "idempotency_key": "k-early", "webhook": hook}
+        resp = await h.client.post("/v1/jobs", json=body)
+        assert resp.status == 201
+        answer = await resp.json()
+        assert answer["status"] == "COMPLETED"
+        stored = await h.runtime.store.get_job(answer["id"])
+        assert stored is not None
+        assert (stored.input, stored.idempotency_key, stored.client_webhook) == (
+            {"prompt": "a cup"},
+            "k-early",
+            hook,
+        )
+        assert stored.deadline_at is not None
+        await asyncio.wait_for(sink.arrived.wait(), 10)
+        delivered = json.loads(sink.received[0][1])
+        assert (delivered["type"], delivered["data"]["id"]) == ("job.completed", answer["id"])
+    finally:
+        await sink_server.close()
+
+
+async def test_a_retried_job_has_a_new_deadline_and_can_be_cancelled_again(env):
+    """Retry gives the new attempt its own deadline (the reconciler leaves it alone until then), and
+    a job cancelled, retried and cancelled again ends CANCELLED again."""
+    fake = FakeRunPod()
+    url = await env.upstream(fake)
+    clock = Clock()
+    h = await env.harness(runpod_endpoint_url=url, job_deadline_s=60.0, reconcile_s=600.0, clock=clock)
+    job_id = (await (await h.client.post("/v1/jobs", json={"input": {}})).json())["id"]
+    assert (await (await h.client.post(f"/v1/jobs/{job_id}/cancel")).json())["status"] == "CANCELLED"
+    clock.now += 100  # past the first attempt's deadline
+    assert (await (await h.client.post(f"/v1/jobs/{job_id}/retry")).json())["status"] == "IN_QUEUE"
+    stored = await h.runtime.store.get_job(job_id)
+    assert stored is not None
+    assert stored.deadline_at == pytest.approx(clock.now + 60.0)
+    for _ in range(200):
+        if h.runtime.epoch is not None:
+            break
+        await asyncio.sleep(0.05)
+    epoch = h.runtime.epoch
+    assert epoch is not None
+    await reconcile_once(h.runtime, epoch)
+    assert (await h.job(job_id))["status"] == "IN_QUEUE"
+    again = await h.client.post(f"/v1/jobs/{job_id}/cancel")
+    assert (again.status, (await again.json())["status"]) == (200, "CANCELLED")
+    assert fake.calls_to("/cancel") == 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -426,3 +427,97 @@ async def test_concurrent_events_on_one_job_stay_consistent(maker: StoreMaker) -
     assert job is not None
     assert job.status is finals[0].status
     assert job.progress == finals[0].progress
+
+
+# -- client webhooks queued with the change, submissions merged, upstream checks claimed ---------
+
+
+async def test_applied_change_queues_the_client_webhook_in_the_same_write(store: Store) -> None:
+    """An applied change on a job with a client webhook is in the outbox when apply_event returns;
+    a duplicate or stale event queues nothing, and only terminal deliveries are marked for retry."""
+    await store.create_job(queued_job("j", client_webhook="https://c.test/hook"))
+    assert await store.due_deliveries(time.time() + 1, 10) == []  # storing the submission queues nothing
+    await store.apply_event(ev("j", JobStatus.IN_PROGRESS, "p", progress={"fraction": 0.5}))
+    await store.apply_event(ev("j", JobStatus.IN_PROGRESS, "p", progress={"fraction": 0.9}))  # duplicate
+    await store.apply_event(ev("j", JobStatus.COMPLETED, "c", output={"glb": "s3://b/j"}))
+    await store.apply_event(ev("j", JobStatus.FAILED, "late"))  # stale
+    due = await store.due_deliveries(time.time() + 1, 10)
+    assert [(d.job_id, d.url, d.terminal) for d in due] == [
+        ("j", "https://c.test/hook", False),
+        ("j", "https://c.test/hook", True),
+    ]
+    progress, done = (json.loads(d.body) for d in due)
+    assert (progress["type"], progress["data"]["progress"]) == ("job.in_progress", {"fraction": 0.5})
+    assert (done["type"], done["data"]["status"], done["data"]["output"]) == (
+        "job.completed",
+        "COMPLETED",
+        {"glb": "s3://b/j"},
+    )
+    assert len({d.msg_id for d in due}) == 2
+    await store.apply_event(ev("other", JobStatus.COMPLETED, "c"))  # no client webhook: nothing queued
+    assert len(await store.due_deliveries(time.time() + 1, 10)) == 2
+
+
+async def test_submission_fills_a_job_a_callback_created_first(store: Store) -> None:
+    """A callback that beat the submitting request created the job: create_job keeps its state,
+    fills the submission's fields, and queues the client webhook when the job is already terminal."""
+    await store.apply_event(ev("early", JobStatus.COMPLETED, "done", output={"glb": "x"}))
+    submitted = queued_job(
+        "early",
+        input={"prompt": "cat"},
+        idempotency_key="ik-early",
+        client_webhook="https://c.test/hook",
+        deadline_at=time.time() + 60,
+    )
+    stored = await store.create_job(submitted)
+    assert (stored.status, stored.output, stored.input) == (
+        JobStatus.COMPLETED,
+        {"glb": "x"},
+        {"prompt": "cat"},
+    )
+    assert (stored.idempotency_key, stored.client_webhook) == ("ik-early", "https://c.test/hook")
+    assert await store.get_job("early") == stored
+    [delivery] = await store.due_deliveries(time.time() + 1, 10)
+    assert (delivery.job_id, delivery.terminal) == ("early", True)
+    assert json.loads(delivery.body)["data"]["status"] == "COMPLETED"
+    again = await store.create_job(submitted)  # nothing missing any more: unchanged, nothing queued
+    assert again == stored
+    assert len(await store.due_deliveries(time.time() + 1, 10)) == 1
+
+
+async def test_upstream_check_is_claimed_once_per_interval(maker: StoreMaker) -> None:
+    """Of many instances claiming one job's upstream check at once, one wins; the next claim wins
+    only after the interval; a terminal or unknown job is never claimed."""
+    stores = [await maker.new() for _ in range(3)]
+    await stores[0].create_job(queued_job("j"))
+    now = time.time()
+    claims = await asyncio.gather(
+        *[stores[i % 3].mark_upstream_checked("j", now, min_interval=10) for i in range(12)]
+    )
+    assert claims.count(True) == 1
+    assert await stores[1].mark_upstream_checked("j", now + 5, min_interval=10) is False
+    assert await stores[2].mark_upstream_checked("j", now + 10, min_interval=10) is True
+    job = await stores[0].get_job("j")
+    assert job is not None
+    assert job.upstream_checked_at == pytest.approx(now + 10)
+    await stores[0].apply_event(ev("j", JobStatus.COMPLETED, "done"))
+    assert await stores[0].mark_upstream_checked("j", now + 100, min_interval=10) is False
+    assert await stores[0].mark_upstream_checked("unknown", now, min_interval=10) is False
+
+
+async def test_retried_job_gets_a_new_deadline_and_can_time_out_again(maker: StoreMaker) -> None:
+    """A job timed out, then retried with a new deadline, is not expired before it and is after it."""
+    store = await maker.new()
+    epoch = await store.acquire_lease(LEADER_LEASE, "me", 30)
+    assert epoch is not None
+    now = time.time()
+    await store.create_job(queued_job("j", deadline_at=now - 1))
+    assert await store.expire_jobs(now=now, epoch=epoch) == ["j"]
+    retry = ev("j", JobStatus.IN_QUEUE, "retry:1", retry_epoch=1, deadline_at=now + 100)
+    assert await store.apply_event(retry) is ApplyOutcome.APPLIED
+    retried = await store.get_job("j")
+    assert retried is not None
+    assert (retried.status, retried.deadline_at) == (JobStatus.IN_QUEUE, pytest.approx(now + 100))
+    assert await store.expire_jobs(now=now + 50, epoch=epoch) == []
+    assert await store.expire_jobs(now=now + 101, epoch=epoch) == ["j"]
+    assert (await store.get_job("j")).status is JobStatus.TIMED_OUT  # type: ignore[union-attr]

@@ -81,6 +81,7 @@ class StatusEvent:
     error: Any = None
     provider: str = "runpod"
     retry_epoch: int | None = None  # RunPod /retry: the one way back, with a higher epoch
+    deadline_at: float | None = None  # with a higher retry epoch: the new attempt's deadline
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,8 @@ def plan_event(
     - same dedupe key → DUPLICATE;
     - a retry epoch below the job's → STALE (an event of an earlier attempt);
     - a retry epoch above the job's → APPLIED whatever the state (RunPod /retry: the one way
-      back); output and error of the earlier attempt are cleared unless the event brings its own;
+      back); output and error of the earlier attempt are cleared unless the event brings its own,
+      and the deadline is the event's when it names one (the new attempt gets its own time);
     - a forward move (JobStatus.can_move_to) → APPLIED;
     - IN_PROGRESS to IN_PROGRESS → APPLIED (a progress update);
     - anything else (backwards, out of a terminal state, a repeated IN_QUEUE) → STALE.
@@ -161,6 +163,7 @@ def plan_event(
             output=event.output,
             error=event.error,
             retry_epoch=epoch,
+            deadline_at=event.deadline_at if event.deadline_at is not None else job.deadline_at,
         )
         return ApplyOutcome.APPLIED, retried
     moves = job.status.can_move_to(event.status)
@@ -176,6 +179,24 @@ def plan_event(
         error=event.error if event.error is not None else job.error,
     )
     return ApplyOutcome.APPLIED, applied
+
+
+def merge_submitted(existing: Job, submitted: Job) -> Job | None:
+    """`existing` with what a submission knows and the row lacks; None when nothing is missing.
+
+    A callback (the worker's first progress event, a fast RunPod webhook) can create the job
+    before the submitting request stores it: the row then has the job's state but not its input,
+    idempotency key, client webhook or deadline. The stored state is kept; only empty fields are
+    filled.
+    """
+    merged = dataclasses.replace(
+        existing,
+        input=existing.input if existing.input is not None else submitted.input,
+        idempotency_key=existing.idempotency_key or submitted.idempotency_key,
+        client_webhook=existing.client_webhook or submitted.client_webhook,
+        deadline_at=existing.deadline_at if existing.deadline_at is not None else submitted.deadline_at,
+    )
+    return None if merged == existing else merged
 
 
 #: The jobs table's columns, in the order `job_params` gives them.
@@ -199,6 +220,12 @@ _JSON_COLUMNS = frozenset({"progress", "output", "error", "input"})
 #: The error a job gets when the leader marks it TIMED_OUT past its deadline.
 TIMED_OUT_ERROR = {"code": "timed_out", "message": "no final status arrived before the job's deadline"}
 TIMED_OUT_DEDUPE_KEY = "deadline:timed-out"
+
+
+def timed_out_key(retry_epoch: int) -> str:
+    """The dedupe key of the deadline's TIMED_OUT event: one per attempt, so a retried job that
+    runs past its new deadline times out again."""
+    return TIMED_OUT_DEDUPE_KEY if retry_epoch == 0 else f"{TIMED_OUT_DEDUPE_KEY}:{retry_epoch}"
 
 
 def dump_json(value: Any) -> str | None:
@@ -240,10 +267,17 @@ class Store(Protocol):
       without one, marks the callback with `job_id`/`outcome`, e.g. "rejected", "no_task_id"):
       one durable write per request, and no crash window between record and apply.
     - `apply_event(..., callback_id=n)` also marks callback n with the job id and the outcome.
+    - an APPLIED event on a job that names a client webhook queues that webhook's delivery
+      (store/outbox.py) in the same transaction, so a crash cannot lose it.
     - `unapplied_callbacks` lists callbacks never marked (a crash between record and apply),
       oldest first, as (id, provider, headers, body, query).
     - `create_job` returns the stored job: the existing one when the id is known or when a
       non-terminal job already holds the same idempotency key (so a racing submit sees the winner).
+      A known id that a callback created first gets the submission's missing fields
+      (`merge_submitted`); if it is already terminal, its client webhook is queued then.
+    - `mark_upstream_checked(id, at, min_interval=s)` claims the job's next upstream check: True
+      (and the time stored) unless the job is terminal, unknown, or was checked less than `s`
+      seconds before `at`, so replicas racing for one stale job call upstream once.
     - `find_by_idempotency_key` returns the newest job with that key, whatever its state.
     - `stale_jobs`: non-terminal jobs created after `created_after` whose row was neither updated
       nor checked upstream since `checked_before`, least recently checked first.
@@ -285,7 +319,7 @@ class Store(Protocol):
     async def get_job(self, job_id: str) -> Job | None: ...
     async def find_by_idempotency_key(self, key: str) -> Job | None: ...
     async def apply_event(self, event: StatusEvent, *, callback_id: int | None = None) -> ApplyOutcome: ...
-    async def mark_upstream_checked(self, job_id: str, at: float) -> None: ...
+    async def mark_upstream_checked(self, job_id: str, at: float, *, min_interval: float = 0.0) -> bool: ...
     async def stale_jobs(self, *, checked_before: float, created_after: float, limit: int) -> list[Job]: ...
     async def expire_jobs(self, *, now: float, epoch: int) -> list[str]: ...
     async def recent_jobs(self, limit: int) -> list[Job]: ...

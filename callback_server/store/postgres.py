@@ -23,7 +23,6 @@ import asyncpg
 from callback_server.store.base import (
     JOB_COLUMNS,
     LEADER_LEASE,
-    TIMED_OUT_DEDUPE_KEY,
     TIMED_OUT_ERROR,
     ApplyOutcome,
     Delivery,
@@ -34,8 +33,11 @@ from callback_server.store.base import (
     StatusEvent,
     job_from_row,
     job_params,
+    merge_submitted,
     plan_event,
+    timed_out_key,
 )
+from callback_server.store.outbox import QueuedDelivery, delivery_for
 from callback_server.store.url import DATABASE_URL
 from orfeas.errors import StorageError
 from orfeas.status import JobStatus
@@ -178,6 +180,8 @@ async def _apply(
         outcome, new = plan_event(job, event, seen=seen is not None, now=now)
         if new is not None:
             await conn.execute(_JOB_UPDATE, *job_params(new))
+            if outcome is ApplyOutcome.APPLIED:
+                await _queue(conn, delivery_for(new, event.dedupe_key, now), now)
     await conn.execute(
         "INSERT INTO job_events (job_id, dedupe_key, status, outcome, retry_epoch, callback_id, at)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -199,6 +203,23 @@ async def _apply(
     if outcome in (ApplyOutcome.CREATED, ApplyOutcome.APPLIED):
         await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, event.job_id)
     return outcome
+
+
+async def _queue(conn: asyncpg.Connection, delivery: QueuedDelivery | None, now: float) -> None:
+    """Put a client webhook in the outbox, inside the caller's transaction (once per msg_id)."""
+    if delivery is None:
+        return
+    await conn.execute(
+        "INSERT INTO deliveries (job_id, url, body, msg_id, terminal, next_attempt_at, created_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (msg_id) DO NOTHING",
+        delivery.job_id,
+        delivery.url,
+        delivery.body,
+        delivery.msg_id,
+        delivery.terminal,
+        now,
+        now,
+    )
 
 
 def _delivery(row: asyncpg.Record) -> Delivery:
@@ -421,8 +442,16 @@ class PostgresStore:
                 _JOB_INSERT + " ON CONFLICT (id) DO NOTHING RETURNING 1", *job_params(job)
             )
             if inserted is None:
-                row = await conn.fetchrow("SELECT * FROM jobs WHERE id = $1", job.id)
-                return job_from_row(row)
+                existing = await _locked_job(conn, job.id)
+                assert existing is not None
+                merged = merge_submitted(existing, job)
+                if merged is None:
+                    return existing
+                await conn.execute(_JOB_UPDATE, *job_params(merged))
+                if merged.status.is_terminal and not existing.client_webhook:
+                    now = time.time()
+                    await _queue(conn, delivery_for(merged, f"submitted:{merged.status.value}", now), now)
+                return merged
             await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, job.id)
         return job
 
@@ -442,9 +471,16 @@ class PostgresStore:
         async with self._conn(transaction=True) as conn:
             return await _apply(conn, event, callback_id, time.time())
 
-    async def mark_upstream_checked(self, job_id: str, at: float) -> None:
+    async def mark_upstream_checked(self, job_id: str, at: float, *, min_interval: float = 0.0) -> bool:
         async with self._conn() as conn:
-            await conn.execute("UPDATE jobs SET upstream_checked_at = $1 WHERE id = $2", at, job_id)
+            status = await conn.execute(
+                f"UPDATE jobs SET upstream_checked_at = $1 WHERE id = $2 AND status NOT IN {_TERMINAL_SQL}"
+                " AND (upstream_checked_at IS NULL OR upstream_checked_at <= $3)",
+                at,
+                job_id,
+                at - min_interval,
+            )
+        return status == "UPDATE 1"
 
     async def stale_jobs(self, *, checked_before: float, created_after: float, limit: int) -> list[Job]:
         async with self._conn() as conn:
@@ -462,16 +498,15 @@ class PostgresStore:
         async with self._conn(transaction=True) as conn:
             if not await _lease_is_current(conn, epoch):
                 raise StaleEpoch(f"epoch {epoch} no longer holds the {LEADER_LEASE!r} lease")
-            ids = await conn.fetch(
-                f"SELECT id FROM jobs WHERE status NOT IN {_TERMINAL_SQL} AND deadline_at IS NOT NULL"
-                " AND deadline_at <= $1 ORDER BY deadline_at",
+            rows = await conn.fetch(
+                f"SELECT id, retry_epoch FROM jobs WHERE status NOT IN {_TERMINAL_SQL}"
+                " AND deadline_at IS NOT NULL AND deadline_at <= $1 ORDER BY deadline_at",
                 now,
             )
             expired = []
-            for row in ids:
-                event = StatusEvent(
-                    row["id"], JobStatus.TIMED_OUT, TIMED_OUT_DEDUPE_KEY, error=TIMED_OUT_ERROR
-                )
+            for row in rows:
+                key = timed_out_key(row["retry_epoch"])
+                event = StatusEvent(row["id"], JobStatus.TIMED_OUT, key, error=TIMED_OUT_ERROR)
                 if await _apply(conn, event, None, time.time()) is ApplyOutcome.APPLIED:
                     expired.append(row["id"])
         return expired

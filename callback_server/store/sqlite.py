@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 from callback_server.store.base import (
     JOB_COLUMNS,
     LEADER_LEASE,
-    TIMED_OUT_DEDUPE_KEY,
     TIMED_OUT_ERROR,
     ApplyOutcome,
     Delivery,
@@ -39,8 +38,11 @@ from callback_server.store.base import (
     StatusEvent,
     job_from_row,
     job_params,
+    merge_submitted,
     plan_event,
+    timed_out_key,
 )
+from callback_server.store.outbox import QueuedDelivery, delivery_for
 from callback_server.store.url import DATABASE_URL
 from orfeas.errors import StorageError
 from orfeas.status import JobStatus
@@ -281,6 +283,8 @@ def _apply(conn: sqlite3.Connection, event: StatusEvent, callback_id: int | None
     outcome, new = plan_event(job, event, seen=seen, now=now)
     if new is not None:
         _write_job(conn, new, insert=outcome is ApplyOutcome.CREATED)
+        if outcome is ApplyOutcome.APPLIED:
+            _queue(conn, delivery_for(new, event.dedupe_key, now), now)
     conn.execute(
         "INSERT INTO job_events (job_id, dedupe_key, status, outcome, retry_epoch, callback_id, at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -300,6 +304,17 @@ def _apply(conn: sqlite3.Connection, event: StatusEvent, callback_id: int | None
             (event.job_id, outcome.value, callback_id),
         )
     return outcome
+
+
+def _queue(conn: sqlite3.Connection, delivery: QueuedDelivery | None, now: float) -> None:
+    """Put a client webhook in the outbox, inside the caller's transaction (once per msg_id)."""
+    if delivery is None:
+        return
+    conn.execute(
+        "INSERT INTO deliveries (job_id, url, body, msg_id, terminal, next_attempt_at, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (msg_id) DO NOTHING",
+        (delivery.job_id, delivery.url, delivery.body, delivery.msg_id, int(delivery.terminal), now, now),
+    )
 
 
 def _write_job(conn: sqlite3.Connection, job: Job, *, insert: bool) -> None:
@@ -538,7 +553,15 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> tuple[Job, bool]:
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job.id,)).fetchone()
             if row is not None:
-                return job_from_row(row), False
+                existing = job_from_row(row)
+                merged = merge_submitted(existing, job)
+                if merged is None:
+                    return existing, False
+                _write_job(conn, merged, insert=False)
+                if merged.status.is_terminal and not existing.client_webhook:
+                    now = time.time()
+                    _queue(conn, delivery_for(merged, f"submitted:{merged.status.value}", now), now)
+                return merged, False
             if job.idempotency_key is not None:
                 row = conn.execute(
                     f"SELECT * FROM jobs WHERE idempotency_key = ? AND status NOT IN {_TERMINAL_SQL}"
@@ -577,8 +600,16 @@ class SqliteStore:
             self._notify([event.job_id])
         return outcome
 
-    async def mark_upstream_checked(self, job_id: str, at: float) -> None:
-        await self._write(_statement("UPDATE jobs SET upstream_checked_at = ? WHERE id = ?", (at, job_id)))
+    async def mark_upstream_checked(self, job_id: str, at: float, *, min_interval: float = 0.0) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                f"UPDATE jobs SET upstream_checked_at = ? WHERE id = ? AND status NOT IN {_TERMINAL_SQL}"
+                " AND (upstream_checked_at IS NULL OR upstream_checked_at <= ?)",
+                (at, job_id, at - min_interval),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(op)
 
     async def stale_jobs(self, *, checked_before: float, created_after: float, limit: int) -> list[Job]:
         def op(conn: sqlite3.Connection) -> list[Job]:
@@ -596,17 +627,16 @@ class SqliteStore:
         def op(conn: sqlite3.Connection) -> list[str]:
             if not _lease_is_current(conn, epoch):
                 raise StaleEpoch(f"epoch {epoch} no longer holds the {LEADER_LEASE!r} lease")
-            ids = [
-                r["id"]
-                for r in conn.execute(
-                    f"SELECT id FROM jobs WHERE status NOT IN {_TERMINAL_SQL} AND deadline_at IS NOT NULL"
-                    " AND deadline_at <= ? ORDER BY deadline_at",
-                    (now,),
-                ).fetchall()
-            ]
+            rows = conn.execute(
+                f"SELECT id, retry_epoch FROM jobs WHERE status NOT IN {_TERMINAL_SQL}"
+                " AND deadline_at IS NOT NULL AND deadline_at <= ? ORDER BY deadline_at",
+                (now,),
+            ).fetchall()
             expired = []
-            for job_id in ids:
-                event = StatusEvent(job_id, JobStatus.TIMED_OUT, TIMED_OUT_DEDUPE_KEY, error=TIMED_OUT_ERROR)
+            for row in rows:
+                job_id = row["id"]
+                key = timed_out_key(row["retry_epoch"])
+                event = StatusEvent(job_id, JobStatus.TIMED_OUT, key, error=TIMED_OUT_ERROR)
                 if _apply(conn, event, None, time.time()) is ApplyOutcome.APPLIED:
                     expired.append(job_id)
             return expired
