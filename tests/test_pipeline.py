@@ -230,3 +230,19 @@ def test_shape_meta_and_device_memory_peaks_reach_the_result(monkeypatch):
     assert list(peaks)[:3] == ["text_to_image", "background", "shape"]
     assert peaks["shape"] == 3.0  # the third stage measured: third reset
     assert result.as_dict({})["vram_peak_mb"] == peaks
+
+
+def test_choosing_the_auto_shape_counts_as_shape_time(monkeypatch):
+    """`auto`'s judgement of the picture runs inside the shape stage, so it is in that stage's time."""
+    import orfeas.shape.select
+
+    def slow_choice(cutout):
+        time.sleep(0.3)
+        return "extrude"
+
+    monkeypatch.setattr(orfeas.shape.select, "choose_weights_free", slow_choice)
+    result, _, _ = _run(BoxShape(), backend="auto")
+    assert result.backend == "extrude"
+    assert result.timings["shape"] >= 0.3
+    stages = sum(v for k, v in result.timings.items() if k != "total")
+    assert result.timings["total"] - stages < 0.3
