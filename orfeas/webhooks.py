@@ -32,10 +32,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from orfeas import __version__
-from orfeas.errors import InvalidInput
+from orfeas.errors import ConfigError, InvalidInput
 from orfeas.events import EventType, JobEvent, ProgressInfo, make_event
 from orfeas.netguard import Resolver, resolve_public, system_resolver
 from orfeas.retry_policy import TERMINAL_WEBHOOK_BACKOFF, Backoff, is_retryable_status
+from orfeas.settings import WEBHOOK_SECRET
 from orfeas.webhook_signing import signature_headers
 
 log = logging.getLogger("orfeas.webhooks")
@@ -103,6 +104,17 @@ def parse_webhook(
         addresses=tuple(addresses),
         secret=secret,
     )
+
+
+def check_default_secret(secret: str | None) -> None:
+    """ORFEAS_WEBHOOK_SECRET, checked once at start: a malformed one would fail to sign, or sign with
+    a key no receiver holds (non-base64 after `whsec_` decodes to junk), on every job."""
+    if secret is None:
+        return
+    try:
+        _check_secret(secret)
+    except InvalidInput as exc:
+        raise ConfigError(exc.message, field=WEBHOOK_SECRET) from None
 
 
 def _check_secret(secret: Any) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from orfeas.errors import OutOfMemory, StageFailed
+from orfeas.errors import ConfigError, OutOfMemory, StageFailed
 from orfeas.progress import STAGE_SPANS, ProgressTracker
 from orfeas.retry_policy import Backoff
 from orfeas.settings import Settings
@@ -359,3 +359,11 @@ def test_a_failing_progress_sink_does_not_fail_the_job(tmp_path):
 
     worker = Worker(_settings(), LocalStore(tmp_path), pipeline=ScriptedPipeline(), runpod_progress=broken)
     assert "meshes" in worker.run(_job("job-progress-broken"))
+
+
+@pytest.mark.parametrize("secret", ["whsec_***", "whsec_c2hvcnQ=", "whsec_not base64!"])
+def test_a_malformed_default_webhook_secret_stops_the_worker_at_start(tmp_path, secret):
+    """ORFEAS_WEBHOOK_SECRET that cannot sign is config_error naming the variable, before any job."""
+    with pytest.raises(ConfigError) as info:
+        Worker(Settings(webhook_secret=secret), LocalStore(tmp_path), pipeline=ScriptedPipeline())
+    assert info.value.field == "ORFEAS_WEBHOOK_SECRET"
