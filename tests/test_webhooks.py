@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import time
@@ -92,11 +93,34 @@ def test_progress_is_coalesced_and_the_terminal_event_comes_last(webhook_receive
     kinds = [g["type"] for g in got]
     assert kinds[-1] == "completed"
     progress = [g for g in got if g["type"] == "progress"]
-    assert 1 <= len(progress) <= 4  # ~1 s at ≤ 2 per second, plus the first one at once
+    assert 2 <= len(progress) <= 4  # ~1 s at ≤ 2 per second, plus the first one at once
     fractions = [p["progress"]["fraction"] for p in progress]
     assert fractions == sorted(fractions)
     assert all(p["status"] == "IN_PROGRESS" for p in progress)
     assert len({r.headers["webhook-id"] for r in webhook_receiver.requests}) == len(got)
+    arrivals = [
+        r.at for r in webhook_receiver.requests if r.headers["webhook-id"].startswith("msg_job-4_progress")
+    ]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert all(gap >= 0.45 for gap in gaps), gaps  # 500 ms apart, less the receiver's own jitter
+
+
+def test_progress_is_tried_once_and_the_terminal_event_still_arrives(webhook_receiver):
+    """A progress message answered 503 is not retried; the completed event after it is delivered."""
+    webhook_receiver.statuses = [503]
+    hooks = _sender().for_job(_target(webhook_receiver.url), "job-8")
+    hooks.progress({"stage": "shape", "fraction": 0.5, "eta_seconds": 3.0})
+    assert len(webhook_receiver.wait_for(1)) == 1
+    delivery = hooks.finish(EventType.COMPLETED, output={})
+    assert delivery is not None
+    assert delivery.delivered
+    got = webhook_receiver.requests
+    assert [(r.headers["webhook-id"], r.status) for r in got] == [
+        ("msg_job-8_progress_1", 503),
+        ("msg_job-8_completed", 200),
+    ]
+    (progress,) = [d for d in hooks.deliveries if d.event_type == "progress"]
+    assert progress.attempts == 1
 
 
 def test_a_slow_receiver_does_not_hold_the_job(webhook_receiver):
