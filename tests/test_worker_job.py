@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from orfeas.errors import ConfigError, OutOfMemory, StageFailed
+from orfeas.errors import ConfigError, OutOfMemory, StageFailed, StageTimeout
 from orfeas.progress import STAGE_SPANS, ProgressTracker
 from orfeas.retry_policy import Backoff
 from orfeas.settings import Settings
@@ -191,6 +191,7 @@ def test_a_private_webhook_is_refused_by_default(tmp_path, webhook_receiver):
     ("error", "refresh"),
     [
         (OutOfMemory("CUDA out of memory", stage="shape"), True),
+        (StageTimeout("did not finish within 300.0 s", stage="shape"), True),  # its thread may still run
         (StageFailed("no foreground found", stage="background"), False),
     ],
 )
@@ -206,6 +207,7 @@ def test_pipeline_errors_fail_the_job_and_fatal_ones_recycle_the_worker(
     )
     out = worker.run(_job(webhook=webhook_receiver.url))
     assert out["error"] == str(error)
+    assert out["error"].startswith(f"{error.code}: {error.stage}: ")  # the code, then the stage named
     assert out.get("refresh_worker", False) is refresh
     assert not list(tmp_path.rglob("model.*"))
     event = _events(webhook_receiver)[-1]
