@@ -7,7 +7,8 @@ uploaded to moto's S3 server (its own process) on loopback, webhooks to a loopba
 overhead = handler wall time − the stages' own compute (PipelineResult.timings): validation,
 stage threads, progress, uploads, presigning, webhooks. Reported as a share of the job (goal
 < 5 %), split into uploads, the pipeline's own time between stages, and the rest. Uploads are
-also timed one after another against the same server, to show what the thread pool saves.
+also timed one after another against the same server, to show what the thread pool saves, and
+a refused input (validation and its `failed` webhook) is timed on its own (goal: under a second).
 
 Imports: fresh interpreters, `import runpod` alone vs `import handler` (goal: ≤ +0.3 s), in CPU
 seconds, measured alternately, medians after one warm-up pair.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import http.server
 import io
 import os
@@ -28,7 +30,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("input", "text_to_image", "background", "shape", "texture", "export")
@@ -44,7 +48,10 @@ def _picture(size: int) -> str:
     return base64.b64encode(out.getvalue()).decode("ascii")
 
 
-def _receiver() -> tuple[http.server.ThreadingHTTPServer, str]:
+@contextlib.contextmanager
+def _receiver() -> Iterator[str]:
+    """A loopback webhook receiver answering 204; stopped however the run ends."""
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
             pass
@@ -56,8 +63,14 @@ def _receiver() -> tuple[http.server.ThreadingHTTPServer, str]:
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/hook"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 def _wait_until_up(endpoint: str, proc: subprocess.Popen[bytes]) -> None:
@@ -70,6 +83,34 @@ def _wait_until_up(endpoint: str, proc: subprocess.Popen[bytes]) -> None:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit("moto's server did not start") from None
             time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def _moto_server() -> Iterator[str]:
+    """moto's S3 server in its own process on a free loopback port; stopped however the run ends.
+
+    Its own process, as S3 is another machine: in this one it would share the GIL with the worker
+    and its request handling would be billed to the uploads.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        _wait_until_up(endpoint, moto)
+        yield endpoint
+    finally:
+        moto.terminate()
+        try:
+            moto.wait(10)
+        except subprocess.TimeoutExpired:
+            moto.kill()
+            moto.wait()
 
 
 def _import_seconds(env: dict[str, str], runs: int) -> tuple[float, float]:
@@ -92,41 +133,8 @@ def _import_seconds(env: dict[str, str], runs: int) -> tuple[float, float]:
     return statistics.median(times["runpod"]), statistics.median(times["handler"])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=10)
-    parser.add_argument("--size", type=int, default=1024)
-    parser.add_argument("--import-runs", type=int, default=5)
-    args = parser.parse_args()
-
-    import boto3
-
-    # moto in its own process, as S3 is another machine: in this one it would share the GIL
-    # with the worker and its request handling would be billed to the uploads.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    moto = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    _wait_until_up(endpoint, moto)
-    boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s"
-    ).create_bucket(Bucket="orfeas-bench")
-    receiver, hook_url = _receiver()
-    env = {
-        "BUCKET_ENDPOINT_URL": endpoint,
-        "BUCKET_ACCESS_KEY_ID": "k",
-        "BUCKET_SECRET_ACCESS_KEY": "s",
-        "ORFEAS_S3_BUCKET": "orfeas-bench",
-        "ORFEAS_S3_REGION": "us-east-1",
-        "ORFEAS_ALLOW_PRIVATE_WEBHOOKS": "1",
-        "ORFEAS_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-    }
-    os.environ.update(env)
+def _measure_jobs(count: int, size: int, hook_url: str) -> dict[str, Any]:
+    """Jobs through `handler.handler` against the servers the environment names, then uploads alone."""
     sys.path.insert(0, str(ROOT))
     import logging
 
@@ -136,7 +144,7 @@ def main() -> None:
     from orfeas.worker_input import parse_worker_input
 
     job_input = {
-        "image": _picture(args.size),
+        "image": _picture(size),
         "formats": ["glb", "stl", "obj", "ply", "3mf"],
         "webhook": hook_url,
     }
@@ -144,7 +152,7 @@ def main() -> None:
 
     walls, overheads, uploads, orchestration = [], [], [], []
     last = None
-    for i in range(args.jobs):
+    for i in range(count):
         job = {"id": f"bench-{i}", "input": job_input}
         started = time.perf_counter()
         output = asyncio.run(handler.handler(job))
@@ -158,11 +166,21 @@ def main() -> None:
         orchestration.append(output["timings"]["total"] - compute)
         last = output
 
+    # A refused input: validation only, the webhook told `failed` (the issue's goal: under a second).
+    refused = []
+    for i in range(count):
+        bad = {"id": f"bench-bad-{i}", "input": {**job_input, "dimensions": {"width_mm": -1}}}
+        started = time.perf_counter()
+        answer = asyncio.run(handler.handler(bad))
+        refused.append(time.perf_counter() - started)
+        if not str(answer.get("error", "")).startswith("invalid_input: dimensions.width_mm:"):
+            raise SystemExit(f"bad input not refused: {answer}")
+
     # The same five meshes, uploaded one after another, for comparison with the thread pool.
     result = handler.WORKER.pipeline.run(parse_worker_input(job_input, handler.SETTINGS).request)
     store = handler.WORKER.store
     sequential, parallel = [], []
-    for i in range(args.jobs):
+    for i in range(count):
         t = time.perf_counter()
         for art in result.artifacts.values():
             store.put(f"seq-{i}", art)
@@ -170,17 +188,54 @@ def main() -> None:
         t = time.perf_counter()
         put_all(store, f"par-{i}", result.artifacts)
         parallel.append(time.perf_counter() - t)
+    assert last is not None
+    return {
+        "walls": walls,
+        "overheads": overheads,
+        "uploads": uploads,
+        "orchestration": orchestration,
+        "refused": refused,
+        "sequential": sequential,
+        "parallel": parallel,
+        "last": last,
+    }
 
-    moto.terminate()
-    moto.wait(10)
-    receiver.shutdown()
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=10)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--import-runs", type=int, default=5)
+    args = parser.parse_args()
+
+    import boto3
+
+    with _moto_server() as endpoint, _receiver() as hook_url:
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="k",
+            aws_secret_access_key="s",
+        ).create_bucket(Bucket="orfeas-bench")
+        env = {
+            "BUCKET_ENDPOINT_URL": endpoint,
+            "BUCKET_ACCESS_KEY_ID": "k",
+            "BUCKET_SECRET_ACCESS_KEY": "s",
+            "ORFEAS_S3_BUCKET": "orfeas-bench",
+            "ORFEAS_S3_REGION": "us-east-1",
+            "ORFEAS_ALLOW_PRIVATE_WEBHOOKS": "1",
+            "ORFEAS_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        }
+        os.environ.update(env)
+        jobs = _measure_jobs(args.jobs, args.size, hook_url)
 
     child_env = {**os.environ, **env}
     runpod_s, handler_s = _import_seconds(child_env, args.import_runs)
 
-    wall = statistics.median(walls)
-    overhead = statistics.median(overheads)
-    assert last is not None
+    wall = statistics.median(jobs["walls"])
+    overhead = statistics.median(jobs["overheads"])
+    last = jobs["last"]
     sizes = {fmt: mesh["bytes"] for fmt, mesh in last["meshes"].items()}
     print(f"picture {args.size}x{args.size}, formats {', '.join(sizes)} ({sum(sizes.values())} bytes in all)")
     print(f"mesh: {last['mesh']['faces']} faces; backend {last['backend']}; median of {args.jobs} jobs")
@@ -188,16 +243,18 @@ def main() -> None:
     print(f"stages' own compute                 {(wall - overhead) * 1000:8.1f} ms")
     share = overhead / wall * 100
     print(f"handler overhead                    {overhead * 1000:8.1f} ms = {share:.2f} % of the job")
-    upload, orch = statistics.median(uploads), statistics.median(orchestration)
+    upload, orch = statistics.median(jobs["uploads"]), statistics.median(jobs["orchestration"])
     own = overhead - upload - orch
     print(f"  uploads (5 formats, thread pool)  {upload * 1000:8.1f} ms = {upload / wall * 100:.2f} %")
     print(f"  pipeline between its stages       {orch * 1000:8.1f} ms = {orch / wall * 100:.2f} %")
     print(f"  the rest (validation, webhooks)   {own * 1000:8.1f} ms = {own / wall * 100:.2f} %")
+    sequential, parallel = statistics.median(jobs["sequential"]), statistics.median(jobs["parallel"])
     print(
-        f"uploads one by one vs thread pool   {statistics.median(sequential) * 1000:8.1f} ms vs "
-        f"{statistics.median(parallel) * 1000:.1f} ms "
-        f"({statistics.median(sequential) / statistics.median(parallel):.2f}x)"
+        f"uploads one by one vs thread pool   {sequential * 1000:8.1f} ms vs "
+        f"{parallel * 1000:.1f} ms ({sequential / parallel:.2f}x)"
     )
+    refused = statistics.median(jobs["refused"])
+    print(f"bad input refused (webhook told)    {refused * 1000:8.1f} ms")
     print(f"import runpod                       {runpod_s * 1000:8.1f} ms of CPU")
     added = (handler_s - runpod_s) * 1000
     print(f"import handler                      {handler_s * 1000:8.1f} ms of CPU (+{added:.1f} ms)")
