@@ -94,12 +94,19 @@ def create_app(
     add_page_routes(app)  # the status page: GET / and its files under /static/
 
     app.on_startup.append(_open_session)
+    app.on_shutdown.append(_begin_stopping)
     app.on_cleanup.append(_shutdown)
     return app
 
 
 async def _open_session(app: web.Application) -> None:
     app[RUNTIME].open_session()  # no I/O: the port is not held up
+
+
+async def _begin_stopping(app: web.Application) -> None:
+    # on_shutdown runs after the port stops accepting and before aiohttp waits for in-flight
+    # requests: long-polls and event streams end now instead of holding shutdown for their wait.
+    app[RUNTIME].stopping.set()
 
 
 async def _open_store(app: web.Application) -> None:

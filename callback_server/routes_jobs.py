@@ -13,7 +13,7 @@ from aiohttp import web
 from callback_server.auth import TOKEN_PARAM
 from callback_server.payload import loads_json
 from callback_server.reconciler import refresh_job, run_on_local_server
-from callback_server.runtime import RUNTIME, Runtime, StoreNotReady, json_error
+from callback_server.runtime import RUNTIME, Runtime, StoreNotReady, json_error, wait_for_change
 from callback_server.store.base import Job, StatusEvent
 from callback_server.task_id import as_task_id
 from callback_server.upstream import UpstreamError, UpstreamNotFound
@@ -177,11 +177,11 @@ async def get_job(request: web.Request) -> web.Response:
     if wait_s > 0 and not job.status.is_terminal:
         loop_deadline = runtime.clock() + wait_s
         since = job.updated_at
-        while True:
+        while not runtime.stopping.is_set():
             remaining = loop_deadline - runtime.clock()
             if remaining <= 0:
                 break
-            await store.wait_for_change(job_id, since, remaining)
+            await wait_for_change(runtime, store, job_id, since, remaining)
             job = await store.get_job(job_id) or job
             if job.updated_at > since:
                 break
@@ -206,14 +206,16 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     ends_at = runtime.clock() + SSE_MAX_S
     while True:
         await response.write(_sse("job", job.to_api(), f"{job.updated_at:.6f}"))
-        if job.status.is_terminal or runtime.clock() >= ends_at:
-            break
+        if job.status.is_terminal or runtime.clock() >= ends_at or runtime.stopping.is_set():
+            break  # after shutdown began the client reconnects (EventSource does) to another replica
         since = job.updated_at
-        while job.updated_at <= since and runtime.clock() < ends_at:
-            await store.wait_for_change(job_id, since, SSE_KEEPALIVE_S)
+        while job.updated_at <= since and runtime.clock() < ends_at and not runtime.stopping.is_set():
+            await wait_for_change(runtime, store, job_id, since, SSE_KEEPALIVE_S)
             job = await store.get_job(job_id) or job
-            if job.updated_at <= since:
+            if job.updated_at <= since and not runtime.stopping.is_set():
                 await response.write(b": keep-alive\n\n")
+        if job.updated_at <= since:
+            break  # shutdown began or the stream's hour ran out, with nothing new to send
     await response.write_eof()
     return response
 

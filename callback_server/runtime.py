@@ -35,6 +35,9 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], float] = time.time
     store_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when shutdown begins: long-polls and event streams answer with what they have and end,
+    # so in-flight requests finish at once and the lease is released without waiting for them.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
     store_error: str | None = None
     role: str = "passive"
     epoch: int | None = None
@@ -92,6 +95,22 @@ class Runtime:
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
+
+
+async def wait_for_change(runtime: Runtime, store: Store, job_id: str, since: float, wait_s: float) -> None:
+    """`store.wait_for_change`, cut short when the server starts shutting down."""
+    if runtime.stopping.is_set():
+        return
+    changed = asyncio.ensure_future(store.wait_for_change(job_id, since, wait_s))
+    stopping = asyncio.ensure_future(runtime.stopping.wait())
+    try:
+        await asyncio.wait({changed, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (changed, stopping):
+            task.cancel()
+        await asyncio.gather(changed, stopping, return_exceptions=True)
+    if changed.done() and not changed.cancelled() and changed.exception() is not None:
+        raise changed.exception()  # type: ignore[misc]
 
 
 def json_error(

@@ -432,3 +432,27 @@ async def test_a_retried_job_has_a_new_deadline_and_can_be_cancelled_again(env):
     again = await h.client.post(f"/v1/jobs/{job_id}/cancel")
     assert (again.status, (await again.json())["status"]) == (200, "CANCELLED")
     assert fake.calls_to("/cancel") == 2
+
+
+async def test_shutdown_ends_long_polls_and_event_streams_at_once(tmp_path: Path):
+    """Stopping the server answers a pending long-poll with the stored job and ends an open event
+    stream, instead of holding shutdown for their wait."""
+    h = await start_harness(tmp_path, base_settings())
+    await h.post("/callbacks/runpod", {"id": "bye", "status": "IN_PROGRESS"})
+    poll = asyncio.create_task(h.client.get("/v1/jobs/bye", params={"wait": "60"}))
+    stream = await h.client.get("/v1/jobs/bye/events")
+    reading = asyncio.create_task(stream.read())
+    await asyncio.sleep(0.3)
+    assert not poll.done()
+    assert not reading.done()
+    started = time.monotonic()
+    closing = asyncio.create_task(h.client.server.close())  # the server only: our requests stay open
+    answer = await asyncio.wait_for(poll, 5)
+    assert (answer.status, (await answer.json())["status"]) == (200, "IN_PROGRESS")
+    text = (await asyncio.wait_for(reading, 5)).decode()
+    assert [json.loads(line[6:])["status"] for line in text.splitlines() if line.startswith("data: ")] == [
+        "IN_PROGRESS"
+    ]
+    await asyncio.wait_for(closing, 20)
+    assert time.monotonic() - started < 5
+    await close_harness(h)
