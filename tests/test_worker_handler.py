@@ -104,9 +104,26 @@ def test_the_handler_refuses_bad_input_and_stays_usable(handler_module):
     assert "meshes" in good
 
 
-def test_concurrency_follows_the_settings(handler_module):
-    """The weights-free worker takes ORFEAS_CONCURRENCY jobs; the default is 1."""
-    assert handler_module.concurrency_modifier(5) == 1
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, 1),
+        ({"ORFEAS_CONCURRENCY": "3"}, 3),
+        ({"ORFEAS_CONCURRENCY": "3", "ORFEAS_AUTO_SHAPE_BACKEND": "hunyuan"}, 1),
+    ],
+)
+def test_concurrency_follows_the_settings(s3_endpoint, bucket, monkeypatch, env, expected):
+    """The weights-free worker takes ORFEAS_CONCURRENCY jobs (default 1); a GPU backend takes one."""
+    for key in ("ORFEAS_CONCURRENCY", "ORFEAS_AUTO_SHAPE_BACKEND", "ORFEAS_EAGER_LOAD"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in {**_env(s3_endpoint, bucket), **env}.items():
+        monkeypatch.setenv(key, value)
+    sys.modules.pop("handler", None)
+    try:
+        module = importlib.import_module("handler")
+        assert module.concurrency_modifier(5) == expected
+    finally:
+        sys.modules.pop("handler", None)
 
 
 def test_s3_pictures_are_read_through_the_store(handler_module, s3_endpoint, bucket):
