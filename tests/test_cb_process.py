@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 
 from callback_server.store import LEADER_LEASE, open_store
+from tests.store_support import PG_URL, PG_URL_ENV, reset_postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,10 +33,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def server_process(db: Path, port: int, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+def server_process(db: Path | str, port: int, **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m callback_server` on the SQLite file `db`, or on the DATABASE_URL `db` names."""
     full_env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{db}",
+        "DATABASE_URL": db if isinstance(db, str) else f"sqlite:///{db}",
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "LEADER_LEASE_SECONDS": "2",
@@ -163,10 +165,24 @@ async def test_kill_9_under_load_loses_no_acknowledged_callback(tmp_path: Path):
                 assert job["status"] == "COMPLETED"
 
 
-async def test_two_instances_one_leader_and_takeover_after_kill(tmp_path: Path):
-    """Two instances on one store: one leader, one passive; kill -9 the leader → the other leads
-    within the lease (2 s) + 2 s."""
-    db = tmp_path / "cb.db"
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "sqlite",
+        pytest.param(
+            "postgres",
+            marks=[pytest.mark.postgres, pytest.mark.skipif(not PG_URL, reason=f"{PG_URL_ENV} is not set")],
+        ),
+    ],
+)
+async def test_two_instances_one_leader_and_takeover_after_kill(tmp_path: Path, backend: str):
+    """Two instances on one store (SQLite file, or PostgreSQL as replicas run): one leader, one
+    passive; kill -9 the leader → the other leads within the lease (2 s) + 2 s."""
+    db: Path | str = tmp_path / "cb.db"
+    if backend == "postgres":
+        assert PG_URL is not None
+        await reset_postgres(PG_URL)
+        db = PG_URL
     ports = [free_port(), free_port()]
     bases = [f"http://127.0.0.1:{p}" for p in ports]
     with server_process(db, ports[0]) as first, server_process(db, ports[1]) as second:
