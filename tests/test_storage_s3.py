@@ -215,3 +215,14 @@ def test_a_malformed_endpoint_is_a_storage_error_naming_the_variable():
     with pytest.raises(StorageError) as info:
         store.put("job-x", _artifact("glb"))
     assert info.value.field == "BUCKET_ENDPOINT_URL"
+
+
+def test_without_bucket_keys_the_standard_aws_chain_signs(s3_endpoint, bucket, monkeypatch):
+    """No BUCKET_ACCESS_KEY_ID/SECRET: boto3's own chain (here AWS_* variables) supplies the keys."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "chain-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "chain-secret")
+    settings = Settings(bucket_endpoint_url=s3_endpoint, s3_bucket=bucket, s3_region=REGION)
+    store = S3Store.from_settings(settings)
+    item = store.put("job-chain", _artifact("stl"))
+    assert "X-Amz-Credential=chain-key%2F" in item.url
+    assert _keys(s3_endpoint, bucket) == ["orfeas/job-chain/model.stl"]

@@ -58,9 +58,10 @@ def test_terminal_event_survives_a_receiver_that_fails_twice(webhook_receiver):
     assert got[0].headers["Content-Type"] == "application/json"
 
 
-def test_a_permanent_refusal_is_not_retried(webhook_receiver):
-    """A 400 from the receiver ends delivery after one try, without raising."""
-    webhook_receiver.statuses = [400]
+@pytest.mark.parametrize("status", [400, 302])
+def test_a_permanent_refusal_is_not_retried(webhook_receiver, status):
+    """A 4xx (or a redirect, never followed) ends delivery after one try, without raising."""
+    webhook_receiver.statuses = [status]
     hooks = _sender().for_job(_target(webhook_receiver.url), "job-2")
     delivery = hooks.finish(EventType.FAILED, error={"code": "stage_failed", "message": "x"})
     assert delivery is not None
