@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestServer
 from standardwebhooks.webhooks import Webhook
 
 from callback_server import deliveries
+from callback_server.app import LEADER_WORK
 from callback_server.reconciler import reconcile_once
 from tests.cb_fakes import FakeRunPod, Harness, WebhookSink, base_settings, close_harness, start_harness
 
@@ -287,10 +288,21 @@ async def test_client_webhook_is_signed_and_retried_until_delivered(env):
             await asyncio.sleep(0.05)
         assert h.runtime.role == "leader"
         await asyncio.wait_for(sink.arrived.wait(), 10)
-        # first attempt answered 500; the retry comes after the first backoff step
-        assert deliveries.FIRST_BACKOFF_S > 0
+        # The first attempt was answered 500: the message stays pending, due one backoff step later.
+        store = h.runtime.store
+        pending: list[Any] = []
+        for _ in range(200):
+            pending = await store.due_deliveries(9e12, 10)
+            if pending and pending[0].attempts == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert [(d.attempts, d.terminal) for d in pending] == [(1, True)]
+        assert pending[0].next_attempt_at >= time.time() + deliveries.FIRST_BACKOFF_S - 1
+        assert await store.due_deliveries(time.time(), 10) == []
+        assert len(sink.received) == 1
         epoch = h.runtime.epoch
         assert epoch is not None
+        await h.client.server.app[LEADER_WORK].stop()  # the retry below is the only sender
         h.runtime.clock = lambda: 9e12  # every retry is due
         await deliveries.deliver_due(h.runtime, epoch)
         assert len(sink.received) == 2
