@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import importlib.metadata
 import json
 import re
 import shlex
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import dockerfile
 import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 from orfeas import settings as settings_module
 from orfeas.settings import Settings
@@ -82,6 +85,42 @@ def test_torch_is_the_pinned_cu128_build(commands):
     assert "torchvision==${TORCHVISION_VERSION}" in torch_install
     assert re.fullmatch(r"\d+\.\d+\.\d+", args["TORCH_VERSION"])
     assert re.fullmatch(r"\d+\.\d+\.\d+", args["TORCHVISION_VERSION"])
+
+
+def _pins(name: str) -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / name).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            package, _, version = line.partition("==")
+            pins[package.strip().lower().replace("_", "-")] = version.strip()
+    return pins
+
+
+def test_the_image_torch_satisfies_the_pinned_gpu_packages(commands):
+    """TORCH_VERSION meets the torch floor the pinned diffusers/transformers/accelerate declare, and
+    TORCHVISION_VERSION is its partner release (torch 2.N pairs with torchvision 0.(N+15))."""
+    args = _args(commands)
+    torch_version = Version(args["TORCH_VERSION"])
+    vision = Version(args["TORCHVISION_VERSION"])
+    assert (vision.major, vision.minor) == (0, torch_version.minor + 15), (torch_version, vision)
+    pins = _pins("requirements-gpu.txt")
+    checked = []
+    for package in ("diffusers", "transformers", "accelerate", "safetensors"):
+        try:
+            installed = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        if installed != pins.get(package):
+            continue  # the metadata here is not the pinned release's
+        for line in importlib.metadata.requires(package) or []:
+            req = Requirement(line)
+            wanted = req.marker is None or req.marker.evaluate({"extra": "torch"})
+            if req.name == "torch" and wanted:
+                assert req.specifier.contains(torch_version), f"{package} {installed} needs {req}"
+                checked.append(package)
+    if not checked:
+        pytest.skip("the pinned GPU packages are not installed here")
 
 
 def test_every_runtime_requirement_file_is_copied_and_installed(commands):
