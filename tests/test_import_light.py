@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 HEAVY = ("torch", "diffusers", "transformers", "hy3dgen", "trimesh", "scipy")
 
 
@@ -34,3 +36,24 @@ def test_cli_help_is_fast_and_light():
     assert result.returncode == 0
     assert "generate" in result.stdout
     assert "torch" not in result.stderr.split()
+
+
+def test_callback_server_loads_no_pipeline_stack():
+    """The callback server's app imports neither pydantic (the request schema) nor numpy or Pillow."""
+    loaded = _loaded_after("import callback_server.app")
+    assert not ({"pydantic", "numpy", "PIL", *HEAVY} & loaded)
+
+
+def test_package_names_resolve_on_first_use():
+    """`orfeas.parse_request` and the other exported names resolve lazily to their modules' objects."""
+    import orfeas
+    from orfeas.request import parse_request
+    from orfeas.status import JobStatus
+
+    assert orfeas.parse_request is parse_request
+    assert orfeas.JobStatus is JobStatus
+    assert set(orfeas.__all__) >= {"InvalidInput", "JobRequest", "OrfeasError", "Settings"}
+    for name in orfeas.__all__:
+        assert getattr(orfeas, name) is not None
+    with pytest.raises(AttributeError):
+        _ = orfeas.no_such_name
