@@ -138,8 +138,11 @@ Transport = Callable[[WebhookTarget, bytes, dict[str, str], float], int]
 
 
 class PinnedTransport:
-    """POSTs to the address checked at parse time, keeping the Host header and the TLS server name.
+    """POSTs to the addresses checked at parse time, keeping the Host header and the TLS server name.
 
+    The addresses are tried in the resolver's order until one accepts the connection: a name with
+    both AAAA and A records is still reached from a worker without an IPv6 route. Only a failure to
+    connect moves on (nothing was sent); once a request went out, its outcome is the try's.
     Certificates are verified against the system's CAs, or against `ca_certs` (a PEM file) when given.
     """
 
@@ -147,27 +150,45 @@ class PinnedTransport:
         self.ca_certs = ca_certs
 
     def __call__(self, target: WebhookTarget, body: bytes, headers: dict[str, str], timeout: float) -> int:
+        from urllib3.exceptions import ConnectTimeoutError
+
+        # One budget for the whole try, whatever the number of addresses, so the sender's bound on
+        # a delivery (tries x timeout + waits) holds.
+        deadline = time.monotonic() + timeout
+        error: Exception = TimeoutError(f"no address of {target.host} tried within {timeout:g} s")
+        for address in target.addresses:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                return self._post(target, address, body, headers, remaining)
+            except ConnectTimeoutError as exc:  # refused, unreachable, timed out connecting: nothing sent
+                error = exc
+        raise error
+
+    def _post(
+        self, target: WebhookTarget, address: str, body: bytes, headers: dict[str, str], timeout: float
+    ) -> int:
         import urllib3
 
         default_port = 443 if target.scheme == "https" else 80
         host = f"[{target.host}]" if ":" in target.host else target.host
         host_header = host if target.port == default_port else f"{host}:{target.port}"
+        limit = urllib3.Timeout(total=timeout)
         pool: urllib3.HTTPConnectionPool
         if target.scheme == "https":
             pool = urllib3.HTTPSConnectionPool(
-                target.addresses[0],
+                address,
                 target.port,
                 server_hostname=target.host,
                 assert_hostname=target.host,
                 cert_reqs="CERT_REQUIRED",
                 ca_certs=self.ca_certs,
-                timeout=timeout,
+                timeout=limit,
                 retries=False,
             )
         else:
-            pool = urllib3.HTTPConnectionPool(
-                target.addresses[0], target.port, timeout=timeout, retries=False
-            )
+            pool = urllib3.HTTPConnectionPool(address, target.port, timeout=limit, retries=False)
         try:
             response = pool.urlopen(
                 "POST",

@@ -156,6 +156,20 @@ def test_connections_go_to_the_checked_address_with_the_original_host(webhook_re
     assert lookups == ["hooks.example.test"]
 
 
+def test_the_next_checked_address_is_tried_when_one_refuses(webhook_receiver):
+    """A name with two addresses, the first refusing (as an AAAA without a route would), is reached
+    on the second within the same try; the message arrives once."""
+    port = int(webhook_receiver.url.split(":")[2].split("/")[0])
+    two = lambda host, p: ["127.0.0.2", "127.0.0.1"]  # noqa: E731  (the receiver is on .1 only)
+    target = _target(f"http://hooks.example.test:{port}/cb", resolver=two)
+    delivery = _sender().for_job(target, "job-9").finish(EventType.COMPLETED, output={})
+    assert delivery is not None
+    assert delivery.delivered
+    assert delivery.attempts == 1
+    (got,) = webhook_receiver.wait_for(1)
+    assert got.headers["Host"] == f"hooks.example.test:{port}"
+
+
 def test_unsigned_when_no_secret_is_known(webhook_receiver):
     """Without a secret the message still carries webhook-id and timestamp, and no signature."""
     _sender().for_job(_target(webhook_receiver.url, secret=None), "job-7").finish(
