@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from orfeas.envvars import read_bool, read_float, read_int, read_optional, read_str
 from orfeas.errors import ConfigError
-from orfeas.settings import ALLOW_PRIVATE_WEBHOOKS, WEBHOOK_SECRET
+from orfeas.settings import ALLOW_PRIVATE_WEBHOOKS, WEBHOOK_SECRET, check_webhook_secret
 
 PORT = "PORT"
 HOST = "HOST"
@@ -79,6 +79,9 @@ class ServerSettings:
     reconcile_s: float = 5.0
     lease_s: float = 10.0
     log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        check_webhook_secret(self.webhook_secret)
 
     @property
     def auth_required(self) -> bool:

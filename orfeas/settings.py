@@ -18,6 +18,8 @@ from orfeas.envvars import (
     read_optional,
     read_str,
 )
+from orfeas.errors import ConfigError
+from orfeas.webhook_signing import check_secret
 
 # Pipeline
 OUTPUT_DIR = "ORFEAS_OUTPUT_DIR"
@@ -66,6 +68,18 @@ def _default_hf_home() -> str:
     return str(Path.home() / ".cache" / "huggingface")
 
 
+def check_webhook_secret(secret: str | None) -> None:
+    """ORFEAS_WEBHOOK_SECRET, checked when settings are built (the worker's and the callback
+    server's): one that cannot sign would otherwise fail, or sign with a key no receiver holds,
+    on every job and every callback."""
+    if secret is None:
+        return
+    try:
+        check_secret(secret)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field=WEBHOOK_SECRET) from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Validated settings; build with `Settings.from_env()` (or pass a mapping in tests)."""
@@ -106,6 +120,9 @@ class Settings:
     shape_model: str = "tencent/Hunyuan3D-2"
     paint_model: str | None = None
     segmentation_model: str | None = None
+
+    def __post_init__(self) -> None:
+        check_webhook_secret(self.webhook_secret)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -10,6 +10,7 @@ the webhooks it delivers to clients.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import time
@@ -17,6 +18,25 @@ from collections.abc import Mapping
 
 # Standard Webhooks recommends refusing timestamps more than 5 minutes off (replay window).
 DEFAULT_TOLERANCE_S = 300
+
+
+# Standard Webhooks secrets are 24 to 64 bytes; under 16 a key is too short to trust.
+MIN_KEY_BYTES = 16
+
+
+def check_secret(secret: object) -> str:
+    """The secret if it can sign; else ValueError saying why (a `whsec_` secret must be base64 after
+    the prefix: anything else would decode to a key no receiver holds)."""
+    if not isinstance(secret, str) or not secret:
+        raise ValueError("must be a non-empty string")
+    if secret.startswith("whsec_"):
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except binascii.Error:
+            raise ValueError("whsec_ secrets must be base64 after the prefix") from None
+        if len(key) < MIN_KEY_BYTES:
+            raise ValueError(f"use a key of at least {MIN_KEY_BYTES} bytes")
+    return secret
 
 
 def secret_key(secret: str) -> bytes:

@@ -20,8 +20,6 @@ afterwards. Redirects are not followed: a 3xx could point anywhere.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import threading
@@ -32,12 +30,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from orfeas import __version__
-from orfeas.errors import ConfigError, InvalidInput
+from orfeas.errors import InvalidInput
 from orfeas.events import EventType, JobEvent, ProgressInfo, make_event
 from orfeas.netguard import Resolver, resolve_public, system_resolver
 from orfeas.retry_policy import TERMINAL_WEBHOOK_BACKOFF, Backoff, is_retryable_status
-from orfeas.settings import WEBHOOK_SECRET
-from orfeas.webhook_signing import signature_headers
+from orfeas.webhook_signing import check_secret, signature_headers
 
 log = logging.getLogger("orfeas.webhooks")
 
@@ -106,30 +103,11 @@ def parse_webhook(
     )
 
 
-def check_default_secret(secret: str | None) -> None:
-    """ORFEAS_WEBHOOK_SECRET, checked once at start: a malformed one would fail to sign, or sign with
-    a key no receiver holds (non-base64 after `whsec_` decodes to junk), on every job."""
-    if secret is None:
-        return
-    try:
-        _check_secret(secret)
-    except InvalidInput as exc:
-        raise ConfigError(exc.message, field=WEBHOOK_SECRET) from None
-
-
 def _check_secret(secret: Any) -> str:
-    if not isinstance(secret, str) or not secret:
-        raise InvalidInput("must be a non-empty string", field="webhook.secret")
-    if secret.startswith("whsec_"):
-        try:
-            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-        except binascii.Error:
-            raise InvalidInput(
-                "whsec_ secrets must be base64 after the prefix", field="webhook.secret"
-            ) from None
-        if len(key) < 16:
-            raise InvalidInput("use a key of at least 16 bytes", field="webhook.secret")
-    return secret
+    try:
+        return check_secret(secret)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="webhook.secret") from None
 
 
 # -- transport ------------------------------------------------------------------------------

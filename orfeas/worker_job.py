@@ -25,7 +25,7 @@ from orfeas.pipeline import Pipeline
 from orfeas.progress import ProgressEvent
 from orfeas.settings import Settings
 from orfeas.storage import ArtifactStore, check_job_id, open_store, put_all
-from orfeas.webhooks import JobWebhooks, WebhookSender, check_default_secret
+from orfeas.webhooks import JobWebhooks, WebhookSender
 from orfeas.worker_input import WorkerInput, parse_worker_input, webhook_of_bad_input
 
 log = logging.getLogger("orfeas.worker")
@@ -76,7 +76,6 @@ class Worker:
         resolver: Resolver = system_resolver,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        check_default_secret(settings.webhook_secret)  # config_error at start, not per job
         self.settings = settings
         self.store = store
         self.pipeline = pipeline or Pipeline(settings, object_reader=store.read_object)

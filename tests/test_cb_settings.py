@@ -73,3 +73,11 @@ def test_import_stays_light():
         ).stdout.split()
     )
     assert not ({"numpy", "PIL", "trimesh", "torch", "scipy"} & loaded)
+
+
+def test_a_webhook_secret_that_cannot_sign_fails_at_start():
+    """The server checks ORFEAS_WEBHOOK_SECRET as the worker does: a junk whsec_ secret names the variable."""
+    with pytest.raises(ConfigError) as info:
+        ServerSettings.from_env({"ORFEAS_WEBHOOK_SECRET": "whsec_not base64!"})
+    assert info.value.field == "ORFEAS_WEBHOOK_SECRET"
+    assert ServerSettings.from_env({"ORFEAS_WEBHOOK_SECRET": "plain-text-secret"}).auth_required

@@ -1,5 +1,6 @@
 """Settings come from the environment, validated once, with the variable named on error."""
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,13 @@ def test_settings_are_frozen():
 def test_prefix_is_normalised_without_slashes():
     """The S3 prefix loses leading and trailing slashes so keys never hold '//'."""
     assert Settings.from_env({"ORFEAS_S3_PREFIX": "/meshes/"}).s3_prefix == "meshes"
+
+
+@pytest.mark.parametrize("secret", ["whsec_***", "whsec_c2hvcnQ=", "whsec_not base64!", ""])
+def test_a_webhook_secret_that_cannot_sign_fails_naming_the_variable(secret):
+    """ORFEAS_WEBHOOK_SECRET must be usable (base64 after whsec_, 16+ bytes) when settings are built."""
+    with pytest.raises(ConfigError) as info:
+        Settings(webhook_secret=secret)
+    assert info.value.field == "ORFEAS_WEBHOOK_SECRET"
+    good = "whsec_" + base64.b64encode(b"k" * 24).decode()
+    assert Settings.from_env({"ORFEAS_WEBHOOK_SECRET": good}).webhook_secret == good
