@@ -166,7 +166,7 @@ def _measure_jobs(count: int, size: int, hook_url: str) -> dict[str, Any]:
         orchestration.append(output["timings"]["total"] - compute)
         last = output
 
-    # A refused input: validation only, the webhook told `failed` (the goal: under a second).
+    # A refused input: validation only, the webhook told `failed` (goal: under a second).
     refused = []
     for i in range(count):
         bad = {"id": f"bench-bad-{i}", "input": {**job_input, "dimensions": {"width_mm": -1}}}
