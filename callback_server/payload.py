@@ -19,10 +19,16 @@ def _no_constants(_name: str) -> None:
     return None
 
 
+# Built once: json.loads with any keyword builds a new decoder on every call.
+_DECODER = json.JSONDecoder(parse_constant=_no_constants)
+
+
 def loads_json(text: str | bytes) -> Any:
     """json.loads without NaN/Infinity; raises ValueError (also for too-deep nesting)."""
+    if isinstance(text, bytes):  # as json.loads does (UTF-8, -16 or -32); a decoding error is a ValueError
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
     try:
-        return json.loads(text, parse_constant=_no_constants)
+        return _DECODER.decode(text)
     except RecursionError:
         raise ValueError("nested too deeply") from None
 

@@ -228,9 +228,13 @@ def timed_out_key(retry_epoch: int) -> str:
     return TIMED_OUT_DEDUPE_KEY if retry_epoch == 0 else f"{TIMED_OUT_DEDUPE_KEY}:{retry_epoch}"
 
 
+# Built once: json.dumps with any keyword builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
 def dump_json(value: Any) -> str | None:
     """JSON text for a stored column; None stays NULL (`default=str` so odd values never fail a write)."""
-    return None if value is None else json.dumps(value, separators=(",", ":"), default=str)
+    return None if value is None else _ENCODER.encode(value)
 
 
 def job_params(job: Job) -> tuple[Any, ...]:
