@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -82,23 +83,24 @@ async def test_callback_survives_sigkill_right_after_record(maker: StoreMaker) -
         asyncio.run(main())
         """
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        script,
-        maker.url,
+    # A plain Popen, waited on by itself: asyncio's child watcher thread can lose the exit status
+    # to another reaper and report 255 instead of the kill.
+    proc = await asyncio.to_thread(
+        subprocess.Popen,
+        [sys.executable, "-c", script, maker.url],
         cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
+        stdout=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     try:
         assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 60)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
-        if proc.returncode is None:
+        if proc.poll() is None:
             proc.kill()
-        await proc.wait()
+        await asyncio.to_thread(proc.wait, 30)
+        proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
     ids = [int(x) for x in line.split()]
     assert len(ids) == 20

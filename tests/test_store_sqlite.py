@@ -105,3 +105,25 @@ async def test_newer_schema_is_refused(tmp_path: Path) -> None:
         conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (99, 0)")
     with pytest.raises(StorageError, match="newer"):
         await SqliteStore(path).open()
+
+
+async def test_a_request_failing_after_a_write_leaves_none_of_it(store: SqliteStore) -> None:
+    """A request that wrote a row and then failed is undone alone; its batch-mates still commit."""
+
+    def half_done(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO callbacks (received_at, provider, headers, query, body, body_size, accepted)"
+            " VALUES (0, 'half', '{}', '', x'', 0, 1)"
+        )
+        raise sqlite3.IntegrityError("refused after writing")
+
+    others = [store.record_callback("p", {}, b"c%d" % i, "", accepted=True) for i in range(30)]
+    failing = store._write(half_done)
+    results = await asyncio.gather(*others, failing, return_exceptions=True)
+    assert isinstance(results[-1], StorageError)
+    assert all(isinstance(r, int) for r in results[:-1])
+    commits, writes = store.commits
+    assert commits < writes  # the failing request shared a transaction with others
+    rows = await store.unapplied_callbacks(100)
+    assert sorted(r[3] for r in rows) == sorted(b"c%d" % i for i in range(30))
+    assert all(r[1] != "half" for r in rows)
