@@ -23,6 +23,11 @@ from callback_server.settings import ServerSettings
 from callback_server.store import open_store
 
 SHUTDOWN_TIMEOUT_S = 10.0
+# The SQLite store's writer thread gives up the GIL for every SQLite call and has to win it back
+# from a busy event loop; at CPython's default 5 ms switch interval those hand-backs queue behind
+# request handling. 0.5 ms gave about 5 % more durable callbacks/s at 32 connections
+# (bench/callbacks.py) at no cost to the loop.
+SWITCH_INTERVAL_S = 0.0005
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
@@ -86,5 +91,6 @@ def main() -> int:
         print(str(exc), file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     asyncio.run(serve(settings))
     return 0

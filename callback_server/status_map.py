@@ -126,11 +126,11 @@ def interpret(provider: str, body: Any, container: Mapping[str, Any] | None) -> 
     """The status change a callback reports, or None when it names no status."""
     if not isinstance(body, Mapping):
         return None
-    nodes: list[Mapping[str, Any]] = []
+    tried: list[int] = []  # the container is often the body itself: look at each node once
     for node in (container, body, body.get("data")):
-        if isinstance(node, Mapping) and all(node is not seen for seen in nodes):
-            nodes.append(node)
-    for node in nodes:
+        if not isinstance(node, Mapping) or id(node) in tried:
+            continue
+        tried.append(id(node))
         update = _event_update(node) or _word_update(node)
         if update is not None:
             return update
