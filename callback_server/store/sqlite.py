@@ -355,14 +355,16 @@ def _queue(conn: sqlite3.Connection, delivery: QueuedDelivery | None, now: float
     )
 
 
+_INSERT_JOB = f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({', '.join('?' for _ in JOB_COLUMNS)})"
+_UPDATE_JOB = f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in JOB_COLUMNS[1:])} WHERE id = ?"
+
+
 def _write_job(conn: sqlite3.Connection, job: Job, *, insert: bool) -> None:
     params = job_params(job)
     if insert:
-        marks = ", ".join("?" for _ in JOB_COLUMNS)
-        conn.execute(f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({marks})", params)
+        conn.execute(_INSERT_JOB, params)
     else:
-        sets = ", ".join(f"{c} = ?" for c in JOB_COLUMNS[1:])
-        conn.execute(f"UPDATE jobs SET {sets} WHERE id = ?", (*params[1:], params[0]))
+        conn.execute(_UPDATE_JOB, (*params[1:], params[0]))
 
 
 def _delivery(row: sqlite3.Row) -> Delivery:
