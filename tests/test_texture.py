@@ -143,3 +143,24 @@ def test_mask_at_another_resolution_is_scaled_to_the_picture() -> None:
     double = Cutout(image=cutout.image, mask=mask.repeat(2, axis=0).repeat(2, axis=1), method="border")
     coloured, _ = _texture(shape, double)
     assert np.all(coloured.visual.vertex_colors[:, :3] == RED)
+
+
+def test_a_background_pixel_snaps_to_a_nearest_foreground_pixel() -> None:
+    """Off the mask, the pixel taken is inside it and as near as the exact distance transform says."""
+    from scipy.ndimage import distance_transform_edt
+
+    from orfeas.texture.vertex_colors import nearest_inside
+
+    rng = np.random.default_rng(7)
+    mask = np.zeros((120, 160), dtype=bool)
+    for _ in range(6):  # a few blobs of various sizes, some touching the picture's border
+        r, c, radius = rng.integers(0, 120), rng.integers(0, 160), rng.integers(3, 25)
+        yy, xx = np.ogrid[:120, :160]
+        mask |= (yy - r) ** 2 + (xx - c) ** 2 <= radius**2
+    rows, cols = np.nonzero(~mask)
+    pick = rng.choice(len(rows), size=500, replace=False)
+    rows, cols = rows[pick], cols[pick]
+    got_r, got_c = nearest_inside(mask, rows, cols)
+    assert mask[got_r, got_c].all()
+    exact = distance_transform_edt(~mask)[rows, cols]
+    assert np.allclose(np.hypot(got_r - rows, got_c - cols), exact)
