@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from callback_server.auth import is_authentic
+from callback_server.auth import is_authentic, redact_token
 from callback_server.metrics import provider_label
 from callback_server.payload import parse_body
 from callback_server.runtime import Runtime
@@ -55,11 +55,15 @@ def decide(
     *,
     body_sha256: str | None = None,
     truncated: bool = False,
+    authentic: bool | None = None,
 ) -> Decision:
-    """What a callback does, from its parts alone. Never raises."""
+    """What a callback does, from its parts alone (`authentic`: a verdict already given, for a
+    stored callback whose token was redacted). Never raises."""
     metrics = runtime.metrics
     digest = body_sha256 or hashlib.sha256(body).hexdigest()
-    if not is_authentic(runtime.settings, headers, query, body):
+    if authentic is None:
+        authentic = is_authentic(runtime.settings, headers, query, body)
+    if not authentic:
         metrics.inc("orfeas_callbacks_rejected_total")
         return Decision(False, None, None, REJECTED)
     content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
@@ -111,12 +115,13 @@ async def ingest(
 ) -> Decision:
     """Record the callback durably and apply it; returns once both are committed."""
     decision = decide(runtime, provider, headers, body, query, body_sha256=body_sha256, truncated=truncated)
+    stored_headers, stored_query = redact_token(headers, query)
     store = await runtime.ready_store()
     recorded = await store.record_and_apply(
         provider,
-        headers,
+        stored_headers,
         body,
-        query,
+        stored_query,
         accepted=decision.accepted,
         event=decision.event,
         job_id=decision.job_id,
@@ -134,8 +139,8 @@ async def replay_unapplied(runtime: Runtime, batch: int = 500) -> int:
         rows = await store.unapplied_callbacks(batch)
         if not rows:
             return done
-        for callback_id, provider, headers, body, query in rows:
-            decision = decide(runtime, provider, headers, body, query)
+        for callback_id, provider, headers, body, query, accepted in rows:
+            decision = decide(runtime, provider, headers, body, query, authentic=accepted)
             if decision.event is not None:
                 outcome = await store.apply_event(decision.event, callback_id=callback_id)
                 await after_apply(runtime, provider, decision, outcome)

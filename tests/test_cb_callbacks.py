@@ -193,6 +193,59 @@ async def test_unapplied_callbacks_are_replayed_at_start(tmp_path: Path):
         await client.close()
 
 
+async def test_the_callback_token_is_never_stored(open_harness):
+    """The token (query or header) is replaced before the callback is written; the rest is kept."""
+    h = await open_harness(callback_token="s3cret-value")
+    await h.post(
+        "/callbacks/runpod",
+        {"id": "tk-1", "status": "IN_PROGRESS"},
+        params={"token": "s3cret-value", "taskId": "tk-1"},
+    )
+    await h.post(
+        "/callbacks/runpod",
+        {"id": "tk-1", "status": "COMPLETED"},
+        headers={"X-Callback-Token": "s3cret-value"},
+    )
+    assert (await h.job("tk-1"))["status"] == "COMPLETED"
+    rows = h.callbacks()
+    assert [r["accepted"] for r in rows] == [1, 1]
+    assert "s3cret-value" not in rows[0]["query"]
+    assert "taskId=tk-1" in rows[0]["query"]
+    assert json.loads(rows[1]["headers"])["X-Callback-Token"] == "[redacted]"
+    raw = h.db_path.read_bytes() + h.db_path.with_name(h.db_path.name + "-wal").read_bytes()
+    assert b"s3cret-value" not in raw
+
+
+async def test_replay_keeps_the_verdict_given_on_arrival(tmp_path: Path):
+    """Stored callbacks are replayed by their stored verdict: the accepted one applies although its
+    token is redacted, the rejected one changes nothing."""
+    db = tmp_path / "verdict.db"
+    store = open_store(f"sqlite:///{db}")
+    async with store:
+        await store.record_callback(
+            "runpod", {}, b'{"id": "v-1", "status": "COMPLETED"}', "token=%5Bredacted%5D", accepted=True
+        )
+        await store.record_callback(
+            "runpod", {}, b'{"id": "v-2", "status": "COMPLETED"}', "token=guess", accepted=False
+        )
+
+    app = create_app(base_settings(callback_token="s3cret"), open_store(f"sqlite:///{db}"))
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        start_background(app)
+        await asyncio.wait_for(app[RUNTIME].store_ready.wait(), 10)
+        for _ in range(100):
+            resp = await client.get("/v1/jobs/v-1")
+            if resp.status == 200:
+                break
+            await asyncio.sleep(0.05)
+        assert (await resp.json())["status"] == "COMPLETED"
+        assert (await client.get("/v1/jobs/v-2")).status == 404
+    finally:
+        await client.close()
+
+
 class SlowOpeningStore:
     """A real SQLite store whose open() waits until the test lets it go."""
 

@@ -61,7 +61,7 @@ async def test_callback_survives_close_and_reopen(maker: StoreMaker) -> None:
     await maker.close(first)
     second = await maker.new()
     assert await second.unapplied_callbacks(10) == [
-        (callback_id, "kie", {"Webhook-Id": "m1"}, body, "taskId=abc")
+        (callback_id, "kie", {"Webhook-Id": "m1"}, body, "taskId=abc", False)
     ]
 
 
@@ -114,7 +114,8 @@ async def test_body_is_capped_but_recorded(maker: StoreMaker) -> None:
     """A body over max_body_bytes is stored cut to the cap."""
     store = await maker.new(max_body_bytes=16)
     await store.record_callback("runpod", {}, b"a" * 100, "", accepted=True)
-    [(_, _, _, body, _)] = await store.unapplied_callbacks(5)
+    [stored] = await store.unapplied_callbacks(5)
+    body = stored.body
     assert body == b"a" * 16
 
 

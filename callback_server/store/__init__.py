@@ -19,6 +19,7 @@ from callback_server.store.base import (
     StaleEpoch,
     StatusEvent,
     Store,
+    StoredCallback,
     plan_event,
 )
 from callback_server.store.url import DATABASE_URL, DEFAULT_DATABASE_URL, DatabaseUrl, parse_database_url
@@ -36,6 +37,7 @@ __all__ = [
     "StaleEpoch",
     "StatusEvent",
     "Store",
+    "StoredCallback",
     "open_store",
     "parse_database_url",
     "plan_event",

@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from orfeas.status import JobStatus
 
@@ -107,6 +107,18 @@ class Lease:
     holder: str
     epoch: int
     expires_at: float
+
+
+class StoredCallback(NamedTuple):
+    """A recorded callback as `unapplied_callbacks` reads it back; `accepted` is the authenticity
+    verdict given when it arrived (its token is not stored, so it cannot be checked again)."""
+
+    id: int
+    provider: str
+    headers: dict[str, str]
+    body: bytes
+    query: str
+    accepted: bool
 
 
 @dataclass(frozen=True)
@@ -274,7 +286,7 @@ class Store(Protocol):
     - an APPLIED event on a job that names a client webhook queues that webhook's delivery
       (store/outbox.py) in the same transaction, so a crash cannot lose it.
     - `unapplied_callbacks` lists callbacks never marked (a crash between record and apply),
-      oldest first, as (id, provider, headers, body, query).
+      oldest first, as StoredCallback rows (with the `accepted` verdict they were stored with).
     - `create_job` returns the stored job: the existing one when the id is known or when a
       non-terminal job already holds the same idempotency key (so a racing submit sees the winner).
       A known id that a callback created first gets the submission's missing fields
@@ -316,7 +328,7 @@ class Store(Protocol):
         outcome: str | None = None,
     ) -> RecordedCallback: ...
     async def mark_callback(self, callback_id: int, *, job_id: str | None, outcome: str) -> None: ...
-    async def unapplied_callbacks(self, limit: int) -> list[tuple[int, str, dict[str, str], bytes, str]]: ...
+    async def unapplied_callbacks(self, limit: int) -> list[StoredCallback]: ...
 
     # Jobs
     async def create_job(self, job: Job) -> Job: ...

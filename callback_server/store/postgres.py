@@ -31,6 +31,7 @@ from callback_server.store.base import (
     RecordedCallback,
     StaleEpoch,
     StatusEvent,
+    StoredCallback,
     job_from_row,
     job_params,
     merge_submitted,
@@ -409,15 +410,23 @@ class PostgresStore:
                 "UPDATE callbacks SET job_id = $1, outcome = $2 WHERE id = $3", job_id, outcome, callback_id
             )
 
-    async def unapplied_callbacks(self, limit: int) -> list[tuple[int, str, dict[str, str], bytes, str]]:
+    async def unapplied_callbacks(self, limit: int) -> list[StoredCallback]:
         async with self._conn() as conn:
             rows = await conn.fetch(
-                "SELECT id, provider, headers, body, query FROM callbacks WHERE outcome IS NULL"
+                "SELECT id, provider, headers, body, query, accepted FROM callbacks WHERE outcome IS NULL"
                 " ORDER BY id LIMIT $1",
                 limit,
             )
         return [
-            (r["id"], r["provider"], json.loads(r["headers"]), bytes(r["body"]), r["query"]) for r in rows
+            StoredCallback(
+                r["id"],
+                r["provider"],
+                json.loads(r["headers"]),
+                bytes(r["body"]),
+                r["query"],
+                bool(r["accepted"]),
+            )
+            for r in rows
         ]
 
     # -- jobs -------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from callback_server.store.base import (
     RecordedCallback,
     StaleEpoch,
     StatusEvent,
+    StoredCallback,
     job_from_row,
     job_params,
     merge_submitted,
@@ -586,15 +587,23 @@ class SqliteStore:
             )
         )
 
-    async def unapplied_callbacks(self, limit: int) -> list[tuple[int, str, dict[str, str], bytes, str]]:
-        def op(conn: sqlite3.Connection) -> list[tuple[int, str, dict[str, str], bytes, str]]:
+    async def unapplied_callbacks(self, limit: int) -> list[StoredCallback]:
+        def op(conn: sqlite3.Connection) -> list[StoredCallback]:
             rows = conn.execute(
-                "SELECT id, provider, headers, body, query FROM callbacks WHERE outcome IS NULL"
+                "SELECT id, provider, headers, body, query, accepted FROM callbacks WHERE outcome IS NULL"
                 " ORDER BY id LIMIT ?",
                 (limit,),
             ).fetchall()
             return [
-                (r["id"], r["provider"], json.loads(r["headers"]), bytes(r["body"]), r["query"]) for r in rows
+                StoredCallback(
+                    r["id"],
+                    r["provider"],
+                    json.loads(r["headers"]),
+                    bytes(r["body"]),
+                    r["query"],
+                    bool(r["accepted"]),
+                )
+                for r in rows
             ]
 
         return await self._read(op)
