@@ -54,3 +54,37 @@ async def test_unreachable_server_is_a_storage_error() -> None:
     with pytest.raises(StorageError) as info:
         await store.open()
     assert info.value.field == "DATABASE_URL"
+
+
+@pytest.mark.postgres
+@needs_pg
+async def test_a_dropped_listener_connects_again_and_wakes_waiters() -> None:
+    """When the LISTEN connection is killed server-side, the store connects it again and
+    notifications wake waiters again, well inside their 60 s poll."""
+    import asyncpg
+
+    assert PG_URL is not None
+    await reset_postgres(PG_URL)
+    async with PostgresStore(PG_URL, poll_s=60) as waiter, PostgresStore(PG_URL) as writer:
+        await writer.apply_event(StatusEvent("d", JobStatus.IN_QUEUE, "q"))
+        listener = waiter._listener
+        assert listener is not None
+        admin = await asyncpg.connect(PG_URL)
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", listener.get_server_pid())
+        finally:
+            await admin.close()
+        for _ in range(100):  # back within a few seconds (the first retry waits 0.5 s)
+            if waiter._listener is not None and waiter._listener is not listener:
+                break
+            await asyncio.sleep(0.05)
+        assert waiter._listener is not None
+        assert waiter._listener is not listener
+        job = await waiter.get_job("d")
+        assert job is not None
+        waiting = asyncio.create_task(waiter.wait_for_change("d", job.updated_at, 50))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await writer.apply_event(StatusEvent("d", JobStatus.IN_PROGRESS, "p"))
+        await asyncio.wait_for(waiting, 20)
+    assert waiter._listening is None  # closed with the store

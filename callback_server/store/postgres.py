@@ -4,7 +4,8 @@
   concurrent events on one job, from any replica, are decided one after the other by `plan_event`.
 - A change to a job sends NOTIFY on the `orfeas_jobs` channel inside its transaction (delivered
   at commit); each store LISTENs on a dedicated connection, outside the pool, and wakes its
-  waiters. A waiter also polls every `poll_s` seconds, so a lost listener only slows wake-ups.
+  waiters. A waiter also polls every `poll_s` seconds, so a lost listener only slows wake-ups,
+  and a background task connects the listener again (with backoff) when it drops.
 - Lease times come from the database's clock (`clock_timestamp()`), so replicas with skewed
   clocks still agree on who holds the lease.
 - asyncpg is imported by this module only: `open_store` loads it for postgresql:// URLs alone.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 
@@ -44,7 +46,12 @@ from orfeas.errors import StorageError
 from orfeas.status import JobStatus
 
 SCHEMA_VERSION = 1
+log = logging.getLogger("callback_server.store")
+
 CHANNEL = "orfeas_jobs"
+# Reconnecting the listener: first after half a second, then backing off to once every 30 s.
+LISTEN_RETRY_MIN_S = 0.5
+LISTEN_RETRY_MAX_S = 30.0
 _TERMINAL_SQL = "(" + ",".join(f"'{s.value}'" for s in JobStatus if s.is_terminal) + ")"
 _NOW = "extract(epoch FROM clock_timestamp())::float8"
 # Any fixed number: replicas starting together create the schema one at a time under this lock.
@@ -257,6 +264,7 @@ class PostgresStore:
         self._connect_timeout = connect_timeout
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
+        self._listening: asyncio.Task[None] | None = None
         self._waiters: dict[str, set[asyncio.Event]] = {}
 
     # -- life cycle -------------------------------------------------------------------------------
@@ -291,23 +299,59 @@ class PostgresStore:
             await pool.close()
             raise
         self._pool = pool
-        await self._listen()
+        lost = asyncio.Event()
+        listening = await self._listen(lost)
+        self._listening = asyncio.create_task(self._keep_listening(lost if listening else None))
 
-    async def _listen(self) -> None:
-        """LISTEN on its own connection (a pooled one would be reset on release)."""
+    async def _listen(self, lost: asyncio.Event) -> bool:
+        """LISTEN on its own connection (a pooled one would be reset on release); `lost` is set
+        when that connection ends. False when it cannot be made now."""
         try:
             conn = await asyncpg.connect(self.dsn, timeout=self._connect_timeout)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
+            return False
+        try:
+            conn.add_termination_listener(lambda _conn: lost.set())
             await conn.add_listener(CHANNEL, self._on_notify)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError):
-            return  # waiters fall back to polling
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=5)
+            return False
         self._listener = conn
+        return True
+
+    async def _keep_listening(self, lost: asyncio.Event | None) -> None:
+        """While the store is open, connect the listener again whenever it ends (a server restart,
+        a failover, an idle-connection reaper), waiting 0.5 s, then twice as long after each
+        failure up to 30 s. Waiters poll meanwhile, and all are woken once it is back: a change
+        may have been committed while nobody listened."""
+        delay = LISTEN_RETRY_MIN_S
+        while self._pool is not None:
+            if lost is not None:
+                await lost.wait()
+                self._listener = None
+                if self._pool is None:
+                    return
+                log.warning("the PostgreSQL listener connection ended; connecting again")
+            await asyncio.sleep(delay)
+            lost = asyncio.Event()
+            if await self._listen(lost):
+                delay = LISTEN_RETRY_MIN_S
+                self._notify(list(self._waiters))
+            else:
+                lost = None
+                delay = min(delay * 2, LISTEN_RETRY_MAX_S)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         self._notify([payload])
 
     async def close(self) -> None:
-        pool, listener = self._pool, self._listener
-        self._pool = self._listener = None
+        pool, listener, listening = self._pool, self._listener, self._listening
+        self._pool = self._listener = self._listening = None
+        if listening is not None:
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
         if listener is not None:
             with contextlib.suppress(Exception):
                 await listener.close(timeout=5)
