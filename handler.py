@@ -15,6 +15,7 @@ from typing import Any
 
 import runpod
 
+from orfeas.errors import OrfeasError
 from orfeas.settings import Settings
 from orfeas.worker_job import Worker, worker_concurrency
 
@@ -49,11 +50,18 @@ def concurrency_modifier(current: int) -> int:
 
 
 def _preload() -> None:
-    """With ORFEAS_EAGER_LOAD, load models at start so the first job does not pay for it."""
+    """With ORFEAS_EAGER_LOAD, load models at start so the first job does not pay for it.
+
+    A model that cannot load is logged and the worker serves anyway: each job that needs it then
+    fails with the same clear error (model_unavailable, backend_unavailable), where a worker that
+    exits at start would be restarted by RunPod over and over while the queue waits."""
     if not SETTINGS.eager_load:
         return
     shapes = ["hunyuan"] if SETTINGS.auto_shape_backend == "hunyuan" else ["extrude", "relief"]
-    WORKER.pipeline.backends.preload(shapes)
+    try:
+        WORKER.pipeline.backends.preload(shapes)
+    except OrfeasError as exc:
+        logging.getLogger("orfeas.worker").error("eager load failed, jobs that need it will fail: %s", exc)
 
 
 if __name__ == "__main__":

@@ -307,3 +307,36 @@ def test_private_picture_urls_are_refused_even_with_private_webhooks_allowed(
     assert output["error"].startswith("invalid_input: image:"), output
     assert "not public" in output["error"] or "non-public" in output["error"], output
     assert _connections_made(listeners) == []
+
+
+def test_a_model_that_cannot_load_eagerly_leaves_the_worker_serving(tmp_path):
+    """With ORFEAS_EAGER_LOAD and no Hunyuan3D weights, the worker logs the error at start and
+    keeps going; a job then fails with that error instead of the worker exiting."""
+    code = (
+        "import asyncio, json, handler; handler._preload(); print('serving'); "
+        "print(json.dumps(asyncio.run(handler.handler({'id': 'eager-1', 'input': {'image': "
+        "json.load(open('test_input.json'))['input']['image'], 'backend': 'hunyuan'}}))))"
+    )
+    env = {
+        "ORFEAS_EAGER_LOAD": "true",
+        "ORFEAS_AUTO_SHAPE_BACKEND": "hunyuan",
+        "ORFEAS_MODEL_DIR": str(tmp_path),
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_HUB_OFFLINE": "1",
+        "ORFEAS_OUTPUT_DIR": str(tmp_path / "out"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "eager load failed" in done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "serving"
+    error = json.loads(lines[-1])["error"]
+    assert error.startswith(("model_unavailable:", "backend_unavailable:")), error
+    assert "Traceback" not in done.stderr
