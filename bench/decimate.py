@@ -1,7 +1,7 @@
 """Decimation: our path (orfeas.mesh.decimate, fast_simplification) against pymeshlab's quadric edge
 collapse with the settings Hunyuan3D's FaceReducer uses, on the same ~1.3M-face meshes, same run.
 
-    .venv/bin/python bench/decimate.py [--target 100000] [--repeat 3] [--samples 200000]
+    .venv/bin/python bench/decimate.py [--target 100000] [--repeat 3] [--samples 200000] [--small]
 
 Meshes (made here, seeded):
   sphere  an icosphere (8 subdivisions, 1,310,720 faces) with smooth bumps and fine noise
@@ -47,8 +47,8 @@ PYMESHLAB_SETTINGS = {
 }
 
 
-def bumpy_sphere() -> MeshArrays:
-    sphere = trimesh.creation.icosphere(subdivisions=8)
+def bumpy_sphere(subdivisions: int = 8) -> MeshArrays:
+    sphere = trimesh.creation.icosphere(subdivisions=subdivisions)
     x = np.asarray(sphere.vertices)
     rng = np.random.default_rng(11)
     radius = (
@@ -176,10 +176,20 @@ def main() -> None:
     parser.add_argument("--target", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--samples", type=int, default=200_000)
+    parser.add_argument(
+        "--small",
+        action="store_true",
+        help="~20k-face meshes to 2k faces: checks the script, measures nothing",
+    )
     args = parser.parse_args()
+    sphere, slab = (
+        (lambda: bumpy_sphere(5), lambda: relief_slab(100)) if args.small else (bumpy_sphere, relief_slab)
+    )
+    if args.small:
+        args.target, args.repeat, args.samples = 2_000, 1, 5_000
 
     rows = []
-    for name, make in (("sphere", bumpy_sphere), ("relief", relief_slab)):
+    for name, make in (("sphere", sphere), ("relief", slab)):
         rows.append(run_case(name, make(), args.target, args.repeat, args.samples))
 
     header = (

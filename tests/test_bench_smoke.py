@@ -1,0 +1,87 @@
+"""Every benchmark still runs: each one at its smallest size, checked for the figures it reports.
+
+These measure nothing (the sizes are far too small to mean anything); they keep the benchmark
+scripts from breaking unnoticed. Every server a benchmark starts is its own to stop.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+
+def _bench(name: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, f"bench/{name}.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout
+
+
+def _last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_decimate_reports_speed_and_distances() -> None:
+    """bench/decimate.py --small: both meshes, both decimators, the budget met, distances given."""
+    report = _last_json(_bench("decimate", "--small"))
+    assert [c["mesh"] for c in report["cases"]] == ["sphere", "relief"]
+    for case in report["cases"]:
+        assert case["faces_ours"] <= 2_000
+        assert case["speedup"] > 0
+        assert case["hausdorff_ours"] > 0
+        assert case["ours_watertight"]
+
+
+def test_pipeline_reports_every_stage() -> None:
+    """bench/pipeline.py: the logo and the photo through every stage, with the share outside them."""
+    report = _last_json(_bench("pipeline", "--repeat", "1"))
+    assert report["logo"]["backend"] == "extrude"
+    assert report["photo"]["backend"] == "relief"
+    for case in report.values():
+        assert set(case["stages_s"]) == {"input", "background", "shape", "texture", "export"}
+        assert 0 <= case["outside_stages_share"] < 1
+
+
+def test_handler_reports_overhead_and_imports() -> None:
+    """bench/handler.py: a job through the handler against moto's server, and the import cost."""
+    out = _bench("handler", "--jobs", "1", "--size", "256", "--import-runs", "1")
+    assert "handler overhead" in out
+    assert "uploads (5 formats, thread pool)" in out
+    assert "import handler" in out
+
+
+def test_callbacks_reports_ingestion_and_port_open() -> None:
+    """bench/callbacks.py: durable ingestion against bare aiohttp, and the port-open ratio."""
+    out = _bench("callbacks", "--seconds", "0.3", "--connections", "4", "--starts", "1")
+    assert "throughput ratio ours/bare:" in out
+    assert "port-open from process start" in out
+
+
+def test_store_reports_every_commit_mode(tmp_path: Path) -> None:
+    """bench/store.py: group commit, one commit per write, aiosqlite and record+apply."""
+    out = _bench("store", "--seconds", "0.2", "--writers", "4", "--dir", str(tmp_path))
+    rows = {line.split()[0] for line in out.splitlines() if line.strip()}
+    assert {"single", "group", "aiosqlite", "group+apply"} <= rows
+
+
+def test_gpu_says_why_it_measures_nothing_without_cuda() -> None:
+    """bench/gpu.py without a CUDA device exits 0 and says that nothing was measured."""
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is here: the real benchmark is run on purpose, not in the suite")
+    assert "nothing measured" in _bench("gpu")
