@@ -164,3 +164,37 @@ def test_a_background_pixel_snaps_to_a_nearest_foreground_pixel() -> None:
     assert mask[got_r, got_c].all()
     exact = distance_transform_edt(~mask)[rows, cols]
     assert np.allclose(np.hypot(got_r - rows, got_c - cols), exact)
+
+
+@pytest.mark.parametrize("quality", [1, 5])
+def test_an_extruded_logo_carries_its_colours_inside_the_outline(quality: int) -> None:
+    """Front-cap vertices take the picture's colour under them: the emblem's yellow ring, which
+    touches no outline, shows, within the face budget and still closed."""
+    cutout = emblem_cutout()
+    request = JobRequest(image="x", quality=quality)
+    ctx, _ = make_ctx()
+    shape = ExtrudeBackend(Settings()).generate(cutout, request, ctx)
+    assert len(shape.mesh.faces) <= request.face_budget
+    coloured, _ = _texture(shape, cutout)
+    assert coloured.is_watertight
+    v = coloured.vertices
+    front = v[:, 2] > v[:, 2].max() - 1e-9
+    row, col = _pixel_under(v[front], shape.picture_box, cutout.mask.shape)
+    inside = cutout.mask[row, col]
+    picture = np.asarray(cutout.image)[..., :3][row, col]
+    colours = coloured.visual.vertex_colors[front, :3]
+    assert inside.sum() > 1000  # vertices spread over the cap, not only along the outline
+    exact = np.all(colours[inside] == picture[inside], axis=1)
+    assert exact.mean() > 0.98
+    yellow = (picture[:, 0] > 200) & (picture[:, 1] > 150) & (picture[:, 2] < 100)
+    assert (yellow & inside).sum() > 100  # the ring between the rim and the hole
+
+
+def test_without_texture_the_outline_is_not_refined() -> None:
+    """With texture off there is nothing to carry: the caps keep the outline's triangulation."""
+    cutout = emblem_cutout()
+    ctx, _ = make_ctx()
+    plain = ExtrudeBackend(Settings()).generate(cutout, JobRequest(image="x", texture=False), ctx)
+    textured = ExtrudeBackend(Settings()).generate(cutout, JobRequest(image="x"), ctx)
+    assert len(plain.mesh.faces) * 10 < len(textured.mesh.faces)
+    assert plain.mesh.volume == pytest.approx(textured.mesh.volume, rel=1e-6)
