@@ -12,7 +12,7 @@ import pytest
 import trimesh
 
 from orfeas.errors import InvalidInput, StageFailed
-from orfeas.mesh.export import CONTENT_TYPES, export_mesh
+from orfeas.mesh.export import CONTENT_TYPES, export_mesh, geometry_only
 
 FORMATS = ["glb", "stl", "obj", "ply", "3mf"]
 
@@ -39,7 +39,8 @@ def test_every_format_round_trips(fmt):
     assert artifact.content_type == CONTENT_TYPES[fmt]
     assert artifact.sha256 == hashlib.sha256(artifact.data).hexdigest()
     loaded = _load(artifact.data, fmt)
-    assert len(loaded.faces) == len(part.faces)
+    # STL has no colour: it gets the geometry alone (see test_stl_merges_vertices_that_only_carry_colour).
+    assert len(loaded.faces) == len(geometry_only(part).faces if fmt == "stl" else part.faces)
     if fmt != "stl":  # STL stores three corners per face, unshared
         assert len(loaded.vertices) == len(part.vertices)
     extents = np.sort(loaded.extents * (1000.0 if fmt == "glb" else 1.0))
@@ -73,6 +74,7 @@ def test_glb_is_in_metres_with_y_up():
 def test_stl_is_binary_with_one_record_per_face():
     """Binary STL: an 80-byte header, a face count, then 50 bytes per face."""
     part = _part()
+    part.visual = trimesh.visual.ColorVisuals(part)  # no colours: every face is kept
     data = export_mesh(part, "stl").data
     (count,) = struct.unpack("<I", data[80:84])
     assert count == len(part.faces)
@@ -145,3 +147,19 @@ def test_obj_without_colours_writes_plain_vertices():
     loaded = _load(text.encode(), "obj")
     np.testing.assert_allclose(loaded.vertices, box.vertices)
     np.testing.assert_array_equal(loaded.faces, box.faces)
+
+
+def test_stl_merges_vertices_that_only_carry_colour():
+    """A closed coloured mesh refined for its colours comes out of STL with its flat faces merged:
+    the same solid (volume, bounds) in far fewer faces; without colour nothing is merged."""
+    part = _part().subdivide().subdivide()  # 1536 faces over six flat sides
+    colours = np.random.default_rng(3).integers(0, 256, (len(part.vertices), 4), dtype=np.uint8)
+    part = trimesh.Trimesh(part.vertices, part.faces, vertex_colors=colours, process=False)
+    loaded = _load(export_mesh(part, "stl").data, "stl")
+    loaded.merge_vertices()
+    assert len(loaded.faces) <= 24  # a box needs 12; a few extra diagonals are fine
+    assert loaded.is_watertight
+    assert loaded.volume == pytest.approx(part.volume, rel=1e-6)
+    np.testing.assert_allclose(loaded.bounds, part.bounds, atol=1e-6)
+    plain = trimesh.Trimesh(part.vertices, part.faces, process=False)
+    assert geometry_only(plain) is plain
