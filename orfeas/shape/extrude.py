@@ -42,10 +42,11 @@ SPECK_SHARE = 1e-4
 TOLERANCE_CELLS = 0.35
 # Colour: a cap triangulated between outline vertices alone has no vertex inside a colour region
 # that touches no outline (the ring between an emblem's rim and its hole), so vertex colours
-# would blend across it. With texture asked, the solid is refined to edges of this share of the
-# face budget's worth of area (an equilateral triangle has 0.433 L² of area), and never finer
-# than 1/COLOUR_GRID of the longest side: on a 100 mm badge at quality 5, edges of about 1 mm.
-COLOUR_BUDGET_SHARE = 0.5
+# would blend across it. With texture asked, the solid is refined to edges L such that this share
+# of the face budget would cover its area in equilateral triangles (0.433 L² each); edges come out
+# shorter than L, so the result is about twice that (the sample emblem at quality 5: 37k faces of
+# a 76k budget, edges of about 1.3 mm on 100 mm). Never finer than 1/COLOUR_GRID of the longest side.
+COLOUR_BUDGET_SHARE = 0.25
 COLOUR_GRID = 160
 
 
