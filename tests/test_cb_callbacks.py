@@ -177,20 +177,34 @@ async def test_unapplied_callbacks_are_replayed_at_start(tmp_path: Path):
             "runpod", {}, b'{"id": "r-9", "status": "COMPLETED", "output": 1}', "", accepted=True
         )
 
-    app = create_app(base_settings(), open_store(f"sqlite:///{db}"))
+    found = await _jobs_after_start(db, base_settings(), "r-9")
+    assert found["r-9"] is not None
+    assert found["r-9"]["status"] == "COMPLETED"
+
+
+async def _jobs_after_start(db: Path, settings, awaited: str, others: tuple[str, ...] = ()) -> dict:
+    """Start a server on `db`, wait (up to 5 s) for the replay at start to show job `awaited`,
+    then read `others` once: {job id: the job as GET /v1/jobs shows it, or None if unknown}.
+    Replay goes in row order, so rows stored before the awaited one have been replayed by then."""
+    app = create_app(settings, open_store(f"sqlite:///{db}"))
     client = TestClient(TestServer(app))
     await client.start_server()
+    found: dict[str, dict | None] = dict.fromkeys((awaited, *others))
     try:
         start_background(app)
         await asyncio.wait_for(app[RUNTIME].store_ready.wait(), 10)
         for _ in range(100):
-            resp = await client.get("/v1/jobs/r-9")
+            resp = await client.get(f"/v1/jobs/{awaited}")
             if resp.status == 200:
+                found[awaited] = await resp.json()
                 break
             await asyncio.sleep(0.05)
-        assert (await resp.json())["status"] == "COMPLETED"
+        for job_id in others:
+            resp = await client.get(f"/v1/jobs/{job_id}")
+            found[job_id] = await resp.json() if resp.status == 200 else None
     finally:
         await client.close()
+    return found
 
 
 async def test_the_callback_token_is_never_stored(open_harness):
@@ -223,27 +237,16 @@ async def test_replay_keeps_the_verdict_given_on_arrival(tmp_path: Path):
     store = open_store(f"sqlite:///{db}")
     async with store:
         await store.record_callback(
-            "runpod", {}, b'{"id": "v-1", "status": "COMPLETED"}', "token=%5Bredacted%5D", accepted=True
-        )
-        await store.record_callback(
             "runpod", {}, b'{"id": "v-2", "status": "COMPLETED"}', "token=guess", accepted=False
         )
+        await store.record_callback(
+            "runpod", {}, b'{"id": "v-1", "status": "COMPLETED"}', "token=%5Bredacted%5D", accepted=True
+        )
 
-    app = create_app(base_settings(callback_token="s3cret"), open_store(f"sqlite:///{db}"))
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        start_background(app)
-        await asyncio.wait_for(app[RUNTIME].store_ready.wait(), 10)
-        for _ in range(100):
-            resp = await client.get("/v1/jobs/v-1")
-            if resp.status == 200:
-                break
-            await asyncio.sleep(0.05)
-        assert (await resp.json())["status"] == "COMPLETED"
-        assert (await client.get("/v1/jobs/v-2")).status == 404
-    finally:
-        await client.close()
+    found = await _jobs_after_start(db, base_settings(callback_token="s3cret"), "v-1", ("v-2",))
+    assert found["v-1"] is not None
+    assert found["v-1"]["status"] == "COMPLETED"
+    assert found["v-2"] is None
 
 
 class SlowOpeningStore:

@@ -120,6 +120,18 @@ class StoredCallback(NamedTuple):
     query: str
     accepted: bool
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> StoredCallback:
+        """From a callbacks row (sqlite3.Row or asyncpg.Record)."""
+        return cls(
+            row["id"],
+            row["provider"],
+            json.loads(row["headers"]),
+            bytes(row["body"]),
+            row["query"],
+            bool(row["accepted"]),
+        )
+
 
 @dataclass(frozen=True)
 class RecordedCallback:

@@ -461,17 +461,7 @@ class PostgresStore:
                 " ORDER BY id LIMIT $1",
                 limit,
             )
-        return [
-            StoredCallback(
-                r["id"],
-                r["provider"],
-                json.loads(r["headers"]),
-                bytes(r["body"]),
-                r["query"],
-                bool(r["accepted"]),
-            )
-            for r in rows
-        ]
+        return [StoredCallback.from_row(r) for r in rows]
 
     # -- jobs -------------------------------------------------------------------------------------
 

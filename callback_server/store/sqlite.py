@@ -594,17 +594,7 @@ class SqliteStore:
                 " ORDER BY id LIMIT ?",
                 (limit,),
             ).fetchall()
-            return [
-                StoredCallback(
-                    r["id"],
-                    r["provider"],
-                    json.loads(r["headers"]),
-                    bytes(r["body"]),
-                    r["query"],
-                    bool(r["accepted"]),
-                )
-                for r in rows
-            ]
+            return [StoredCallback.from_row(r) for r in rows]
 
         return await self._read(op)
 
