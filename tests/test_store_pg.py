@@ -24,13 +24,18 @@ async def test_notify_wakes_waiters_without_polling() -> None:
     await reset_postgres(PG_URL)
     async with PostgresStore(PG_URL, poll_s=60) as waiter, PostgresStore(PG_URL) as writer:
         await writer.apply_event(StatusEvent("j", JobStatus.IN_QUEUE, "q"))
-        job = await waiter.get_job("j")
-        assert job is not None
-        waiting = asyncio.create_task(waiter.wait_for_change("j", job.updated_at, 50))
-        await asyncio.sleep(0.2)
-        assert not waiting.done()
-        await writer.apply_event(StatusEvent("j", JobStatus.IN_PROGRESS, "p"))
-        await asyncio.wait_for(waiting, 20)  # far below the 60 s poll: the notification woke it
+        await _woken_by_notification(waiter, writer, "j")
+
+
+async def _woken_by_notification(waiter: PostgresStore, writer: PostgresStore, job_id: str) -> None:
+    """A waiter on `job_id` (polling only every 60 s) wakes within 20 s of the writer's change."""
+    job = await waiter.get_job(job_id)
+    assert job is not None
+    waiting = asyncio.create_task(waiter.wait_for_change(job_id, job.updated_at, 50))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await writer.apply_event(StatusEvent(job_id, JobStatus.IN_PROGRESS, "p"))
+    await asyncio.wait_for(waiting, 20)  # far below the 60 s poll: the notification woke it
 
 
 @pytest.mark.postgres
@@ -80,11 +85,5 @@ async def test_a_dropped_listener_connects_again_and_wakes_waiters() -> None:
             await asyncio.sleep(0.05)
         assert waiter._listener is not None
         assert waiter._listener is not listener
-        job = await waiter.get_job("d")
-        assert job is not None
-        waiting = asyncio.create_task(waiter.wait_for_change("d", job.updated_at, 50))
-        await asyncio.sleep(0.2)
-        assert not waiting.done()
-        await writer.apply_event(StatusEvent("d", JobStatus.IN_PROGRESS, "p"))
-        await asyncio.wait_for(waiting, 20)
+        await _woken_by_notification(waiter, writer, "d")
     assert waiter._listening is None  # closed with the store
