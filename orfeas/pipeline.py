@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 ObjectReader = Callable[[str, str], bytes]  # (bucket, key) -> bytes
+# Called with each mesh file as soon as it is written (from the export stage's thread), so a
+# caller can start storing it while the other formats are still being written.
+ArtifactSink = Callable[[Artifact], None]
 
 
 class Pipeline:
@@ -54,13 +57,22 @@ class Pipeline:
         *,
         job_id: str | None = None,
         progress: ProgressSink = discard_progress,
+        on_artifact: ArtifactSink | None = None,
     ) -> PipelineResult:
-        return _Job(self, request, job_id or uuid.uuid4().hex, progress).run()
+        return _Job(self, request, job_id or uuid.uuid4().hex, progress, on_artifact).run()
 
 
 class _Job:
-    def __init__(self, pipeline: Pipeline, request: JobRequest, job_id: str, progress: ProgressSink) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        request: JobRequest,
+        job_id: str,
+        progress: ProgressSink,
+        on_artifact: ArtifactSink | None,
+    ) -> None:
         self.p = pipeline
+        self.on_artifact = on_artifact
         self.settings = pipeline.settings
         self.request = request
         self.job_id = job_id
@@ -175,6 +187,8 @@ class _Job:
         for i, fmt in enumerate(self.request.formats):
             ctx.check()
             artifacts[fmt] = export_mesh(finished, fmt)
+            if self.on_artifact is not None:
+                self.on_artifact(artifacts[fmt])
             ctx.report(0.5 + 0.5 * (i + 1) / len(self.request.formats))
         extents = tuple(float(v) for v in finished.extents)
         stats = MeshStats(

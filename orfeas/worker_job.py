@@ -24,7 +24,7 @@ from orfeas.netguard import Resolver, system_resolver
 from orfeas.pipeline import Pipeline
 from orfeas.progress import ProgressEvent
 from orfeas.settings import Settings
-from orfeas.storage import ArtifactStore, check_job_id, open_store, put_all
+from orfeas.storage import ArtifactStore, Uploads, check_job_id, open_store
 from orfeas.webhooks import JobWebhooks, WebhookSender
 from orfeas.worker_input import WorkerInput, parse_worker_input, webhook_of_bad_input
 
@@ -133,10 +133,15 @@ class Worker:
             except Exception:
                 log.warning("progress report for %s failed", job_id, exc_info=True)
 
-        result = self.pipeline.run(parsed.request, job_id=job_id, progress=on_progress)
-        started = self.clock()
-        stored = put_all(self.store, job_id, result.artifacts, presign_seconds=parsed.output.presign_seconds)
-        upload_s = self.clock() - started
+        # Each mesh starts uploading as soon as it is written, while the next format is exported;
+        # `upload` in the timings is what is left to wait for after the pipeline.
+        with Uploads(self.store, job_id, presign_seconds=parsed.output.presign_seconds) as uploads:
+            result = self.pipeline.run(
+                parsed.request, job_id=job_id, progress=on_progress, on_artifact=uploads.start
+            )
+            started = self.clock()
+            stored = uploads.results(result.artifacts)
+            upload_s = self.clock() - started
         meshes = {fmt: item.as_dict() for fmt, item in stored.items()}
         if parsed.output.inline:
             _inline(meshes, result.artifacts, result.warnings)

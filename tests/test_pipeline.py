@@ -246,3 +246,20 @@ def test_choosing_the_auto_shape_counts_as_shape_time(monkeypatch):
     assert result.timings["shape"] >= 0.3
     stages = sum(v for k, v in result.timings.items() if k != "total")
     assert result.timings["total"] - stages < 0.3
+
+
+def test_each_mesh_is_handed_over_as_soon_as_it_is_written():
+    """on_artifact gets every format in the asked order, from inside the export stage."""
+    handed = []
+
+    def sink(artifact):
+        handed.append((artifact.format, events[-1].stage))
+
+    settings = _settings()
+    events = []
+    request = parse_request({"prompt": "a square", "backend": "extrude", "formats": ["stl", "glb", "ply"]})
+    result = Pipeline(settings, FakeBackends(settings, BoxShape())).run(
+        request, progress=events.append, on_artifact=sink
+    )
+    assert handed == [("stl", "export"), ("glb", "export"), ("ply", "export")]
+    assert list(result.artifacts) == ["stl", "glb", "ply"]

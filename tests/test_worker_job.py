@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 import urllib.request
 import uuid
 
@@ -40,7 +41,7 @@ class ScriptedPipeline:
         self.size = size
         self.calls = 0
 
-    def run(self, request, *, job_id, progress):
+    def run(self, request, *, job_id, progress, on_artifact=None):
         self.calls += 1
         tracker = ProgressTracker(progress)
         for stage in ("input", "background", "shape", "texture", "export"):
@@ -52,6 +53,8 @@ class ScriptedPipeline:
         for fmt in request.formats:
             data = hashlib.shake_256(f"{job_id}-{fmt}".encode()).digest(self.size)
             artifacts[fmt] = Artifact(fmt, data, TYPES[fmt], hashlib.sha256(data).hexdigest())
+            if on_artifact is not None and fmt == request.formats[0]:
+                on_artifact(artifacts[fmt])  # the first streamed, the others left to the end
         return PipelineResult(
             job_id=job_id,
             backend="extrude",
@@ -369,3 +372,31 @@ def test_a_malformed_default_webhook_secret_stops_the_worker_at_start(tmp_path, 
     with pytest.raises(ConfigError) as info:
         Worker(Settings(webhook_secret=secret), LocalStore(tmp_path), pipeline=ScriptedPipeline())
     assert info.value.field == "ORFEAS_WEBHOOK_SECRET"
+
+
+def test_meshes_upload_while_the_pipeline_still_exports(tmp_path):
+    """A mesh handed over during the export is being stored before the pipeline returns."""
+
+    class WatchingPipeline(ScriptedPipeline):
+        seen_before_return: bool | None = None
+
+        def run(self, request, *, job_id, progress, on_artifact=None):
+            result = super().run(request, job_id=job_id, progress=progress)
+            first = next(iter(result.artifacts.values()))
+            assert on_artifact is not None
+            on_artifact(first)
+            target = tmp_path / "orfeas" / job_id / f"model.{first.format}"
+            deadline = time.monotonic() + 10
+            while not target.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.seen_before_return = target.exists()
+            return result
+
+    pipeline = WatchingPipeline()
+    worker = Worker(_settings(), LocalStore(tmp_path), pipeline=pipeline)
+    output = worker.run(_job("job-overlap", formats=["stl", "glb"]))
+    assert pipeline.seen_before_return is True
+    assert set(output["meshes"]) == {"stl", "glb"}
+    for fmt, mesh in output["meshes"].items():
+        data = (tmp_path / mesh["key"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == mesh["sha256"], fmt

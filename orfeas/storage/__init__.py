@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 from orfeas.settings import Settings
-from orfeas.storage.base import ArtifactStore, StoredArtifact, artifact_key, check_job_id, put_all
+from orfeas.storage.base import (
+    ArtifactStore,
+    StoredArtifact,
+    Uploads,
+    artifact_key,
+    check_job_id,
+    put_all,
+)
 from orfeas.storage.local import LocalStore
 
 __all__ = [
     "ArtifactStore",
     "LocalStore",
     "StoredArtifact",
+    "Uploads",
     "artifact_key",
     "check_job_id",
     "open_store",

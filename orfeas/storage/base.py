@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -71,6 +71,43 @@ class ArtifactStore(Protocol):
         ...
 
 
+class Uploads:
+    """A job's uploads, started one by one as its meshes are exported (`start`, callable from any
+    thread), so they overlap the export of the other formats; `results` waits for them all.
+
+    Use it as a context manager: leaving waits for every upload still running, also when the
+    job failed meanwhile, so none is left running behind the job's report.
+    """
+
+    def __init__(self, store: ArtifactStore, job_id: str, *, presign_seconds: int | None = None) -> None:
+        self._store = store
+        self._job_id = check_job_id(job_id)
+        self._presign_seconds = presign_seconds
+        self._pool = ThreadPoolExecutor(max_workers=MAX_UPLOAD_THREADS, thread_name_prefix="upload")
+        self._futures: dict[str, Future[StoredArtifact]] = {}
+
+    def start(self, artifact: Artifact) -> None:
+        """Begin storing `artifact` (at most once per format)."""
+        if artifact.format not in self._futures:
+            self._futures[artifact.format] = self._pool.submit(
+                self._store.put, self._job_id, artifact, presign_seconds=self._presign_seconds
+            )
+
+    def results(self, artifacts: Mapping[str, Artifact]) -> dict[str, StoredArtifact]:
+        """Every mesh of `artifacts` stored (any not started yet is started now); the first failure
+        is raised once all have ended."""
+        for artifact in artifacts.values():
+            self.start(artifact)
+        wait([self._futures[fmt] for fmt in artifacts])
+        return {fmt: self._futures[fmt].result() for fmt in artifacts}
+
+    def __enter__(self) -> Uploads:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True)
+
+
 def put_all(
     store: ArtifactStore,
     job_id: str,
@@ -84,13 +121,9 @@ def put_all(
     latency; in parallel they cost about one. The pool waits for all before raising, so no upload
     is still running when the caller reports the job.
     """
-    items = list(artifacts.items())
-    if len(items) <= 1:
-        return {fmt: store.put(job_id, art, presign_seconds=presign_seconds) for fmt, art in items}
-    with ThreadPoolExecutor(
-        max_workers=min(len(items), MAX_UPLOAD_THREADS), thread_name_prefix="upload"
-    ) as pool:
-        futures = {
-            fmt: pool.submit(store.put, job_id, art, presign_seconds=presign_seconds) for fmt, art in items
+    if len(artifacts) <= 1:
+        return {
+            fmt: store.put(job_id, art, presign_seconds=presign_seconds) for fmt, art in artifacts.items()
         }
-    return {fmt: future.result() for fmt, future in futures.items()}
+    with Uploads(store, job_id, presign_seconds=presign_seconds) as uploads:
+        return uploads.results(artifacts)
