@@ -315,6 +315,17 @@ async def test_client_webhook_is_signed_and_retried_until_delivered(env):
         await sink_server.close()
 
 
+async def _leader_epoch(h) -> int:
+    """The harness's leader epoch, once its background election has won (within 10 s)."""
+    for _ in range(200):
+        if h.runtime.epoch is not None:
+            break
+        await asyncio.sleep(0.05)
+    epoch = h.runtime.epoch
+    assert epoch is not None
+    return epoch
+
+
 async def test_reconciler_expires_jobs_past_their_deadline(env):
     """A job past its deadline becomes TIMED_OUT when the leader reconciles."""
     fake = FakeRunPod()
@@ -322,12 +333,7 @@ async def test_reconciler_expires_jobs_past_their_deadline(env):
     clock = Clock()
     h = await env.harness(runpod_endpoint_url=url, job_deadline_s=60.0, clock=clock, reconcile_s=600.0)
     job_id = (await (await h.client.post("/v1/jobs", json={"input": {}})).json())["id"]
-    for _ in range(200):
-        if h.runtime.epoch is not None:
-            break
-        await asyncio.sleep(0.05)
-    epoch = h.runtime.epoch
-    assert epoch is not None
+    epoch = await _leader_epoch(h)
     clock.now += 3600  # also past RunPod's 30-minute window: no status polling
     await reconcile_once(h.runtime, epoch)
     job = await h.job(job_id)
@@ -433,12 +439,7 @@ async def test_a_retried_job_has_a_new_deadline_and_can_be_cancelled_again(env):
     stored = await h.runtime.store.get_job(job_id)
     assert stored is not None
     assert stored.deadline_at == pytest.approx(clock.now + 60.0)
-    for _ in range(200):
-        if h.runtime.epoch is not None:
-            break
-        await asyncio.sleep(0.05)
-    epoch = h.runtime.epoch
-    assert epoch is not None
+    epoch = await _leader_epoch(h)
     await reconcile_once(h.runtime, epoch)
     assert (await h.job(job_id))["status"] == "IN_QUEUE"
     again = await h.client.post(f"/v1/jobs/{job_id}/cancel")
