@@ -18,7 +18,13 @@ import numpy as np
 from orfeas.errors import StageFailed
 from orfeas.settings import Settings
 from orfeas.shape.contours import trace_contours
-from orfeas.shape.polygons import cross_section, manifold_to_trimesh, polygons_from_rings
+from orfeas.shape.polygons import (
+    cross_section,
+    manifold_to_trimesh,
+    plain_trimesh,
+    polygons_from_rings,
+    trimesh_to_manifold,
+)
 from orfeas.shape.raster import PictureFrame, coverage_field, grid_shape, quality_resolution
 from orfeas.types import ShapeResult
 
@@ -140,23 +146,9 @@ def extrude_outline(outline: MultiPolygon, ctx: StageContext) -> tuple[trimesh.T
 def refine_for_colour(mesh: trimesh.Trimesh, face_budget: int) -> trimesh.Trimesh:
     """The same closed solid with vertices spread over its faces, so the texture stage's vertex
     colours can follow the picture inside the outline (see COLOUR_BUDGET_SHARE)."""
-    import trimesh
-    from manifold3d import Manifold, Mesh64
-
     size = float(np.ptp(mesh.vertices, axis=0).max())
     area = float(mesh.area)
     length = max(size / COLOUR_GRID, float(np.sqrt(area / (COLOUR_BUDGET_SHARE * face_budget * 0.433))))
     if float(mesh.edges_unique_length.max()) <= length:
         return mesh
-    solid = Manifold(
-        Mesh64(
-            vert_properties=np.array(mesh.vertices, dtype=np.float64, order="C"),
-            tri_verts=np.array(mesh.faces, dtype=np.uint64, order="C"),
-        )
-    )
-    out = solid.refine_to_length(length).to_mesh64()
-    return trimesh.Trimesh(
-        vertices=np.asarray(out.vert_properties)[:, :3],
-        faces=np.asarray(out.tri_verts, dtype=np.int64),
-        process=False,
-    )
+    return plain_trimesh(trimesh_to_manifold(mesh).refine_to_length(length))

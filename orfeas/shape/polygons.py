@@ -95,6 +95,30 @@ def cross_section(shape: MultiPolygon) -> CrossSection:
     return CrossSection(contours, FillRule.Positive)
 
 
+def trimesh_to_manifold(mesh: trimesh.Trimesh) -> Manifold:
+    """A closed trimesh mesh as a manifold3d solid (empty when manifold3d finds it is not one)."""
+    from manifold3d import Manifold, Mesh64
+
+    return Manifold(
+        Mesh64(
+            vert_properties=np.array(mesh.vertices, dtype=np.float64, order="C"),
+            tri_verts=np.array(mesh.faces, dtype=np.uint64, order="C"),
+        )
+    )
+
+
+def plain_trimesh(solid: Manifold) -> trimesh.Trimesh:
+    """A manifold3d solid's triangles as a trimesh mesh, as they are (see manifold_to_trimesh)."""
+    import trimesh
+
+    out = solid.to_mesh64()
+    return trimesh.Trimesh(
+        vertices=np.asarray(out.vert_properties)[:, :3],
+        faces=np.asarray(out.tri_verts, dtype=np.int64),
+        process=False,
+    )
+
+
 def manifold_to_trimesh(solid: Manifold) -> trimesh.Trimesh:
     """A manifold3d solid as a trimesh mesh, without zero-area or needle triangles.
 
@@ -106,21 +130,12 @@ def manifold_to_trimesh(solid: Manifold) -> trimesh.Trimesh:
     a tolerance of 1e-5 of its size (1 µm on a 100 mm print), which moves no surface further.
     """
     import trimesh
-    from manifold3d import Manifold, Mesh64
 
-    mesh = solid.to_mesh64()
-    vertices = np.array(np.asarray(mesh.vert_properties)[:, :3], dtype=np.float64, order="C")
-    faces = np.array(mesh.tri_verts, dtype=np.uint64, order="C")
-    if len(faces) == 0:
+    mesh = plain_trimesh(solid)
+    if len(mesh.faces) == 0:
         return trimesh.Trimesh()
-    size = float(np.ptp(vertices, axis=0).max())
-    plain = Manifold(Mesh64(vert_properties=vertices, tri_verts=faces)).simplify(SIMPLIFY_TOLERANCE * size)
-    out = plain.to_mesh64()
-    result = trimesh.Trimesh(
-        vertices=np.asarray(out.vert_properties)[:, :3],
-        faces=np.asarray(out.tri_verts, dtype=np.int64),
-        process=False,
-    )
+    size = float(np.ptp(mesh.vertices, axis=0).max())
+    result = plain_trimesh(trimesh_to_manifold(mesh).simplify(SIMPLIFY_TOLERANCE * size))
     result = collapse_short_edges(result, SIMPLIFY_TOLERANCE * size)
     return flip_slivers(result, SLIVER_HEIGHT * size)
 

@@ -22,7 +22,7 @@ import numpy as np
 from orfeas.errors import StageFailed, StageTimeout
 from orfeas.settings import Settings
 from orfeas.shape.extrude import trace_outline
-from orfeas.shape.polygons import cross_section, manifold_to_trimesh
+from orfeas.shape.polygons import cross_section, manifold_to_trimesh, trimesh_to_manifold
 from orfeas.shape.raster import PictureFrame, grid_shape, luminance, quality_resolution
 from orfeas.types import ShapeResult
 
@@ -208,14 +208,7 @@ def heightfield_solid(
 
 def cut_to_outline(mesh: trimesh.Trimesh, outline: MultiPolygon, z_top: float) -> trimesh.Trimesh:
     """The heightfield solid intersected with the outline's vertical prism (manifold3d boolean)."""
-    from manifold3d import Manifold, Mesh64
-
-    solid = Manifold(
-        Mesh64(
-            vert_properties=np.ascontiguousarray(mesh.vertices, dtype=np.float64),
-            tri_verts=np.ascontiguousarray(mesh.faces, dtype=np.uint64),
-        )
-    )
+    solid = trimesh_to_manifold(mesh)
     height = z_top + 2.0
     prism = cross_section(outline).extrude(height).translate((0.0, 0.0, -1.0))
     return manifold_to_trimesh(solid ^ prism)
