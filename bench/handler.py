@@ -3,14 +3,15 @@
     .venv/bin/python bench/handler.py [--jobs 10] [--size 1024]
 
 Jobs: the bundled sample scaled to SIZE² pixels, all five formats, weights-free backends, meshes
-uploaded to moto's S3 server (its own process) on loopback, webhooks to a loopback receiver. For each job,
-overhead = handler wall time − the stages' own compute (PipelineResult.timings): validation,
-stage threads, progress, uploads, presigning, webhooks. Reported as a share of the job (goal
-< 5 %), split into uploads, the pipeline's own time between stages, and the rest. Each mesh
-starts uploading as soon as it is written, while the next format is exported, so `uploads` is
-the wait left once the pipeline is done. The five uploads are also timed alone, one after
-another and in the thread pool, against the same server, to show what each saves, and
-a refused input (validation and its `failed` webhook) is timed on its own (goal: under a second).
+uploaded to moto's S3 server (its own process, started by the stack's supervisor) on loopback,
+webhooks to a loopback receiver. For each job, overhead = handler wall time − the stages' own
+compute (PipelineResult.timings): validation, stage threads, progress, uploads, presigning,
+webhooks. Reported as a share of the job (goal < 5 %), split into uploads, the pipeline's own time
+between stages, and the rest. Each mesh starts uploading as soon as it is written, while the next
+format is exported, so `uploads` is the wait left once the pipeline is done. The five uploads are
+also timed alone, one after another and in the thread pool, against the same server, to show what
+each saves, and a refused input (validation and its `failed` webhook) is timed on its own (goal:
+under a second).
 
 Imports: fresh interpreters, `import runpod` alone vs `import handler` (goal: ≤ +0.3 s), in CPU
 seconds, measured alternately, medians after one warm-up pair.
@@ -25,18 +26,22 @@ import contextlib
 import http.server
 import io
 import os
-import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from stack.processes import Supervisor  # noqa: E402
+from stack.services import ACCESS_KEY, BUCKET, REGION, SECRET_KEY, start_s3  # noqa: E402
+
 STAGES = ("input", "text_to_image", "background", "shape", "texture", "export")
 
 
@@ -75,46 +80,6 @@ def _receiver() -> Iterator[str]:
         thread.join()
 
 
-def _wait_until_up(endpoint: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(endpoint, timeout=1).close()
-            return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("moto's server did not start") from None
-            time.sleep(0.1)
-
-
-@contextlib.contextmanager
-def _moto_server() -> Iterator[str]:
-    """moto's S3 server in its own process on a free loopback port; stopped however the run ends.
-
-    Its own process, as S3 is another machine: in this one it would share the GIL with the worker
-    and its request handling would be billed to the uploads.
-    """
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    moto = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        _wait_until_up(endpoint, moto)
-        yield endpoint
-    finally:
-        moto.terminate()
-        try:
-            moto.wait(10)
-        except subprocess.TimeoutExpired:
-            moto.kill()
-            moto.wait()
-
-
 def _import_seconds(env: dict[str, str], runs: int) -> tuple[float, float]:
     """Median CPU seconds of `import runpod` and `import handler`, each in a fresh interpreter.
 
@@ -137,7 +102,6 @@ def _import_seconds(env: dict[str, str], runs: int) -> tuple[float, float]:
 
 def _measure_jobs(count: int, size: int, hook_url: str) -> dict[str, Any]:
     """Jobs through `handler.handler` against the servers the environment names, then uploads alone."""
-    sys.path.insert(0, str(ROOT))
     import logging
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -210,22 +174,17 @@ def main() -> None:
     parser.add_argument("--import-runs", type=int, default=5)
     args = parser.parse_args()
 
-    import boto3
-
-    with _moto_server() as endpoint, _receiver() as hook_url:
-        boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="k",
-            aws_secret_access_key="s",
-        ).create_bucket(Bucket="orfeas-bench")
+    # moto's S3 server in its own process (S3 is another machine: in this one it would share the
+    # GIL with the worker, and its request handling would be billed to the uploads), started and
+    # stopped however the run ends by the stack's supervisor, with the stack's bucket and keys.
+    with tempfile.TemporaryDirectory() as logs, Supervisor(logs) as sup, _receiver() as hook_url:
+        endpoint = start_s3(sup)
         env = {
             "BUCKET_ENDPOINT_URL": endpoint,
-            "BUCKET_ACCESS_KEY_ID": "k",
-            "BUCKET_SECRET_ACCESS_KEY": "s",
-            "ORFEAS_S3_BUCKET": "orfeas-bench",
-            "ORFEAS_S3_REGION": "us-east-1",
+            "BUCKET_ACCESS_KEY_ID": ACCESS_KEY,
+            "BUCKET_SECRET_ACCESS_KEY": SECRET_KEY,
+            "ORFEAS_S3_BUCKET": BUCKET,
+            "ORFEAS_S3_REGION": REGION,
             "ORFEAS_ALLOW_PRIVATE_WEBHOOKS": "1",
             "ORFEAS_WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
         }
