@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from callback_server.api_keys import require_api_key
 from callback_server.deliveries import deliver_forever
 from callback_server.ingest import replay_unapplied
 from callback_server.leader import Leadership
@@ -28,7 +29,7 @@ from callback_server.routes_jobs import add_job_routes, store_errors
 from callback_server.routes_ops import add_ops_routes
 from callback_server.routes_page import add_page_routes
 from callback_server.runtime import RUNTIME, Runtime, log
-from callback_server.settings import ServerSettings
+from callback_server.settings import API_KEYS, ServerSettings
 from callback_server.store.base import Store
 
 LeadershipFactory = Callable[[Store, str, ServerSettings], Any]
@@ -81,7 +82,7 @@ def create_app(
     clock: Callable[[], float] = time.time,
     holder: str | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[store_errors])
+    app = web.Application(middlewares=[require_api_key, store_errors])
     runtime = Runtime(settings=settings, store=store, metrics=Metrics(), clock=clock)
     app[RUNTIME] = runtime
     app[LEADERSHIP] = leadership_factory(store, holder or holder_name(), settings)
@@ -137,6 +138,19 @@ def start_background(app: web.Application) -> None:
     runtime = app[RUNTIME]
     if not runtime.settings.auth_required:
         log.warning("neither CALLBACK_TOKEN nor ORFEAS_WEBHOOK_SECRET is set: every callback is trusted")
+    if not runtime.settings.api_keys:
+        log.warning(
+            "%s is not set: the job API (/v1/*) answers 401 to every request; set %s=label:key,... "
+            "(keys of 16+ characters, e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))')",
+            API_KEYS,
+            API_KEYS,
+        )
+    else:
+        log.info(
+            "job API open to %d key(s): %s",
+            len(runtime.settings.api_keys),
+            ", ".join(k.label for k in runtime.settings.api_keys),
+        )
     runtime.spawn(_open_store(app), "open-store")
 
 
@@ -157,5 +171,7 @@ async def _shutdown(app: web.Application) -> None:
     await runtime.cancel_tasks()
     if runtime.session is not None:
         await runtime.session.close()
+    if runtime.webhook_session is not None:
+        await runtime.webhook_session.close()
     if runtime.store_ready.is_set():
         await runtime.store.close()

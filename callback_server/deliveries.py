@@ -3,7 +3,8 @@
 A terminal event is retried with exponential backoff (5 s, 10 s, 20 s … capped at one hour,
 8 attempts, about 21 minutes in all before the cap matters); a progress event is sent once, as
 a later one supersedes it. Addresses that resolve to private networks are refused unless
-ORFEAS_ALLOW_PRIVATE_WEBHOOKS is set.
+ORFEAS_ALLOW_PRIVATE_WEBHOOKS is set, at submit and again by the pinned session's resolver
+(callback_server/outbound.py), which connects only to the addresses it checked.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from callback_server.outbound import RefusedAddress, check_literal
 from callback_server.runtime import Runtime
 from callback_server.store.base import Delivery, StaleEpoch
 from orfeas import webhook_signing
-from orfeas.netguard import is_public_address
 
 log = logging.getLogger("callback_server.deliveries")
 
@@ -36,26 +37,15 @@ def next_attempt_at(delivery: Delivery, now: float) -> float | None:
     return now + min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (attempts - 1))
 
 
-async def _address_allowed(url: str, allow_private: bool) -> bool:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return False
-    if allow_private:
-        return True
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, port)
-    except OSError:
-        return False
-    return bool(infos) and all(is_public_address(str(info[4][0])) for info in infos)
-
-
 async def send(runtime: Runtime, delivery: Delivery) -> bool:
     """One attempt; True when the client answered 2xx."""
-    assert runtime.session is not None
+    session = runtime.webhook_session
+    assert session is not None
     s = runtime.settings
-    if not await _address_allowed(delivery.url, s.allow_private_webhooks):
-        log.warning("client webhook refused: not a public address", extra={"job_id": delivery.job_id})
+    try:
+        check_literal(urlsplit(delivery.url).hostname or "", allow_private=s.allow_private_webhooks)
+    except RefusedAddress as exc:
+        log.warning("client webhook refused: %s", exc, extra={"job_id": delivery.job_id})
         return False
     headers = {"Content-Type": "application/json"}
     if s.webhook_secret:
@@ -63,7 +53,7 @@ async def send(runtime: Runtime, delivery: Delivery) -> bool:
     else:
         headers["webhook-id"] = delivery.msg_id
     try:
-        async with runtime.session.post(
+        async with session.post(
             delivery.url,
             data=delivery.body,
             headers=headers,
@@ -71,6 +61,9 @@ async def send(runtime: Runtime, delivery: Delivery) -> bool:
             allow_redirects=False,
         ) as resp:
             return 200 <= resp.status < 300
+    except RefusedAddress as exc:  # the pinned resolver's verdict (see callback_server/outbound.py)
+        log.warning("client webhook refused: %s", exc, extra={"job_id": delivery.job_id})
+        return False
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.info("client webhook failed: %s", exc, extra={"job_id": delivery.job_id})
         return False

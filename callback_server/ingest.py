@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from callback_server.auth import is_authentic, redact_token
+from callback_server.auth import authenticate, query_ref, redact_token
 from callback_server.metrics import provider_label
 from callback_server.payload import parse_body
 from callback_server.runtime import Runtime
@@ -62,7 +62,14 @@ def decide(
     metrics = runtime.metrics
     digest = body_sha256 or hashlib.sha256(body).hexdigest()
     if authentic is None:
-        authentic = is_authentic(runtime.settings, headers, query, body)
+        verdict = authenticate(runtime.settings, headers, query, body)
+        authentic, ref = verdict.accepted, verdict.ref
+        if not authentic:
+            log.warning(
+                "callback rejected (%s): %s", provider, verdict.reason, extra={"reason": verdict.reason}
+            )
+    else:
+        ref = query_ref(query)  # a stored callback: bound to the ref its query names, as on arrival
     if not authentic:
         metrics.inc("orfeas_callbacks_rejected_total")
         return Decision(False, None, None, REJECTED)
@@ -83,6 +90,7 @@ def decide(
         output=update.output,
         error=update.error,
         provider=provider,
+        callback_ref=ref,
     )
     return Decision(True, event, match.task_id, None)
 
@@ -93,6 +101,12 @@ async def after_apply(
     label = outcome.value if outcome is not None else (decision.outcome or "recorded")
     runtime.metrics.inc("orfeas_callbacks_total", provider=provider_label(provider), outcome=label)
     event = decision.event
+    if event is not None and outcome is ApplyOutcome.WRONG_JOB:
+        log.warning(
+            "callback for job %s refused: its credentials are another job's",
+            event.job_id,
+            extra={"job_id": event.job_id, "provider": event.provider},
+        )
     if event is not None and outcome in (ApplyOutcome.APPLIED, ApplyOutcome.CREATED):
         log.info(
             "job %s → %s (%s)",

@@ -111,6 +111,13 @@ _CALLBACK_RESPONSES = {
 def _callback_operation(op_id: str, with_provider: bool) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
         {"name": "token", "in": "query", "required": False, "schema": {"type": "string"}},
+        {
+            "name": "ref",
+            "in": "query",
+            "required": False,
+            "description": "The job reference whose derived token or secret authenticates the callback",
+            "schema": {"type": "string"},
+        },
         {"name": "X-Callback-Token", "in": "header", "required": False, "schema": {"type": "string"}},
     ]
     if with_provider:
@@ -135,8 +142,39 @@ def _callback_operation(op_id: str, with_provider: bool) -> dict[str, Any]:
     }
 
 
+SECURITY_SCHEME = "apiKey"
+_UNAUTHORIZED = _json(_ref("Error"), "No API key, or not a valid one (api_key_required, api_key_invalid)")
+_UNSUPPORTED = _json(_ref("Error"), "A body that is not application/json")
+
+
+def _secured(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every /v1/* operation: the Bearer key required, 401 without it, 415 for a non-JSON body."""
+    for path, ops in paths.items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, op in ops.items():
+            op["security"] = [{SECURITY_SCHEME: []}]
+            op["responses"]["401"] = _UNAUTHORIZED
+            if method == "post":
+                op["responses"]["415"] = _UNSUPPORTED
+    return paths
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
+    document = _document()
+    _secured(document["paths"])
+    document["components"]["securitySchemes"] = {
+        SECURITY_SCHEME: {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "One of the server's API_KEYS, as 'Authorization: Bearer <key>'",
+        }
+    }
+    return document
+
+
+def _document() -> dict[str, Any]:
     job = _json(_ref("Job"), "The job")
     return {
         "openapi": "3.1.0",
@@ -252,7 +290,7 @@ def openapi_document() -> dict[str, Any]:
                         "201": _json(_ref("JobSummary"), "Submitted"),
                         "400": _ERROR,
                         "409": _json(
-                            _ref("Error"), "The idempotency key names a running job with other input"
+                            _ref("Error"), "The idempotency key is in use by a running job with other input"
                         ),
                         "413": _ERROR,
                         "502": _json(_ref("Error"), "The RunPod endpoint refused or failed"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -10,14 +11,16 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
-from callback_server.auth import TOKEN_PARAM
+from callback_server.api_keys import client_label
+from callback_server.auth import REF_PARAM, TOKEN_PARAM, job_secret, job_token, master_key, new_ref
 from callback_server.payload import loads_json
 from callback_server.reconciler import refresh_job, run_on_local_server
 from callback_server.runtime import RUNTIME, Runtime, StoreNotReady, json_error, wait_for_change
 from callback_server.store.base import Job, StatusEvent
 from callback_server.task_id import as_task_id
 from callback_server.upstream import UpstreamError, UpstreamNotFound
-from orfeas.errors import StorageError
+from orfeas.errors import InvalidInput, StorageError
+from orfeas.netguard import resolve_public
 from orfeas.status import JobStatus
 
 log = logging.getLogger("callback_server.jobs")
@@ -36,14 +39,17 @@ class BadRequest(Exception):
         self.message, self.field = message, field
 
 
-def _callback_url(runtime: Runtime, provider: str) -> str | None:
+def _callback_url(runtime: Runtime, provider: str, ref: str) -> str | None:
+    """Our /callbacks/{provider} URL for one job: its ref, and for RunPod's unsigned webhook the
+    job's derived token (never CALLBACK_TOKEN itself; see callback_server/auth.py)."""
     s = runtime.settings
     if not s.public_url:
         return None
-    url = f"{s.public_url}/callbacks/{provider}"
-    if s.callback_token:
-        url += "?" + urlencode({TOKEN_PARAM: s.callback_token})
-    return url
+    params = {REF_PARAM: ref}
+    master = master_key(s)
+    if master is not None and provider != "orfeas":
+        params[TOKEN_PARAM] = job_token(master, ref)
+    return f"{s.public_url}/callbacks/{provider}?{urlencode(params)}"
 
 
 def _parse_submit(raw: bytes) -> tuple[dict[str, Any], str | None, str | None]:
@@ -70,17 +76,47 @@ def _parse_submit(raw: bytes) -> tuple[dict[str, Any], str | None, str | None]:
     return job_input, key, webhook
 
 
-def _worker_input(runtime: Runtime, job_input: dict[str, Any]) -> dict[str, Any]:
-    """The input sent upstream: names our /callbacks/orfeas so the worker's signed events reach us."""
-    url = _callback_url(runtime, "orfeas")
+def _worker_input(runtime: Runtime, job_input: dict[str, Any], ref: str) -> dict[str, Any]:
+    """The input sent upstream: names our /callbacks/orfeas so the worker's signed events reach us,
+    signed with the job's derived secret (never ORFEAS_WEBHOOK_SECRET itself)."""
+    url = _callback_url(runtime, "orfeas", ref)
     if url is None or "webhook" in job_input:
         return job_input
     sent = copy.deepcopy(job_input)
     hook: dict[str, Any] = {"url": url}
-    if runtime.settings.webhook_secret:
-        hook["secret"] = runtime.settings.webhook_secret
+    master = master_key(runtime.settings)
+    if master is not None:
+        hook["secret"] = job_secret(master, ref)
     sent["webhook"] = hook
     return sent
+
+
+async def _check_webhook_target(runtime: Runtime, url: str, field: str) -> None:
+    """The worker's address policy (orfeas.netguard), at submit: a target that could never be
+    delivered to is refused now, not after the job ran. Resolution runs in a thread."""
+    if runtime.settings.allow_private_webhooks:
+        return  # any address goes (tests, one-box setups): nothing to resolve now
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise BadRequest("not a valid URL", field=field) from None
+    if parts.username is not None or parts.password is not None:
+        raise BadRequest("credentials in the URL are not accepted", field=field)
+    try:
+        await asyncio.to_thread(
+            resolve_public, host, port, field=field, allow_private=runtime.settings.allow_private_webhooks
+        )
+    except InvalidInput as exc:
+        raise BadRequest(exc.message, field=field) from None
+
+
+def _input_webhook_url(job_input: dict[str, Any]) -> str | None:
+    hook = job_input.get("webhook")
+    if isinstance(hook, dict):
+        hook = hook.get("url")
+    return hook if isinstance(hook, str) else None
 
 
 def _summary(job: Job) -> dict[str, Any]:
@@ -94,6 +130,11 @@ async def submit_job(request: web.Request) -> web.Response:
         return json_error(413, "invalid_input", f"the body is over {MAX_SUBMIT_BYTES} bytes")
     try:
         job_input, key, webhook = _parse_submit(raw)
+        if webhook is not None:
+            await _check_webhook_target(runtime, webhook, "webhook")
+        inner = _input_webhook_url(job_input)
+        if inner is not None and urlsplit(inner).scheme in ("http", "https"):
+            await _check_webhook_target(runtime, inner, "input.webhook")
     except BadRequest as exc:
         return json_error(400, "invalid_input", exc.message, field=exc.field)
     if runtime.upstream is None:
@@ -104,12 +145,14 @@ async def submit_job(request: web.Request) -> web.Response:
         if existing is not None and not existing.status.is_terminal:
             if existing.input == job_input and existing.client_webhook == webhook:
                 return web.json_response(_summary(existing), status=200)
+            # No job id here: the key may be another client's, and its job is not this caller's.
             return json_error(
-                409, "idempotency_conflict", "the key names a running job with other input", id=existing.id
+                409, "idempotency_conflict", "the key is in use by a running job with other input"
             )
+    ref = new_ref()
     try:
         answer = await runtime.upstream.submit(
-            _worker_input(runtime, job_input), _callback_url(runtime, "runpod")
+            _worker_input(runtime, job_input, ref), _callback_url(runtime, "runpod", ref)
         )
     except UpstreamError as exc:
         return json_error(502, exc.code, exc.message)
@@ -123,6 +166,7 @@ async def submit_job(request: web.Request) -> web.Response:
         idempotency_key=key,
         client_webhook=webhook,
         deadline_at=now + runtime.settings.job_deadline_s,
+        callback_ref=ref,
     )
     stored = await store.create_job(job)
     if stored.id != job.id:
@@ -132,7 +176,7 @@ async def submit_job(request: web.Request) -> web.Response:
         except UpstreamError:
             log.warning("could not cancel a duplicate submission", extra={"job_id": job.id})
         return web.json_response(_summary(stored), status=200)
-    log.info("job %s submitted", job.id, extra={"job_id": job.id})
+    log.info("job %s submitted", job.id, extra={"job_id": job.id, "client": client_label(request)})
     if runtime.upstream.local:
         runtime.spawn(run_on_local_server(runtime, job.id), f"local-run:{job.id}")
     return web.json_response(_summary(stored), status=201)
@@ -255,6 +299,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     # One cancel per attempt: a job retried after a cancel can be cancelled again.
     key = f"cancel:{job.retry_epoch}"
     await store.apply_event(StatusEvent(job_id, JobStatus.CANCELLED, dedupe_key=key, provider=job.provider))
+    log.info("job %s cancelled", job_id, extra={"job_id": job_id, "client": client_label(request)})
     job = await store.get_job(job_id) or job
     return web.json_response(job.to_api())
 
@@ -287,6 +332,7 @@ async def retry_job(request: web.Request) -> web.Response:
         deadline_at=runtime.clock() + runtime.settings.job_deadline_s,  # the new attempt's own time
     )
     await store.apply_event(event)
+    log.info("job %s retried", job_id, extra={"job_id": job_id, "client": client_label(request)})
     job = await store.get_job(job_id) or job
     return web.json_response(job.to_api())
 

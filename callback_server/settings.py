@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from orfeas.envvars import read_bool, read_float, read_int, read_optional, read_str
@@ -32,12 +33,52 @@ JOB_DEADLINE_S = "CALLBACK_JOB_DEADLINE_S"
 RECONCILE_SECONDS = "CALLBACK_RECONCILE_SECONDS"
 LEADER_LEASE_SECONDS = "LEADER_LEASE_SECONDS"
 LOG_LEVEL = "LOG_LEVEL"
+API_KEYS = "API_KEYS"
 
 DEFAULT_DATABASE_URL = "sqlite:///./callback_server.db"
 RUNPOD_API_BASE = "https://api.runpod.ai/v2/"
 # RunPod keeps an async job's result for 30 minutes after it finishes; /status is useless after.
 RUNPOD_RESULT_WINDOW_S = 30 * 60
 _LOG_LEVELS = frozenset({"DEBUG", "INFO", "WARNING", "ERROR"})
+# A key shorter than this is guessable; `secrets.token_urlsafe(24)` gives 32 characters.
+MIN_API_KEY_CHARS = 16
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_KEY_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII without spaces: what a Bearer header carries
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One client's key and the label its requests are logged under (never the key)."""
+
+    label: str
+    key: str
+
+    def __repr__(self) -> str:  # settings get printed in tracebacks: keep the key out
+        return f"ApiKey(label={self.label!r})"
+
+
+def parse_api_keys(raw: str | None) -> tuple[ApiKey, ...]:
+    """`API_KEYS`: comma-separated `label:key` or bare `key` (labelled key-1, key-2, ...)."""
+    if raw is None:
+        return ()
+    keys: list[ApiKey] = []
+    for n, item in enumerate((part.strip() for part in raw.split(",")), start=1):
+        if not item:
+            continue
+        label, colon, key = item.partition(":")
+        if not colon:
+            label, key = f"key-{n}", item
+        if not _LABEL_RE.match(label):
+            raise ConfigError(f"item {n}: a label is 1-64 of A-Z a-z 0-9 _ . -", field=API_KEYS)
+        if len(key) < MIN_API_KEY_CHARS or not _KEY_RE.match(key):
+            raise ConfigError(
+                f"item {n} ({label}): a key is at least {MIN_API_KEY_CHARS} printable characters",
+                field=API_KEYS,
+            )
+        if any(k.label == label for k in keys):
+            raise ConfigError(f"label {label!r} is given twice", field=API_KEYS)
+        keys.append(ApiKey(label, key))
+    return tuple(keys)
 
 
 def _http_url(value: str | None, name: str) -> str | None:
@@ -65,11 +106,13 @@ class ServerSettings:
     port: int = 8080
     database_url: str = DEFAULT_DATABASE_URL
     public_url: str | None = None  # where RunPod and the worker reach us; None: no webhooks asked for
-    callback_token: str | None = None
-    webhook_secret: str | None = None  # Standard Webhooks secret (worker callbacks, client webhooks)
+    callback_token: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(
+        default=None, repr=False
+    )  # Standard Webhooks secret (worker callbacks, client webhooks)
     allow_private_webhooks: bool = False  # client webhooks to private addresses (tests, one-box setups)
     runpod_endpoint_url: str | None = None  # None: submitting and upstream refresh are unavailable
-    runpod_api_key: str | None = None
+    runpod_api_key: str | None = field(default=None, repr=False)
     runpod_local: bool = False  # RunPod's local dev server (`handler.py --rp_serve_api`)
     refresh_s: float = 10.0  # a non-terminal job's row older than this may be refreshed upstream
     upstream_timeout_s: float = 5.0
@@ -79,6 +122,7 @@ class ServerSettings:
     reconcile_s: float = 5.0
     lease_s: float = 10.0
     log_level: str = "INFO"
+    api_keys: tuple[ApiKey, ...] = field(default=(), repr=False)  # empty: the job API (/v1/*) is closed
 
     def __post_init__(self) -> None:
         check_webhook_secret(self.webhook_secret)
@@ -125,4 +169,5 @@ class ServerSettings:
             reconcile_s=read_float(e, RECONCILE_SECONDS, 5.0, lo=0.05, hi=600.0),
             lease_s=read_float(e, LEADER_LEASE_SECONDS, 10.0, lo=0.5, hi=600.0),
             log_level=log_level,
+            api_keys=parse_api_keys(read_optional(e, API_KEYS)),
         )

@@ -24,8 +24,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from callback_server.app import create_app, start_background
 from callback_server.runtime import RUNTIME, Runtime
-from callback_server.settings import ServerSettings
+from callback_server.settings import ApiKey, ServerSettings
 from callback_server.store import open_store
+
+#: The job API key every harness is configured with, and that its client sends.
+API_KEY = "test-key-0123456789abcdef"
+API_KEY_LABEL = "tests"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 @dataclass
@@ -141,6 +146,8 @@ class Harness:
 
     async def post(self, path: str, body: Any, **kwargs: Any) -> aiohttp.ClientResponse:
         data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        if path.startswith("/v1/") and "headers" not in kwargs:
+            kwargs["headers"] = {"Content-Type": "application/json"}
         return await self.client.post(path, data=data, **kwargs)
 
 
@@ -149,6 +156,7 @@ HarnessMaker = Callable[..., Awaitable[Harness]]
 
 def base_settings(**overrides: Any) -> ServerSettings:
     defaults: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "allow_private_webhooks": True}
+    defaults["api_keys"] = (ApiKey(API_KEY_LABEL, API_KEY),)
     defaults["lease_s"] = 3.0
     defaults.update(overrides)
     return replace(ServerSettings(), **defaults)
@@ -161,7 +169,7 @@ async def start_harness(
     db_path = db_path or tmp_path / f"cb-{next(_db_numbers)}.db"
     store = open_store(f"sqlite:///{db_path}", max_body_bytes=settings.max_body_bytes)
     app = create_app(settings, store, **app_kwargs)
-    client = TestClient(TestServer(app))
+    client = TestClient(TestServer(app), headers=AUTH)  # the job API's key on every request
     await client.start_server()
     start_background(app)
     runtime = app[RUNTIME]

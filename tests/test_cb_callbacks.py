@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook
 from callback_server.app import create_app, start_background
 from callback_server.runtime import RUNTIME
 from callback_server.store import open_store
-from tests.cb_fakes import Harness, base_settings, close_harness, start_harness
+from tests.cb_fakes import AUTH, Harness, base_settings, close_harness, start_harness
 
 pytestmark = pytest.mark.asyncio
 
@@ -187,7 +187,7 @@ async def _jobs_after_start(db: Path, settings, awaited: str, others: tuple[str,
     then read `others` once: {job id: the job as GET /v1/jobs shows it, or None if unknown}.
     Replay goes in row order, so rows stored before the awaited one have been replayed by then."""
     app = create_app(settings, open_store(f"sqlite:///{db}"))
-    client = TestClient(TestServer(app))
+    client = TestClient(TestServer(app), headers=AUTH)
     await client.start_server()
     found: dict[str, dict | None] = dict.fromkeys((awaited, *others))
     try:
@@ -269,7 +269,7 @@ async def test_port_answers_before_the_store_opens_and_callbacks_wait_for_it(tmp
     gate = asyncio.Event()
     store = SlowOpeningStore(open_store(f"sqlite:///{tmp_path / 'slow.db'}"), gate)
     app = create_app(base_settings(store_wait_s=0.3), store)  # type: ignore[arg-type]
-    client = TestClient(TestServer(app))
+    client = TestClient(TestServer(app), headers=AUTH)
     await client.start_server()
     try:
         start_background(app)

@@ -18,6 +18,7 @@ from standardwebhooks.webhooks import Webhook
 
 from callback_server import deliveries
 from callback_server.app import LEADER_WORK
+from callback_server.auth import job_secret, job_token, master_key
 from callback_server.reconciler import reconcile_once
 from tests.cb_fakes import FakeRunPod, Harness, WebhookSink, base_settings, close_harness, start_harness
 
@@ -156,7 +157,7 @@ async def test_submit_sends_webhooks_and_stores_the_job(env):
     h = await env.harness(
         runpod_endpoint_url=url,
         public_url="https://cb.example.com",
-        callback_token="tok",
+        callback_token="master-callback-token",
         webhook_secret=SECRET,
     )
     resp = await h.client.post("/v1/jobs", json={"input": {"image": "https://x/y.png"}})
@@ -164,11 +165,21 @@ async def test_submit_sends_webhooks_and_stores_the_job(env):
     created = await resp.json()
     assert created == {"id": "rp-1", "status": "IN_QUEUE"}
     sent = fake.submitted[0]
-    assert sent["webhook"] == "https://cb.example.com/callbacks/runpod?token=tok"
+    stored = await h.runtime.store.get_job("rp-1")
+    assert stored is not None
+    assert stored.callback_ref
+    ref = stored.callback_ref
+    master = master_key(h.runtime.settings)
+    assert master is not None
+    assert (
+        sent["webhook"] == f"https://cb.example.com/callbacks/runpod?ref={ref}&token={job_token(master, ref)}"
+    )
     assert sent["input"]["webhook"] == {
-        "url": "https://cb.example.com/callbacks/orfeas?token=tok",
-        "secret": SECRET,
+        "url": f"https://cb.example.com/callbacks/orfeas?ref={ref}",
+        "secret": job_secret(master, ref),
     }
+    assert "master-callback-token" not in json.dumps(sent)  # neither master leaves the server
+    assert SECRET.removeprefix("whsec_") not in json.dumps(sent)
     assert sent["input"]["image"] == "https://x/y.png"
     job = await h.job("rp-1")
     assert job["status"] == "IN_QUEUE"
@@ -187,7 +198,7 @@ async def test_submit_keeps_a_webhook_the_input_names(env):
 
 
 async def test_idempotency_key_returns_the_same_job_or_409(env):
-    """The same key and input while running → the same job; other input → 409 naming it."""
+    """The same key and input while running → the same job; other input → 409 naming no job."""
     fake = FakeRunPod()
     url = await env.upstream(fake)
     h = await env.harness(runpod_endpoint_url=url)
@@ -199,7 +210,9 @@ async def test_idempotency_key_returns_the_same_job_or_409(env):
     assert (await again.json())["id"] == (await first.json())["id"]
     other = await h.client.post("/v1/jobs", json={"input": {"prompt": "a cup"}, "idempotency_key": "k-1"})
     assert other.status == 409
-    assert (await other.json())["id"] == "rp-1"
+    conflict = await other.json()
+    assert conflict["error"]["code"] == "idempotency_conflict"
+    assert "rp-1" not in json.dumps(conflict)
     assert fake.calls_to("/run") == 1
 
 
@@ -218,7 +231,7 @@ async def test_submit_validates_its_body(env, body):
     fake = FakeRunPod()
     url = await env.upstream(fake)
     h = await env.harness(runpod_endpoint_url=url)
-    resp = await h.client.post("/v1/jobs", data=body)
+    resp = await h.client.post("/v1/jobs", data=body, headers={"Content-Type": "application/json"})
     assert resp.status == 400
     assert (await resp.json())["error"]["code"] == "invalid_input"
     assert fake.calls == []

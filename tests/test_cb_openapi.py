@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from callback_server.app import create_app
 from callback_server.openapi import openapi_document
 from callback_server.store import open_store
-from tests.cb_fakes import ServedApp, base_settings
+from tests.cb_fakes import AUTH, ServedApp, base_settings
 
 EXAMPLES = 25
 
@@ -60,6 +60,6 @@ def test_api_keeps_to_its_schema(served: ServedApp):
             max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
         )
         def check(case) -> None:
-            case.call_and_validate(base_url=served.base_url, timeout=10)
+            case.call_and_validate(base_url=served.base_url, timeout=10, headers=AUTH)
 
         check()

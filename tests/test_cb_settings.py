@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 
@@ -80,4 +81,11 @@ def test_a_webhook_secret_that_cannot_sign_fails_at_start():
     with pytest.raises(ConfigError) as info:
         ServerSettings.from_env({"ORFEAS_WEBHOOK_SECRET": "whsec_not base64!"})
     assert info.value.field == "ORFEAS_WEBHOOK_SECRET"
-    assert ServerSettings.from_env({"ORFEAS_WEBHOOK_SECRET": "plain-text-secret"}).auth_required
+    # Without the prefix a secret is base64 too (as the reference library reads it), not raw text.
+    unprefixed = base64.b64encode(b"k" * 24).decode()
+    assert ServerSettings.from_env({"ORFEAS_WEBHOOK_SECRET": unprefixed}).auth_required
+    for short in ("plain-text-secret", "whsec_" + base64.b64encode(b"k" * 23).decode()):
+        with pytest.raises(ConfigError) as info:
+            ServerSettings.from_env({"ORFEAS_WEBHOOK_SECRET": short})
+        assert info.value.field == "ORFEAS_WEBHOOK_SECRET"
+        assert "at least 24" in str(info.value)

@@ -38,6 +38,8 @@ class ApplyOutcome(StrEnum):
     APPLIED = "applied"  # moved the job forward (or updated progress within IN_PROGRESS)
     DUPLICATE = "duplicate"  # same dedupe key seen before: recorded, not applied
     STALE = "stale"  # would move the job backwards or out of a terminal state: not applied
+    # Authenticated for another job (its ref is not the job's): not applied, no job event kept.
+    WRONG_JOB = "wrong_job"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class Job:
     retry_epoch: int = 0
     upstream_checked_at: float | None = None  # last RunPod /status call for this job
     deadline_at: float | None = None  # past it, a non-terminal job becomes TIMED_OUT
+    # The reference its callback credentials are derived from (callback_server/auth.py).
+    callback_ref: str | None = None
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -82,6 +86,8 @@ class StatusEvent:
     provider: str = "runpod"
     retry_epoch: int | None = None  # RunPod /retry: the one way back, with a higher epoch
     deadline_at: float | None = None  # with a higher retry epoch: the new attempt's deadline
+    # A callback authenticated by one job's credentials: it may change only the job with this ref.
+    callback_ref: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,7 +154,9 @@ def plan_event(
 
     `seen` is True when the job already recorded an event with the same dedupe key. The second
     value is None when nothing changes. Rules, in order:
-    - unknown job → CREATED in the event's state (another system may have submitted it);
+    - unknown job → CREATED in the event's state (another system may have submitted it), with
+      the event's callback ref;
+    - an event bound to a ref (`callback_ref`) that is not the job's → WRONG_JOB;
     - same dedupe key → DUPLICATE;
     - a retry epoch below the job's → STALE (an event of an earlier attempt);
     - a retry epoch above the job's → APPLIED whatever the state (RunPod /retry: the one way
@@ -170,8 +178,11 @@ def plan_event(
             error=event.error,
             provider=event.provider,
             retry_epoch=event.retry_epoch or 0,
+            callback_ref=event.callback_ref,
         )
         return ApplyOutcome.CREATED, created
+    if event.callback_ref is not None and event.callback_ref != job.callback_ref:
+        return ApplyOutcome.WRONG_JOB, None
     if seen:
         return ApplyOutcome.DUPLICATE, None
     updated_at = max(now, job.updated_at + 1e-6)
@@ -211,14 +222,20 @@ def merge_submitted(existing: Job, submitted: Job) -> Job | None:
     A callback (the worker's first progress event, a fast RunPod webhook) can create the job
     before the submitting request stores it: the row then has the job's state but not its input,
     idempotency key, client webhook or deadline. The stored state is kept; only empty fields are
-    filled.
+    filled. A row created by a callback bound to another ref than the submission's was made with
+    another job's credentials: the submission replaces it whole.
     """
+    if existing.callback_ref is not None and existing.callback_ref != submitted.callback_ref:
+        return dataclasses.replace(
+            submitted, updated_at=max(submitted.updated_at, existing.updated_at + 1e-6)
+        )
     merged = dataclasses.replace(
         existing,
         input=existing.input if existing.input is not None else submitted.input,
         idempotency_key=existing.idempotency_key or submitted.idempotency_key,
         client_webhook=existing.client_webhook or submitted.client_webhook,
         deadline_at=existing.deadline_at if existing.deadline_at is not None else submitted.deadline_at,
+        callback_ref=existing.callback_ref or submitted.callback_ref,
     )
     return None if merged == existing else merged
 
@@ -239,6 +256,7 @@ JOB_COLUMNS = (
     "retry_epoch",
     "upstream_checked_at",
     "deadline_at",
+    "callback_ref",
 )
 _JSON_COLUMNS = frozenset({"progress", "output", "error", "input"})
 #: The error a job gets when the leader marks it TIMED_OUT past its deadline.

@@ -45,7 +45,7 @@ from callback_server.store.url import DATABASE_URL
 from orfeas.errors import StorageError
 from orfeas.status import JobStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: jobs.callback_ref
 log = logging.getLogger("callback_server.store")
 
 CHANNEL = "orfeas_jobs"
@@ -90,8 +90,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     client_webhook TEXT,
     retry_epoch INTEGER NOT NULL DEFAULT 0,
     upstream_checked_at DOUBLE PRECISION,
-    deadline_at DOUBLE PRECISION
+    deadline_at DOUBLE PRECISION,
+    callback_ref TEXT
 );
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS callback_ref TEXT;
 CREATE INDEX IF NOT EXISTS jobs_idempotency ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_open ON jobs (updated_at) WHERE status NOT IN {_TERMINAL_SQL};
 CREATE INDEX IF NOT EXISTS jobs_recent ON jobs (updated_at);
@@ -190,17 +192,20 @@ async def _apply(
             await conn.execute(_JOB_UPDATE, *job_params(new))
             if outcome is ApplyOutcome.APPLIED:
                 await _queue(conn, delivery_for(new, event.dedupe_key, now), now)
-    await conn.execute(
-        "INSERT INTO job_events (job_id, dedupe_key, status, outcome, retry_epoch, callback_id, at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        event.job_id,
-        event.dedupe_key,
-        event.status.value,
-        outcome.value,
-        event.retry_epoch,
-        callback_id,
-        now,
-    )
+    # A WRONG_JOB event keeps no job event: it would count as "seen" and turn the job's own
+    # event with that dedupe key into a duplicate.
+    if outcome is not ApplyOutcome.WRONG_JOB:
+        await conn.execute(
+            "INSERT INTO job_events (job_id, dedupe_key, status, outcome, retry_epoch, callback_id, at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            event.job_id,
+            event.dedupe_key,
+            event.status.value,
+            outcome.value,
+            event.retry_epoch,
+            callback_id,
+            now,
+        )
     if callback_id is not None:
         await conn.execute(
             "UPDATE callbacks SET job_id = $1, outcome = $2 WHERE id = $3",

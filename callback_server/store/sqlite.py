@@ -50,7 +50,7 @@ from orfeas.status import JobStatus
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: jobs.callback_ref
 _TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal)
 _TERMINAL_SQL = "(" + ",".join(f"'{s}'" for s in _TERMINAL) + ")"
 
@@ -87,7 +87,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     client_webhook TEXT,
     retry_epoch INTEGER NOT NULL DEFAULT 0,
     upstream_checked_at REAL,
-    deadline_at REAL
+    deadline_at REAL,
+    callback_ref TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_idempotency ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_open ON jobs (updated_at) WHERE status NOT IN {_TERMINAL_SQL};
@@ -324,19 +325,22 @@ def _apply(
     marked = callback_id
     if record is not None:
         callback_id = record(outcome)
-    conn.execute(
-        "INSERT INTO job_events (job_id, dedupe_key, status, outcome, retry_epoch, callback_id, at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            event.job_id,
-            event.dedupe_key,
-            event.status.value,
-            outcome.value,
-            event.retry_epoch,
-            callback_id,
-            now,
-        ),
-    )
+    # A WRONG_JOB event keeps no job event: it would count as "seen" and turn the job's own
+    # event with that dedupe key into a duplicate.
+    if outcome is not ApplyOutcome.WRONG_JOB:
+        conn.execute(
+            "INSERT INTO job_events (job_id, dedupe_key, status, outcome, retry_epoch, callback_id, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.job_id,
+                event.dedupe_key,
+                event.status.value,
+                outcome.value,
+                event.retry_epoch,
+                callback_id,
+                now,
+            ),
+        )
     if marked is not None:
         conn.execute(
             "UPDATE callbacks SET job_id = ?, outcome = ? WHERE id = ?",
@@ -379,6 +383,21 @@ def _delivery(row: sqlite3.Row) -> Delivery:
         terminal=bool(row["terminal"]),
         next_attempt_at=row["next_attempt_at"],
     )
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Schema 2 added jobs.callback_ref; a file made by schema 1 gets the column (NULL for old jobs)."""
+    columns = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
+    if "callback_ref" not in columns:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
+            if "callback_ref" not in columns:  # another process may have added it meanwhile
+                conn.execute("ALTER TABLE jobs ADD COLUMN callback_ref TEXT")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
 
 class SqliteStore:
@@ -425,6 +444,7 @@ class SqliteStore:
         try:
             # One script, one transaction: replicas opening the same file at once create it once.
             conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            _add_missing_columns(conn)
             conn.execute("BEGIN IMMEDIATE")
             row = conn.execute("SELECT max(version) AS v FROM schema_version").fetchone()
             if row["v"] is not None and row["v"] > SCHEMA_VERSION:
