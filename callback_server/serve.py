@@ -21,6 +21,7 @@ from aiohttp import web
 from callback_server.app import create_app, start_background
 from callback_server.settings import ServerSettings
 from callback_server.store import open_store
+from orfeas.redact import install_redaction
 
 SHUTDOWN_TIMEOUT_S = 10.0
 # The SQLite store's writer thread gives up the GIL for every SQLite call and has to win it back
@@ -44,7 +45,9 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 data[key] = value
-        if record.exc_info:
+        if record.exc_text:  # set (and redacted) by orfeas.redact.RedactingFilter
+            data["exc"] = record.exc_text
+        elif record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
         return json.dumps(data, default=str)
 
@@ -54,6 +57,7 @@ def configure_logging(level: str) -> None:
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    install_redaction(root)  # tokens and presigned query strings never reach a log line
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 

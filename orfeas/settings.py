@@ -6,6 +6,7 @@ Every variable name is a constant below; a malformed value fails at start with C
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ DEFAULT_SIZE_MM = "ORFEAS_DEFAULT_SIZE_MM"
 MAX_IMAGE_BYTES = "ORFEAS_MAX_IMAGE_BYTES"
 MAX_IMAGE_PIXELS = "ORFEAS_MAX_IMAGE_PIXELS"
 FETCH_TIMEOUT_S = "ORFEAS_FETCH_TIMEOUT_S"
+INPUT_BUCKETS = "ORFEAS_INPUT_BUCKETS"
 JOB_TIMEOUT_S = "ORFEAS_JOB_TIMEOUT_S"
 STAGE_TIMEOUT_S = "ORFEAS_STAGE_TIMEOUT_S"
 AUTO_SHAPE_BACKEND = "ORFEAS_AUTO_SHAPE_BACKEND"
@@ -68,6 +70,27 @@ def _default_hf_home() -> str:
     return str(Path.home() / ".cache" / "huggingface")
 
 
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+def parse_input_buckets(raw: str | None) -> tuple[str, ...]:
+    """ORFEAS_INPUT_BUCKETS: comma-separated `bucket` or `bucket/prefix`; none by default."""
+    if raw is None:
+        return ()
+    allowed: list[str] = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        bucket, _, prefix = item.partition("/")
+        prefix = prefix.strip("/")
+        if not _BUCKET_NAME.match(bucket):
+            raise ConfigError(f"not an S3 bucket name: {bucket!r}", field=INPUT_BUCKETS)
+        if any(part in ("", ".", "..") for part in prefix.split("/")) and prefix:
+            raise ConfigError(f"a prefix of plain path segments, not {prefix!r}", field=INPUT_BUCKETS)
+        allowed.append(f"{bucket}/{prefix}" if prefix else bucket)
+    return tuple(allowed)
+
+
 def check_webhook_secret(secret: str | None) -> None:
     """ORFEAS_WEBHOOK_SECRET, checked when settings are built (the worker's and the callback
     server's): one that cannot sign would otherwise fail, or sign with a key no receiver holds,
@@ -90,6 +113,8 @@ class Settings:
     # 40 MP: larger than any phone photo, far below a 20k x 20k decompression bomb (400 MP).
     max_image_pixels: int = 40_000_000
     fetch_timeout_s: float = 10.0
+    # s3:// pictures only from these buckets (or bucket/prefix); none by default.
+    input_buckets: tuple[str, ...] = ()
     job_timeout_s: float = 600.0
     stage_timeout_s: float = 300.0
     auto_shape_backend: str = "weights_free"
@@ -134,6 +159,7 @@ class Settings:
             max_image_bytes=read_int(e, MAX_IMAGE_BYTES, 20 * 1024 * 1024, lo=1024),
             max_image_pixels=read_int(e, MAX_IMAGE_PIXELS, 40_000_000, lo=64 * 64),
             fetch_timeout_s=read_float(e, FETCH_TIMEOUT_S, 10.0, lo=0.1, hi=300.0),
+            input_buckets=parse_input_buckets(read_optional(e, INPUT_BUCKETS)),
             job_timeout_s=read_float(e, JOB_TIMEOUT_S, 600.0, lo=1.0),
             stage_timeout_s=read_float(e, STAGE_TIMEOUT_S, 300.0, lo=1.0),
             auto_shape_backend=read_choice(

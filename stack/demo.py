@@ -37,9 +37,14 @@ class DemoError(RuntimeError):
     pass
 
 
-def http_json(method: str, url: str, body: Any = None, timeout_s: float = 30.0) -> tuple[int, Any]:
+def http_json(
+    method: str, url: str, body: Any = None, timeout_s: float = 30.0, *, api_key: str | None = None
+) -> tuple[int, Any]:
+    """One JSON call; `api_key` goes as the Bearer header the job API (/v1/*) needs."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method)
+    if api_key is not None:
+        request.add_header("Authorization", f"Bearer {api_key}")
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
@@ -54,11 +59,13 @@ def http_json(method: str, url: str, body: Any = None, timeout_s: float = 30.0) 
 
 
 def submit(
-    server_url: str, picture: Path, key: str, job_input: dict[str, Any] | None = None
+    server_url: str, picture: Path, key: str, job_input: dict[str, Any] | None = None, *, api_key: str
 ) -> dict[str, Any]:
     body_input = {"image": base64.b64encode(picture.read_bytes()).decode(), "formats": ["glb", "stl"]}
     body_input.update(job_input or {})
-    status, answer = http_json("POST", f"{server_url}/v1/jobs", {"input": body_input, "idempotency_key": key})
+    status, answer = http_json(
+        "POST", f"{server_url}/v1/jobs", {"input": body_input, "idempotency_key": key}, api_key=api_key
+    )
     if status not in (200, 201):
         raise DemoError(f"POST /v1/jobs answered {status}: {answer}")
     return answer
@@ -116,13 +123,15 @@ class ProgressPrinter:
             self.out.flush()
 
 
-def follow(server_url: str, job_id: str, printer: ProgressPrinter, timeout_s: float) -> dict[str, Any]:
+def follow(
+    server_url: str, job_id: str, printer: ProgressPrinter, timeout_s: float, *, api_key: str
+) -> dict[str, Any]:
     """Long-poll GET /v1/jobs/{id}?wait= until the job is terminal or `timeout_s` passes."""
     deadline = time.monotonic() + timeout_s
     job: dict[str, Any] = {"id": job_id, "status": "IN_QUEUE"}
     while True:
         status, answer = http_json(
-            "GET", f"{server_url}/v1/jobs/{job_id}?wait={WAIT_S}", timeout_s=WAIT_S + 10
+            "GET", f"{server_url}/v1/jobs/{job_id}?wait={WAIT_S}", timeout_s=WAIT_S + 10, api_key=api_key
         )
         if status != 200:
             raise DemoError(f"GET /v1/jobs/{job_id} answered {status}: {answer}")
@@ -157,10 +166,11 @@ def run_demo(out_dir: Path, *, serve: bool, timeout_s: float, out: TextIO = sys.
         print(f"  worker (RunPod)  {stack.worker_url}", file=out)
         print(f"  callback server  {stack.server_url}  ({stack.database_path})", file=out)
         key = f"demo-{uuid.uuid4().hex[:12]}"
-        summary = submit(stack.server_url, SAMPLE, key)
+        print(f"  API key          {stack.api_key}  (API_KEYS=demo:<key>)", file=out)
+        summary = submit(stack.server_url, SAMPLE, key, api_key=stack.api_key)
         job_id = summary["id"]
         print(f"submitted {SAMPLE.name} as job {job_id} (idempotency key {key})", file=out, flush=True)
-        job = follow(stack.server_url, job_id, ProgressPrinter(out), timeout_s)
+        job = follow(stack.server_url, job_id, ProgressPrinter(out), timeout_s, api_key=stack.api_key)
         print(f"final status: {job['status']}", file=out)
         if job["status"] != "COMPLETED":
             raise DemoError(f"job {job_id} ended {job['status']}: {json.dumps(job.get('error'))}")
@@ -175,7 +185,8 @@ def run_demo(out_dir: Path, *, serve: bool, timeout_s: float, out: TextIO = sys.
             target = out_dir / f"model.{fmt}"
             download(info["url"], target, info["sha256"], info.get("bytes"))
             print(f"downloaded {target} (sha256 verified)", file=out)
-        print(f"status page: {stack.server_url}/", file=out, flush=True)
+        # The key goes in the fragment: the page keeps it in localStorage, the server never sees it.
+        print(f"status page: {stack.server_url}/#key={stack.api_key}", file=out, flush=True)
         if serve:
             print("serving until Ctrl-C ...", file=out, flush=True)
             try:

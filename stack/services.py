@@ -34,6 +34,7 @@ class Stack:
     database_path: Path
     callback_token: str
     webhook_secret: str
+    api_key: str  # the job API's key (API_KEYS=demo:<key>), sent as Authorization: Bearer
 
 
 def _base_env() -> dict[str, str]:
@@ -70,7 +71,8 @@ def start_s3(sup: Supervisor) -> str:
     return url
 
 
-def start_worker(sup: Supervisor, s3_url: str, webhook_secret: str) -> str:
+def start_worker(sup: Supervisor, s3_url: str) -> str:
+    """The worker holds no callback secret: each job's input brings its own, derived by the server."""
     port = free_port(HOST)
     env = _base_env()
     env.update(
@@ -81,9 +83,9 @@ def start_worker(sup: Supervisor, s3_url: str, webhook_secret: str) -> str:
             "ORFEAS_S3_BUCKET": BUCKET,
             "ORFEAS_S3_REGION": REGION,
             "ORFEAS_ALLOW_PRIVATE_WEBHOOKS": "1",
-            "ORFEAS_WEBHOOK_SECRET": webhook_secret,
         }
     )
+    env.pop("ORFEAS_WEBHOOK_SECRET", None)
     argv = [
         sys.executable,
         str(ROOT / "handler.py"),
@@ -101,7 +103,13 @@ def start_worker(sup: Supervisor, s3_url: str, webhook_secret: str) -> str:
 
 
 def start_server(
-    sup: Supervisor, worker_url: str, s3_url: str, database: Path, callback_token: str, webhook_secret: str
+    sup: Supervisor,
+    worker_url: str,
+    s3_url: str,
+    database: Path,
+    callback_token: str,
+    webhook_secret: str,
+    api_key: str,
 ) -> str:
     port = free_port(HOST)
     url = f"http://{HOST}:{port}"
@@ -116,6 +124,7 @@ def start_server(
             "RUNPOD_LOCAL": "1",
             "CALLBACK_TOKEN": callback_token,
             "ORFEAS_WEBHOOK_SECRET": webhook_secret,
+            "API_KEYS": f"demo:{api_key}",
             "ORFEAS_ALLOW_PRIVATE_WEBHOOKS": "1",
             "LEADER_LEASE_SECONDS": "3",
             # The status page's preview fetches the GLB from the S3 server (its CSP allows it).
@@ -134,8 +143,9 @@ def start_stack(sup: Supervisor, workdir: Path) -> Stack:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)  # a fresh store for every run
     token = secrets.token_urlsafe(16)
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+    api_key = secrets.token_urlsafe(24)
     s3_url = start_s3(sup)
-    worker_url = start_worker(sup, s3_url, secret)
-    server_url = start_server(sup, worker_url, s3_url, database, token, secret)
-    return Stack(s3_url, BUCKET, worker_url, server_url, database, token, secret)
+    worker_url = start_worker(sup, s3_url)
+    server_url = start_server(sup, worker_url, s3_url, database, token, secret, api_key)
+    return Stack(s3_url, BUCKET, worker_url, server_url, database, token, secret, api_key)

@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 
 from callback_server.store import LEADER_LEASE, open_store
+from tests.cb_fakes import API_KEY, API_KEY_LABEL, AUTH
 from tests.store_support import PG_URL, PG_URL_ENV, reset_postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
@@ -41,6 +42,7 @@ def server_process(db: Path | str, port: int, **env: str) -> Iterator[subprocess
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "LEADER_LEASE_SECONDS": "2",
+        "API_KEYS": f"{API_KEY_LABEL}:{API_KEY}",
         **env,
     }
     proc = subprocess.Popen(
@@ -65,7 +67,7 @@ def server_process(db: Path | str, port: int, **env: str) -> Iterator[subprocess
 
 
 async def get_json(session: aiohttp.ClientSession, url: str) -> tuple[int, dict]:
-    async with session.get(url) as resp:
+    async with session.get(url, headers=AUTH) as resp:
         return resp.status, await resp.json()
 
 

@@ -13,7 +13,7 @@ from orfeas.settings import Settings
 from tests.inputs_support import EMBLEM
 
 PICTURE = EMBLEM.read_bytes()
-SETTINGS = Settings()
+SETTINGS = Settings(input_buckets=("my-bucket/inputs", "bucket"))
 
 
 def read(source: str, settings: Settings = SETTINGS, **kwargs: object) -> bytes:
@@ -109,7 +109,39 @@ def test_s3_goes_through_the_object_reader() -> None:
 
 def test_s3_without_a_store_is_refused() -> None:
     """Without an object reader, s3:// sources say a store must be configured."""
-    refused("s3://my-bucket/emblem.png", "need a configured object store")
+    refused("s3://bucket/emblem.png", "need a configured object store")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "s3://other-bucket/inputs/emblem.png",  # not listed
+        "s3://my-bucket/emblem.png",  # listed with a prefix it is outside of
+        "s3://my-bucket/inputs-old/emblem.png",  # a prefix is a folder, not a string start
+        "s3://my-bucket/inputs/../secrets/key.png",
+        "s3://my-bucket/inputs",
+    ],
+)
+def test_s3_outside_the_allowed_buckets_is_refused_without_reading(source: str) -> None:
+    """Only ORFEAS_INPUT_BUCKETS entries are read; anything else is refused before the reader is
+    called, with one message whatever the object (the bucket named, nothing about the key)."""
+    calls: list[tuple[str, str]] = []
+
+    def reader(bucket: str, key: str) -> bytes:
+        calls.append((bucket, key))
+        return PICTURE
+
+    error = refused(source, "only from the buckets in ORFEAS_INPUT_BUCKETS", object_reader=reader)
+    assert calls == []
+    bucket = source[5:].split("/", 1)[0]
+    assert (
+        error.message == f"s3://{bucket}/...: pictures are read only from the buckets in ORFEAS_INPUT_BUCKETS"
+    )
+
+
+def test_no_bucket_is_open_by_default() -> None:
+    """Without ORFEAS_INPUT_BUCKETS no s3:// picture is read."""
+    refused("s3://bucket/a.png", "ORFEAS_INPUT_BUCKETS", Settings(), object_reader=lambda b, k: PICTURE)
 
 
 @pytest.mark.parametrize(
@@ -137,7 +169,7 @@ def test_s3_reader_errors() -> None:
     refused(
         "s3://bucket/a.png",
         "over the 1024-byte limit",
-        Settings(max_image_bytes=1024),
+        Settings(max_image_bytes=1024, input_buckets=("bucket",)),
         object_reader=lambda b, k: PICTURE,
     )
     refused("s3://bucket/a.png", "is empty", object_reader=lambda b, k: b"")

@@ -81,13 +81,18 @@ def test_one_job_through_the_whole_stack(tmp_path: Path) -> None:
         assert len(pids) == 3
 
         key = "e2e-" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:12]
-        first = submit(stack.server_url, SAMPLE, key)
+        # The job API is closed without the stack's key.
+        status, refused = http_json("GET", f"{stack.server_url}/v1/jobs")
+        assert (status, refused["error"]["code"]) == (401, "api_key_required")
+        first = submit(stack.server_url, SAMPLE, key, api_key=stack.api_key)
         job_id = first["id"]
-        again = submit(stack.server_url, SAMPLE, key)  # while the first is queued or running
+        again = submit(
+            stack.server_url, SAMPLE, key, api_key=stack.api_key
+        )  # while the first is queued or running
         assert again["id"] == job_id
 
         sink = Lines()
-        job = follow(stack.server_url, job_id, ProgressPrinter(sink), JOB_TIMEOUT_S)  # type: ignore[arg-type]
+        job = follow(stack.server_url, job_id, ProgressPrinter(sink), JOB_TIMEOUT_S, api_key=stack.api_key)  # type: ignore[arg-type]
         assert job["status"] == "COMPLETED", job.get("error")
         assert sink.lines[-1].startswith("[" + "#" * 30 + "] 100.0% COMPLETED")
 
@@ -118,14 +123,14 @@ def test_one_job_through_the_whole_stack(tmp_path: Path) -> None:
         # A second read is served from storage: no upstream call.
         calls = upstream_calls(stack.server_url)
         for _ in range(2):
-            status, answer = http_json("GET", f"{stack.server_url}/v1/jobs/{job_id}")
+            status, answer = http_json("GET", f"{stack.server_url}/v1/jobs/{job_id}", api_key=stack.api_key)
             assert status == 200
             assert answer["status"] == "COMPLETED"
             assert answer["output"] == output
         assert upstream_calls(stack.server_url) == calls
 
         # One job for the key: the list holds it once.
-        status, listed = http_json("GET", f"{stack.server_url}/v1/jobs?limit=50")
+        status, listed = http_json("GET", f"{stack.server_url}/v1/jobs?limit=50", api_key=stack.api_key)
         assert status == 200
         assert [j["id"] for j in listed["jobs"]] == [job_id]
 
@@ -140,14 +145,15 @@ def test_one_job_through_the_whole_stack(tmp_path: Path) -> None:
         assert re.search(r"connect-src [^;]*" + re.escape(stack.s3_url), csp)
         if CHROMIUM.exists():
             rc, dom, err = run_chromium(
-                ["--dump-dom", f"{stack.server_url}/?wait=0"], tmp_path / "profile-dom"
+                ["--dump-dom", f"{stack.server_url}/?wait=0#key={stack.api_key}"], tmp_path / "profile-dom"
             )
             assert rc == 0, err[-2000:]
             assert f'data-job-id="{job_id}" data-status="COMPLETED"' in dom
             assert "<model-viewer" in dom
             shot = tmp_path / "stack-status-page.png"
             rc, _, err = run_chromium(
-                [f"--screenshot={shot}", f"{stack.server_url}/?wait=0"], tmp_path / "profile-shot"
+                [f"--screenshot={shot}", f"{stack.server_url}/?wait=0#key={stack.api_key}"],
+                tmp_path / "profile-shot",
             )
             assert rc == 0, err[-2000:]
             ARTIFACTS.mkdir(exist_ok=True)

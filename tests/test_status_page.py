@@ -31,12 +31,13 @@ from callback_server.routes_page import (
     model_origins,
 )
 from callback_server.runtime import RUNTIME
-from callback_server.settings import ServerSettings
+from callback_server.settings import ApiKey, ServerSettings
 from callback_server.store import open_store
 from callback_server.store.base import Job, StatusEvent
 from orfeas.errors import ConfigError
 from orfeas.status import JobStatus
 from stack.processes import free_port
+from tests.cb_fakes import API_KEY, API_KEY_LABEL
 from tests.moto_server import s3_client
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -118,7 +119,9 @@ async def page(tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
     glb_url = client.generate_presigned_url(
         "get_object", Params={"Bucket": BUCKET, "Key": "jobs/page-done/model.glb"}, ExpiresIn=600
     )
-    settings = replace(ServerSettings(), host="127.0.0.1", port=0, lease_s=3.0)
+    settings = replace(
+        ServerSettings(), host="127.0.0.1", port=0, lease_s=3.0, api_keys=(ApiKey(API_KEY_LABEL, API_KEY),)
+    )
     store = open_store(f"sqlite:///{tmp_path / 'page.db'}")
     monkeypatch.setenv("ORFEAS_PAGE_MODEL_ORIGINS", s3_endpoint)  # read once, when the app is made
     app = create_app(settings, store)
@@ -167,6 +170,26 @@ async def test_index_and_static_files_have_types_and_policy(page: Page) -> None:
         for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/nothing.js", "/static/vendor"):
             async with session.get(page.url + path) as answer:
                 assert answer.status == 404, path
+
+
+@pytest.mark.asyncio
+async def test_the_shell_loads_without_a_key_and_the_jobs_need_one(page: Page) -> None:
+    """GET / answers without a key; the jobs it would list answer 401 without one, 200 with it."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(page.url + "/") as answer:
+            assert answer.status == 200
+        async with session.get(page.url + "/v1/jobs") as answer:
+            assert answer.status == 401
+            assert (await answer.json())["error"]["code"] == "api_key_required"
+        async with session.get(
+            page.url + "/v1/jobs", headers={"Authorization": f"Bearer {API_KEY}"}
+        ) as answer:
+            assert answer.status == 200
+            assert {j["id"] for j in (await answer.json())["jobs"]} == {
+                "page-done",
+                "page-running",
+                "page-failed",
+            }
 
 
 @pytest.mark.asyncio
@@ -233,10 +256,24 @@ async def test_page_renders_jobs_and_preview_in_chromium(page: Page, tmp_path: P
         "--window-size=1280,900",
         "--virtual-time-budget=5000",
     ]
+    # Without a key the shell loads and shows no job, only the form that asks for one.
     rc, dom, err = await _chromium(
-        [*common, f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom", page.url + "/?wait=0"]
+        [*common, f"--user-data-dir={tmp_path / 'profile-nokey'}", "--dump-dom", page.url + "/?wait=0"]
     )
     assert rc == 0, err[-2000:]
+    assert "data-job-id" not in dom
+    assert '<form id="key-form">' in dom  # no longer hidden
+    # With the key (given as a fragment, kept in localStorage, sent as the Bearer header).
+    rc, dom, err = await _chromium(
+        [
+            *common,
+            f"--user-data-dir={tmp_path / 'profile-dom'}",
+            "--dump-dom",
+            page.url + f"/?wait=0#key={API_KEY}",
+        ]
+    )
+    assert rc == 0, err[-2000:]
+    assert API_KEY not in dom  # the fragment is taken out of the address bar
     for job_id, status in (
         ("page-done", "COMPLETED"),
         ("page-running", "IN_PROGRESS"),
@@ -253,7 +290,7 @@ async def test_page_renders_jobs_and_preview_in_chromium(page: Page, tmp_path: P
             *common,
             f"--user-data-dir={tmp_path / 'profile-shot'}",
             f"--screenshot={shot}",
-            page.url + "/?wait=0",
+            page.url + f"/?wait=0#key={API_KEY}",
         ]
     )
     assert rc == 0, err[-2000:]

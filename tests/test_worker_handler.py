@@ -49,6 +49,7 @@ def _env(s3_endpoint: str, bucket: str, **extra: str) -> dict[str, str]:
         "ORFEAS_S3_REGION": REGION,
         "ORFEAS_ALLOW_PRIVATE_WEBHOOKS": "1",
         "ORFEAS_WEBHOOK_SECRET": SECRET,
+        "ORFEAS_INPUT_BUCKETS": f"{bucket}/inputs",
         **extra,
     }
 
@@ -134,6 +135,52 @@ def test_s3_pictures_are_read_through_the_store(handler_module, s3_endpoint, buc
     output = asyncio.run(handler_module.handler(job))
     assert "error" not in output, output
     assert output["meshes"]["stl"]["key"] == "orfeas/job-s3-in/model.stl"
+
+
+def test_s3_pictures_outside_the_input_buckets_are_refused_without_an_s3_call(
+    handler_module, s3_endpoint, bucket
+):
+    """A bucket the worker's credentials reach but ORFEAS_INPUT_BUCKETS does not list is refused
+    before any S3 call, with the same error for an object that exists and one that does not."""
+    picture = (ROOT / "orfeas" / "samples" / "emblem.png").read_bytes()
+    client = s3_client(s3_endpoint)
+    client.put_object(Bucket=bucket, Key="private/emblem.png", Body=picture)  # outside bucket/inputs
+    other = f"other-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=other)
+    client.put_object(Bucket=other, Key="inputs/emblem.png", Body=picture)
+    pipeline = handler_module.WORKER.pipeline
+    calls: list[tuple[str, str]] = []
+    real_reader = pipeline.object_reader
+
+    def counting(b: str, k: str) -> bytes:
+        calls.append((b, k))
+        return real_reader(b, k)
+
+    pipeline.object_reader = counting
+    errors = {}
+    for n, source in enumerate(
+        (
+            f"s3://{bucket}/private/emblem.png",
+            f"s3://{bucket}/private/missing.png",
+            f"s3://{other}/inputs/emblem.png",
+            f"s3://{other}/inputs/missing.png",
+        )
+    ):
+        job = {"id": f"job-s3-refused-{n}", "input": {"image": source, "formats": ["stl"]}}
+        errors[source] = asyncio.run(handler_module.handler(job))["error"]
+    assert calls == []
+    by_bucket = {b: {e for s, e in errors.items() if s.startswith(f"s3://{b}/")} for b in (bucket, other)}
+    assert by_bucket[bucket] == {
+        f"invalid_input: image: s3://{bucket}/...: pictures are read only from the buckets in ORFEAS_INPUT_BUCKETS"
+    }
+    assert len(by_bucket[other]) == 1
+    assert "emblem" not in "".join(errors.values())
+    assert "bytes" not in "".join(errors.values())
+    # The listed prefix is read through the store: the same credentials, one call.
+    client.put_object(Bucket=bucket, Key="inputs/emblem.png", Body=picture)
+    job = {"id": "job-s3-allowed", "input": {"image": f"s3://{bucket}/inputs/emblem.png", "formats": ["stl"]}}
+    assert "error" not in asyncio.run(handler_module.handler(job))
+    assert calls == [(bucket, "inputs/emblem.png")]
 
 
 def _run_handler(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

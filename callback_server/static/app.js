@@ -127,8 +127,60 @@ function render() {
   renderDetail();
 }
 
+// The job API needs a key (Authorization: Bearer). It is kept in this browser's localStorage,
+// given once through the form or as /#key=<key> (a fragment never reaches the server or its
+// logs; it is removed from the address bar at once).
+const KEY_STORAGE = "orfeas.apiKey";
+
+function takeKeyFromFragment() {
+  const params = new URLSearchParams(window.location.hash.slice(1));
+  const key = params.get("key");
+  if (key) {
+    localStorage.setItem(KEY_STORAGE, key);
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
+}
+
+function apiKey() {
+  return localStorage.getItem(KEY_STORAGE) || "";
+}
+
+class NeedsKey extends Error {}
+
+function showKeyForm(message) {
+  state.jobs = [];
+  state.selected = null;
+  render();
+  const form = document.getElementById("key-form");
+  form.hidden = false;
+  document.getElementById("key-message").textContent = message;
+}
+
+function setUpKeyForm() {
+  const form = document.getElementById("key-form");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const input = document.getElementById("key-input");
+    const key = input.value.trim();
+    if (key) localStorage.setItem(KEY_STORAGE, key);
+    input.value = "";
+    form.hidden = true;
+    wake();
+  });
+  document.getElementById("key-forget").addEventListener("click", () => {
+    localStorage.removeItem(KEY_STORAGE);
+    showKeyForm("Key forgotten.");
+  });
+}
+
 async function getJson(url) {
-  const answer = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
+  const key = apiKey();
+  if (!key) throw new NeedsKey("give an API key to see jobs");
+  const answer = await fetch(url, {
+    headers: { Accept: "application/json", Authorization: `Bearer ${key}` },
+    cache: "no-store",
+  });
+  if (answer.status === 401) throw new NeedsKey("the API key was refused; give another");
   if (!answer.ok) throw new Error(`${url}: HTTP ${answer.status}`);
   return answer.json();
 }
@@ -143,7 +195,19 @@ async function refreshList() {
   render();
 }
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+let wakeUp = null;
+const sleep = (ms) =>
+  new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    wakeUp = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+  });
+
+function wake() {
+  if (wakeUp) wakeUp();
+}
 
 async function loop() {
   const status = document.getElementById("connection");
@@ -161,10 +225,17 @@ async function loop() {
         await sleep(IDLE_MS);
       }
     } catch (error) {
-      status.textContent = `reconnecting (${error.message})`;
+      if (error instanceof NeedsKey) {
+        status.textContent = "no API key";
+        showKeyForm(error.message);
+      } else {
+        status.textContent = `reconnecting (${error.message})`;
+      }
       await sleep(IDLE_MS);
     }
   }
 }
 
+takeKeyFromFragment();
+setUpKeyForm();
 loop();

@@ -61,7 +61,7 @@ def read_image_source(
             data = fetch_https(text, max_bytes=limit, timeout_s=settings.fetch_timeout_s)
         return _capped(data, limit, "the fetched picture")
     if scheme == "s3":
-        return _read_s3(text, object_reader, limit)
+        return _read_s3(text, object_reader, limit, settings.input_buckets)
     what = "plain http is not accepted (use https)" if scheme == "http" else f"{scheme}: is not accepted"
     raise InvalidInput(f"{what}; give base64, a data URI, an https URL or s3://bucket/key", field=FIELD)
 
@@ -101,11 +101,30 @@ def decode_base64(text: str, limit: int) -> bytes:
     return _capped(data, limit, "the picture")
 
 
-def _read_s3(text: str, object_reader: ObjectReader | None, limit: int) -> bytes:
+def is_allowed_object(bucket: str, key: str, allowed: tuple[str, ...]) -> bool:
+    """True when `bucket/key` lies in one of the allowed buckets or `bucket/prefix` entries."""
+    segments = key.split("/")
+    if any(part in (".", "..") for part in segments):
+        return False  # S3 keys are literal, but some S3-compatible stores normalise paths
+    for entry in allowed:
+        name, _, prefix = entry.partition("/")
+        if name == bucket and (not prefix or key.startswith(prefix + "/")):
+            return True
+    return False
+
+
+def _read_s3(text: str, object_reader: ObjectReader | None, limit: int, allowed: tuple[str, ...]) -> bytes:
     rest = text[5:] if text[:5].lower() == "s3://" else ""
     bucket, slash, key = rest.partition("/")
     if not slash or not key or not _BUCKET.match(bucket):
         raise InvalidInput("give S3 pictures as s3://bucket/key", field=FIELD)
+    if not is_allowed_object(bucket, key, allowed):
+        # Decided before any S3 call, and worded the same whatever the bucket holds: the answer
+        # says nothing about which objects exist.
+        raise InvalidInput(
+            f"s3://{bucket}/...: pictures are read only from the buckets in ORFEAS_INPUT_BUCKETS",
+            field=FIELD,
+        )
     if object_reader is None:
         raise InvalidInput(
             f"s3://{bucket}/{key}: s3:// pictures need a configured object store (ORFEAS_S3_BUCKET)",
