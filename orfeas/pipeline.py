@@ -131,7 +131,11 @@ class _Job:
         return self.p.backends.text_to_image().generate(self.request.prompt, ctx)
 
     def _remove_bg(self, image: Image.Image, ctx: StageContext) -> Cutout:
-        return self.p.backends.background().remove(image, ctx)
+        from orfeas.sizes import check_subject
+
+        cutout = self.p.backends.background().remove(image, ctx)
+        check_subject(cutout.mask, self.request.dimensions)  # before the shape is made
+        return cutout
 
     def _make_shape(self, cutout: Cutout, ctx: StageContext) -> tuple[str, ShapeResult]:
         # `auto` is decided inside the stage: judging the picture's palette takes ~30 ms on a
@@ -173,6 +177,7 @@ class _Job:
     ) -> tuple[dict[str, Artifact], MeshStats]:
         from orfeas.mesh.export import export_mesh
         from orfeas.mesh.finish import finish_mesh
+        from orfeas.sizes import check_extents
 
         finished = finish_mesh(
             mesh,
@@ -182,6 +187,7 @@ class _Job:
             default_size_mm=self.settings.default_size_mm,
             ctx=ctx,
         )
+        check_extents(finished.extents, self.request.dimensions)  # before any format is written
         ctx.report(0.5)
         artifacts: dict[str, Artifact] = {}
         for i, fmt in enumerate(self.request.formats):

@@ -24,9 +24,10 @@ class Dimensions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    width_mm: float | None = Field(default=None, gt=0, le=2000)
-    height_mm: float | None = Field(default=None, gt=0, le=2000)
-    depth_mm: float | None = Field(default=None, gt=0, le=2000)
+    # Under 1 mm nothing prints (orfeas.sizes refuses any axis of the final mesh below it too).
+    width_mm: float | None = Field(default=None, ge=1, le=2000)
+    height_mm: float | None = Field(default=None, ge=1, le=2000)
+    depth_mm: float | None = Field(default=None, ge=1, le=2000)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Dimensions:

@@ -27,7 +27,17 @@ def test_minimal_request_gets_defaults():
         ({"image": "x", "colour": "red"}, "colour", "unknown field"),
         ({"image": "x", "texture": "false"}, "texture", "valid boolean"),
         ({"image": "x", "dimensions": {"width_mm": 10, "height_mm": 20}}, "dimensions", "exactly one"),
-        ({"image": "x", "dimensions": {"width_mm": -1}}, "dimensions.width_mm", "greater than 0"),
+        ({"image": "x", "dimensions": {"width_mm": -1}}, "dimensions.width_mm", "greater than or equal to 1"),
+        (
+            {"image": "x", "dimensions": {"width_mm": 1e-9}},
+            "dimensions.width_mm",
+            "greater than or equal to 1",
+        ),
+        (
+            {"image": "x", "dimensions": {"depth_mm": 0.5}},
+            "dimensions.depth_mm",
+            "greater than or equal to 1",
+        ),
         ({"image": "x", "target_faces": 10}, "target_faces", "greater than or equal"),
         ({"image": "x", "backend": "magic"}, "backend", "must be one of"),
         ({"image": 5}, "image", "valid string"),

@@ -62,7 +62,10 @@ def read_header(data: bytes) -> ImageHeader:
 
 
 def check_header(data: bytes, *, max_pixels: int) -> ImageHeader:
-    """read_header, then refuse a frame over `max_pixels` (a decompression bomb) before decoding."""
+    """read_header, then refuse a frame over `max_pixels` (a decompression bomb) or of degenerate
+    proportions (orfeas.sizes: a 40,000,000 x 1 strip is under the pixel cap) before decoding."""
+    from orfeas.sizes import check_frame
+
     header = read_header(data)
     if header.pixels > max_pixels:
         raise InvalidInput(
@@ -70,6 +73,7 @@ def check_header(data: bytes, *, max_pixels: int) -> ImageHeader:
             f"over the limit of {max_pixels}",
             field="image",
         )
+    check_frame(header.width, header.height)
     return header
 
 
