@@ -16,7 +16,7 @@ from typing import Any
 import runpod
 
 from orfeas.errors import OrfeasError
-from orfeas.redact import install_redaction
+from orfeas.redact import configure_logging
 from orfeas.settings import Settings
 from orfeas.worker_job import Worker, worker_concurrency
 
@@ -66,8 +66,7 @@ def _preload() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    install_redaction()  # presigned query strings and tokens never reach a log line
+    configure_logging(SETTINGS.log_level)  # with redaction: no presigned query string or token is logged
     _preload()
     runpod.serverless.start(
         {

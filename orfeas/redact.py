@@ -43,6 +43,8 @@ _HEADER = re.compile(
     + "|".join(re.escape(n) for n in _HEADER_NAMES)
     + r")['\"]?\s*[:=]\s*(?-i:b)?['\"]?)([^'\"\r\n}]+)"
 )
+# botocore's signer logs "Signature:\n<hex>" at DEBUG: for a presigned URL that is its credential.
+_HEX_SIGNATURE = re.compile(r"(?i)(signature:\s*)[0-9a-f]{32,}")
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
 _WHSEC = re.compile(r"whsec_[A-Za-z0-9+/=]+")
 
@@ -53,6 +55,7 @@ def redact(text: str) -> str:
         return text
     text = _HEADER.sub(lambda m: m.group(1) + REDACTED, text)
     text = _QUERY.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    text = _HEX_SIGNATURE.sub(lambda m: m.group(1) + REDACTED, text)
     text = _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
     return _WHSEC.sub("whsec_" + REDACTED, text)
 
@@ -90,3 +93,9 @@ def install_redaction(logger: logging.Logger | None = None) -> None:
     for handler in target.handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """The worker's logging: one stderr handler on the root logger, with redaction installed."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    install_redaction()

@@ -38,6 +38,7 @@ TEXTURE_BACKEND = "ORFEAS_TEXTURE_BACKEND"
 CONCURRENCY = "ORFEAS_CONCURRENCY"
 WEBHOOK_SECRET = "ORFEAS_WEBHOOK_SECRET"
 ALLOW_PRIVATE_WEBHOOKS = "ORFEAS_ALLOW_PRIVATE_WEBHOOKS"
+LOG_LEVEL = "ORFEAS_LOG_LEVEL"
 # Storage (RunPod's own names for the bucket credentials)
 BUCKET_ENDPOINT_URL = "BUCKET_ENDPOINT_URL"
 BUCKET_ACCESS_KEY_ID = "BUCKET_ACCESS_KEY_ID"
@@ -124,6 +125,7 @@ class Settings:
     concurrency: int = 1
     webhook_secret: str | None = None
     allow_private_webhooks: bool = False
+    log_level: str = "INFO"  # the worker's (handler.py); DEBUG shows boto3's and urllib3's requests
 
     bucket_endpoint_url: str | None = None
     bucket_access_key_id: str | None = None
@@ -172,6 +174,9 @@ class Settings:
             concurrency=read_int(e, CONCURRENCY, 1, lo=1, hi=64),
             webhook_secret=read_optional(e, WEBHOOK_SECRET),
             allow_private_webhooks=read_bool(e, ALLOW_PRIVATE_WEBHOOKS, False),
+            log_level=read_choice(
+                e, LOG_LEVEL, "info", frozenset({"debug", "info", "warning", "error"})
+            ).upper(),
             bucket_endpoint_url=read_optional(e, BUCKET_ENDPOINT_URL),
             bucket_access_key_id=read_optional(e, BUCKET_ACCESS_KEY_ID),
             bucket_secret_access_key=read_optional(e, BUCKET_SECRET_ACCESS_KEY),
