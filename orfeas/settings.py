@@ -62,6 +62,7 @@ PAINT_MODEL = "ORFEAS_PAINT_MODEL"
 SEGMENTATION_MODEL = "ORFEAS_SEGMENTATION_MODEL"
 
 RUNPOD_VOLUME = Path("/runpod-volume")
+_LOG_LEVELS = frozenset({"debug", "info", "warning", "error"})
 
 
 def _default_hf_home() -> str:

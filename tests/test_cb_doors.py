@@ -124,6 +124,13 @@ async def start(tmp_path: Path) -> AsyncIterator[Any]:
         await upstream.close()
 
 
+async def _logged(server: Server, text: str, within_s: float = 5.0) -> None:
+    """Return once the server's log holds `text` (the process writes it a moment after answering)."""
+    deadline = time.monotonic() + within_s
+    while text not in server.log_text() and time.monotonic() < deadline:  # noqa: ASYNC110 (a file, no event)
+        await asyncio.sleep(0.05)
+
+
 def _auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
@@ -315,9 +322,7 @@ async def test_no_token_reaches_the_log_from_a_malformed_request_line(start):
         writer.close()
         await writer.wait_closed()
         assert answer.startswith(b"HTTP/1.")
-    deadline = time.monotonic() + 5
-    while "Bad status line" not in server.log_text() and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await _logged(server, "Bad status line")
     text = server.log_text()
     assert "Bad status line" in text
     assert "token=[redacted]" in text
