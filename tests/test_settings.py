@@ -58,9 +58,30 @@ def test_prefix_is_normalised_without_slashes():
 
 @pytest.mark.parametrize("secret", ["whsec_***", "whsec_c2hvcnQ=", "whsec_not base64!", ""])
 def test_a_webhook_secret_that_cannot_sign_fails_naming_the_variable(secret):
-    """ORFEAS_WEBHOOK_SECRET must be usable (base64 after whsec_, 16+ bytes) when settings are built."""
+    """ORFEAS_WEBHOOK_SECRET must be usable (base64, 24+ bytes of key) when settings are built."""
     with pytest.raises(ConfigError) as info:
         Settings(webhook_secret=secret)
     assert info.value.field == "ORFEAS_WEBHOOK_SECRET"
     good = "whsec_" + base64.b64encode(b"k" * 24).decode()
     assert Settings.from_env({"ORFEAS_WEBHOOK_SECRET": good}).webhook_secret == good
+
+
+def test_input_buckets_are_listed_explicitly_and_checked():
+    """ORFEAS_INPUT_BUCKETS: none by default; `bucket` and `bucket/prefix` entries, slashes trimmed;
+    a bad bucket name or a `..` prefix fails naming the variable."""
+    assert Settings.from_env({}).input_buckets == ()
+    given = {"ORFEAS_INPUT_BUCKETS": "uploads, media/inputs/ ,,photos/a/b"}
+    assert Settings.from_env(given).input_buckets == ("uploads", "media/inputs", "photos/a/b")
+    for bad in ("Bad_Bucket", "media/../secrets", "x"):
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env({"ORFEAS_INPUT_BUCKETS": bad})
+        assert info.value.field == "ORFEAS_INPUT_BUCKETS"
+
+
+def test_worker_log_level():
+    """ORFEAS_LOG_LEVEL picks the worker's level (INFO by default); an unknown one names the variable."""
+    assert Settings.from_env({}).log_level == "INFO"
+    assert Settings.from_env({"ORFEAS_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({"ORFEAS_LOG_LEVEL": "loud"})
+    assert info.value.field == "ORFEAS_LOG_LEVEL"

@@ -100,3 +100,59 @@ def test_a_name_resolving_to_a_private_address_is_refused():
     assert resolve_public("lo", 80, field="w", resolver=lambda h, p: ["127.0.0.1"], allow_private=True) == [
         "127.0.0.1"
     ]
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        base64.b64encode(b"unprefixed-key-of-32-bytes-long!").decode(),  # no whsec_ prefix
+        "whsec_" + base64.b64encode(b"k" * 24).decode().rstrip("="),  # unpadded
+        "whsec_" + base64.b64encode(bytes(range(40))).decode(),
+    ],
+)
+def test_secrets_decode_as_the_reference_library_decodes_them_both_ways(secret):
+    """Any secret the reference library accepts gives the same key here: what one signs the other
+    verifies, with and without the whsec_ prefix, padded or not."""
+    from datetime import UTC, datetime
+
+    from orfeas.webhook_signing import check_secret
+
+    assert check_secret(secret) == secret
+    body = b'{"type":"progress","job_id":"j9"}'
+    ours = signature_headers(secret, "msg_9", body)
+    assert standardwebhooks.Webhook(secret).verify(body, ours) == {"type": "progress", "job_id": "j9"}
+    now = datetime.now(tz=UTC)
+    theirs = {
+        "webhook-id": "msg_10",
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": standardwebhooks.Webhook(secret).sign("msg_10", now, body.decode()),
+    }
+    assert verify(secret, theirs, body)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["plain-text-secret", "whsec_" + base64.b64encode(b"k" * 23).decode(), "whsec_", "x", "whsec_A"],
+)
+def test_secrets_under_24_bytes_or_not_base64_are_refused(secret):
+    """A secret whose key is under 24 bytes (or that does not decode) cannot be used."""
+    from orfeas.webhook_signing import check_secret
+
+    with pytest.raises(ValueError, match=r"at least 24|not base64|non-empty"):
+        check_secret(secret)
+
+
+def test_a_rejected_signature_says_why():
+    """rejection() names the reason: missing header, malformed or stale timestamp, bad signature."""
+    from orfeas.webhook_signing import rejection
+
+    body = b'{"a":1}'
+    good = signature_headers(SECRET, "m1", body, timestamp=1_000_000)
+    now = 1_000_010.0
+    assert rejection(SECRET, good, body, now=now) is None
+    assert rejection(SECRET, {k: v for k, v in good.items() if k != "webhook-signature"}, body, now=now) == (
+        "missing header"
+    )
+    assert rejection(SECRET, {**good, "webhook-timestamp": "soon"}, body, now=now) == "malformed timestamp"
+    assert rejection(SECRET, good, body, now=now + 3600) == "stale timestamp"
+    assert rejection(SECRET, good, b'{"a":2}', now=now) == "bad signature"

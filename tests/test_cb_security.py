@@ -1,0 +1,226 @@
+"""The closed doors, inside the app: per-job callback binding in the store's rules, the pinned
+outbound client for clients' webhooks, API key parsing and the conflict answer."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.test_utils import TestServer
+
+from callback_server.api_keys import match_key
+from callback_server.auth import job_token, master_key, new_ref
+from callback_server.deliveries import send
+from callback_server.outbound import PinnedResolver, RefusedAddress
+from callback_server.settings import ApiKey, ServerSettings, parse_api_keys
+from callback_server.store.base import ApplyOutcome, Delivery, Job, StatusEvent, plan_event
+from orfeas.errors import ConfigError
+from orfeas.status import JobStatus
+from tests.cb_fakes import FakeRunPod, Harness, WebhookSink, base_settings, close_harness, start_harness
+
+TOKEN = "master-token-0123456789abcdef"
+
+
+@pytest_asyncio.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Any]:
+    servers: list[TestServer] = []
+    harnesses: list[Harness] = []
+
+    class Env:
+        async def serve(self, app: Any) -> TestServer:
+            server = TestServer(app)
+            await server.start_server()
+            servers.append(server)
+            return server
+
+        async def harness(self, **kwargs: Any) -> Harness:
+            h = await start_harness(tmp_path, base_settings(**kwargs))
+            harnesses.append(h)
+            return h
+
+    yield Env()
+    for h in harnesses:
+        await close_harness(h)
+    for server in servers:
+        await server.close()
+
+
+def test_an_event_bound_to_another_ref_changes_nothing():
+    """plan_event: a callback authenticated for ref X does not move a job stored with ref Y, nor a
+    job stored without a ref; unbound events and the job's own ref apply as before."""
+    now = time.time()
+    job = Job("j1", JobStatus.IN_QUEUE, now, now, callback_ref="ref-of-j1")
+    forged = StatusEvent("j1", JobStatus.COMPLETED, dedupe_key="d", callback_ref="ref-of-j2")
+    assert plan_event(job, forged, seen=False, now=now) == (ApplyOutcome.WRONG_JOB, None)
+    unbound_job = Job("j3", JobStatus.IN_QUEUE, now, now)
+    assert plan_event(unbound_job, forged, seen=False, now=now)[0] is ApplyOutcome.WRONG_JOB
+    own = StatusEvent("j1", JobStatus.COMPLETED, dedupe_key="d", callback_ref="ref-of-j1")
+    assert plan_event(job, own, seen=False, now=now)[0] is ApplyOutcome.APPLIED
+    operator = StatusEvent("j1", JobStatus.COMPLETED, dedupe_key="d")
+    assert plan_event(job, operator, seen=False, now=now)[0] is ApplyOutcome.APPLIED
+
+
+@pytest.mark.asyncio
+async def test_a_refused_callback_does_not_use_up_the_real_ones_id(env):
+    """A forged callback for job B with A's credentials and B's next webhook-id is refused and
+    keeps no event: B's real callback with that id still applies (not a duplicate)."""
+    fake = FakeRunPod()
+    upstream = await env.serve(fake.app())
+    h = await env.harness(
+        runpod_endpoint_url=str(upstream.make_url("")).rstrip("/"),
+        public_url="http://cb.test",
+        callback_token=TOKEN,
+    )
+    ids = []
+    for prompt in ("a", "b"):
+        resp = await h.client.post("/v1/jobs", json={"input": {"prompt": prompt}})
+        ids.append((await resp.json())["id"])
+    job_a, job_b = ids
+    query_a = fake.bodies[job_a]["webhook"].split("?", 1)[1]
+    query_b = fake.bodies[job_b]["webhook"].split("?", 1)[1]
+    body = {"id": job_b, "status": "COMPLETED", "output": {"x": 1}}
+    headers = {"webhook-id": "msg-b-1", "Content-Type": "application/json"}
+    await h.post(f"/callbacks/runpod?{query_a}", body, headers=headers)
+    assert (await h.job(job_b))["status"] == "IN_QUEUE"
+    await h.post(f"/callbacks/runpod?{query_b}", body, headers=headers)
+    assert (await h.job(job_b))["status"] == "COMPLETED"
+    assert [r["outcome"] for r in h.callbacks()] == ["wrong_job", "applied"]
+
+
+@pytest.mark.asyncio
+async def test_an_early_callback_with_the_jobs_own_token_is_kept(env):
+    """The worker can report before the submitting request stores the job: a callback with the
+    job's own derived token creates it, and the submission fills in the rest."""
+    holder: list[Harness] = []
+
+    async def finish_first(job_id: str, body: dict[str, Any]) -> None:
+        done = {"id": job_id, "status": "COMPLETED", "output": {"glb": "s3://b/early"}}
+        query = body["webhook"].split("?", 1)[1]
+        assert (await holder[0].post(f"/callbacks/runpod?{query}", done)).status == 200
+
+    upstream = await env.serve(FakeRunPod(before_answer=finish_first).app())
+    h = await env.harness(
+        runpod_endpoint_url=str(upstream.make_url("")).rstrip("/"),
+        public_url="http://cb.test",
+        callback_token=TOKEN,
+    )
+    holder.append(h)
+    resp = await h.client.post("/v1/jobs", json={"input": {"prompt": "a cup"}})
+    answer = await resp.json()
+    assert answer["status"] == "COMPLETED"
+    stored = await h.runtime.store.get_job(answer["id"])
+    assert stored is not None
+    assert stored.input == {"prompt": "a cup"}
+    assert stored.callback_ref is not None
+
+
+@pytest.mark.asyncio
+async def test_an_early_callback_with_another_jobs_token_is_replaced_by_the_submission(env):
+    """A row created ahead of the submission by credentials of another ref (a forged head start)
+    is replaced whole when the job is stored: it starts IN_QUEUE, with its own ref."""
+    holder: list[Harness] = []
+
+    async def forge_first(job_id: str, body: dict[str, Any]) -> None:
+        settings = holder[0].runtime.settings
+        master = master_key(settings)
+        assert master is not None
+        other = new_ref()
+        forged = {"id": job_id, "status": "COMPLETED", "output": {"forged": True}}
+        url = f"/callbacks/runpod?ref={other}&token={job_token(master, other)}"
+        assert (await holder[0].post(url, forged)).status == 200
+
+    upstream = await env.serve(FakeRunPod(before_answer=forge_first).app())
+    h = await env.harness(
+        runpod_endpoint_url=str(upstream.make_url("")).rstrip("/"),
+        public_url="http://cb.test",
+        callback_token=TOKEN,
+    )
+    holder.append(h)
+    resp = await h.client.post("/v1/jobs", json={"input": {"prompt": "a cup"}})
+    job = await h.job((await resp.json())["id"])
+    assert job["status"] == "IN_QUEUE"
+    assert job["output"] is None
+
+
+class _Names(AbstractResolver):
+    """A resolver with fixed answers, standing in for DNS (counts its calls)."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.calls = 0
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.calls += 1
+        return [
+            ResolveResult(hostname=host, host=a, port=port, family=socket.AF_INET, proto=0, flags=0)
+            for a in self.answers[host]
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.asyncio
+async def test_the_pinned_client_connects_only_to_the_addresses_it_checked(env):
+    """A name that resolves to loopback is refused before any connection; allowed, the request
+    goes to exactly the address the resolver checked (the name itself is not in DNS)."""
+    sink = WebhookSink()
+    server = await env.serve(sink.app())
+    url = f"http://hooks.orfeas.test:{server.port}/hook"
+    names = _Names({"hooks.orfeas.test": ["127.0.0.1"], "mixed.orfeas.test": ["93.184.215.14", "10.0.0.7"]})
+    for allow_private, host in ((False, "hooks.orfeas.test"), (False, "mixed.orfeas.test")):
+        resolver = PinnedResolver(allow_private=allow_private, inner=names)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver)) as session:
+            with pytest.raises(RefusedAddress):
+                await session.post(url.replace("hooks.orfeas.test", host), data=b"{}")
+    assert sink.received == []
+    resolver = PinnedResolver(allow_private=True, inner=names)
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver)) as session,
+        session.post(url, data=b"{}") as resp,
+    ):
+        assert resp.status == 200
+    assert len(sink.received) == 1
+
+
+@pytest.mark.asyncio
+async def test_deliveries_refuse_private_address_literals(env):
+    """An outbox row naming a loopback address literal is refused by `send` without a connection
+    when private webhooks are not allowed."""
+    sink = WebhookSink()
+    server = await env.serve(sink.app())
+    h = await env.harness(allow_private_webhooks=False)
+    delivery = Delivery(1, "job-1", f"http://127.0.0.1:{server.port}/hook", b"{}", "msg-1", 0, True, 0.0)
+    assert await send(h.runtime, delivery) is False
+    await asyncio.sleep(0.05)
+    assert sink.received == []
+
+
+def test_api_keys_parse_with_labels_and_refuse_weak_ones():
+    """API_KEYS: `label:key` or a bare key (labelled by position); short keys, bad labels and a
+    label given twice fail at start naming the variable; the key never shows in a repr."""
+    keys = parse_api_keys("alice:aaaaaaaaaaaaaaaa1, bbbbbbbbbbbbbbbb2 ,")
+    assert keys == (ApiKey("alice", "aaaaaaaaaaaaaaaa1"), ApiKey("key-2", "bbbbbbbbbbbbbbbb2"))
+    assert "aaaaaaaa" not in repr(ServerSettings(api_keys=keys))
+    assert match_key(keys, "bbbbbbbbbbbbbbbb2") == keys[1]
+    assert match_key(keys, "bbbbbbbbbbbbbbbb") is None
+    for raw in (
+        "short",
+        "a b:cccccccccccccccccc",
+        "x:cccccccccccccccccc,x:dddddddddddddddddd",
+        "x:ccc ccccccccccccccc",
+    ):
+        with pytest.raises(ConfigError) as caught:
+            parse_api_keys(raw)
+        assert caught.value.field == "API_KEYS"
+    assert ServerSettings.from_env({}).api_keys == ()
