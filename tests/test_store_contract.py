@@ -524,3 +524,39 @@ async def test_retried_job_gets_a_new_deadline_and_can_time_out_again(maker: Sto
     assert await store.expire_jobs(now=now + 50, epoch=epoch) == []
     assert await store.expire_jobs(now=now + 101, epoch=epoch) == ["j"]
     assert (await store.get_job("j")).status is JobStatus.TIMED_OUT  # type: ignore[union-attr]
+
+
+async def test_an_event_bound_to_another_ref_is_refused_and_keeps_no_event(store: Store) -> None:
+    """record_and_apply with another job's ref: WRONG_JOB, the job unchanged, the callback marked
+    wrong_job, and no job event that would make the job's own callback with that key a duplicate."""
+    await store.create_job(queued_job("bound", callback_ref="ref-bound-0000000000"))
+    forged = ev("bound", JobStatus.COMPLETED, "webhook-id:m1", callback_ref="ref-other-0000000000")
+    done = await store.record_and_apply("runpod", {}, b"{}", "", accepted=True, event=forged)
+    assert done.outcome is ApplyOutcome.WRONG_JOB
+    job = await store.get_job("bound")
+    assert job is not None
+    assert job.status is JobStatus.IN_QUEUE
+    assert job.callback_ref == "ref-bound-0000000000"
+    own = ev("bound", JobStatus.COMPLETED, "webhook-id:m1", callback_ref="ref-bound-0000000000")
+    assert (await store.record_and_apply("runpod", {}, b"{}", "", accepted=True, event=own)).outcome is (
+        ApplyOutcome.APPLIED
+    )
+    assert await store.unapplied_callbacks(10) == []
+
+
+async def test_a_job_created_by_a_bound_callback_keeps_its_ref_and_a_foreign_one_is_replaced(
+    store: Store,
+) -> None:
+    """A callback ahead of the submission creates the job with its ref: the same ref's submission
+    fills it in; a submission with another ref replaces the row whole (back to IN_QUEUE)."""
+    await store.apply_event(
+        ev("early-own", JobStatus.COMPLETED, "d1", output={"x": 1}, callback_ref="ref-own")
+    )
+    own = await store.create_job(queued_job("early-own", input={"p": 1}, callback_ref="ref-own"))
+    assert (own.status, own.input, own.callback_ref) == (JobStatus.COMPLETED, {"p": 1}, "ref-own")
+    await store.apply_event(
+        ev("early-foreign", JobStatus.COMPLETED, "d2", output={"x": 1}, callback_ref="ref-x")
+    )
+    replaced = await store.create_job(queued_job("early-foreign", input={"p": 2}, callback_ref="ref-real"))
+    assert (replaced.status, replaced.output, replaced.callback_ref) == (JobStatus.IN_QUEUE, None, "ref-real")
+    assert await store.get_job("early-foreign") == replaced

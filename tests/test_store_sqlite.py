@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from callback_server.store import LEADER_LEASE, StaleEpoch
+from callback_server.store import LEADER_LEASE, Job, StaleEpoch
 from callback_server.store.sqlite import SqliteStore
 from orfeas.errors import StorageError
+from orfeas.status import JobStatus
 
 pytestmark = pytest.mark.asyncio
 
@@ -127,3 +128,36 @@ async def test_a_request_failing_after_a_write_leaves_none_of_it(store: SqliteSt
     rows = await store.unapplied_callbacks(100)
     assert sorted(r[3] for r in rows) == sorted(b"c%d" % i for i in range(30))
     assert all(r[1] != "half" for r in rows)
+
+
+async def test_a_schema_1_file_gets_the_callback_ref_column(tmp_path: Path) -> None:
+    """A database written before jobs.callback_ref existed opens: the column is added, old jobs read
+    back with no ref, and new jobs store theirs."""
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL);
+        INSERT INTO schema_version VALUES (1, 0);
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY, status TEXT NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+            progress TEXT, output TEXT, error TEXT, provider TEXT NOT NULL, input TEXT, idempotency_key TEXT,
+            client_webhook TEXT, retry_epoch INTEGER NOT NULL DEFAULT 0, upstream_checked_at REAL,
+            deadline_at REAL
+        );
+        INSERT INTO jobs (id, status, created_at, updated_at, provider)
+            VALUES ('old', 'IN_QUEUE', 1, 1, 'runpod');
+        """
+    )
+    conn.close()
+    async with SqliteStore(str(path)) as store:
+        old = await store.get_job("old")
+        assert old is not None
+        assert old.callback_ref is None
+        fresh = Job("new", JobStatus.IN_QUEUE, 2.0, 2.0, callback_ref="ref-new")
+        await store.create_job(fresh)
+        stored = await store.get_job("new")
+        assert stored is not None
+        assert stored.callback_ref == "ref-new"
+    async with SqliteStore(str(path)) as store:  # a second open finds the column there
+        assert (await store.get_job("new")) is not None
