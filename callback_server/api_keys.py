@@ -56,9 +56,18 @@ def _has_body(request: web.Request) -> bool:
     )
 
 
+def _protected(request: web.Request) -> bool:
+    """A job API request: by its path, or by the route it matched (whatever the path's spelling)."""
+    if request.path.startswith(PROTECTED_PREFIX):
+        return True
+    route = request.match_info.route
+    canonical = route.resource.canonical if route.resource is not None else ""
+    return canonical.startswith(PROTECTED_PREFIX)
+
+
 @web.middleware
 async def require_api_key(request: web.Request, handler: Any) -> web.StreamResponse:
-    if not request.path.startswith(PROTECTED_PREFIX):
+    if not _protected(request):
         return await handler(request)
     keys = request.app[RUNTIME].settings.api_keys
     if not keys:
