@@ -63,3 +63,22 @@ def test_api_keeps_to_its_schema(served: ServedApp):
             case.call_and_validate(base_url=served.base_url, timeout=10, headers=AUTH)
 
         check()
+
+
+def test_the_job_api_declares_its_bearer_scheme():
+    """Every /v1/* operation requires the bearer API key and documents 401 (and 415 for a POST);
+    callbacks and the operations routes require nothing."""
+    document = openapi_document()
+    assert document["components"]["securitySchemes"]["apiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "One of the server's API_KEYS, as 'Authorization: Bearer <key>'",
+    }
+    for path, ops in document["paths"].items():
+        for method, op in ops.items():
+            if path.startswith("/v1/"):
+                assert op["security"] == [{"apiKey": []}], (method, path)
+                assert "401" in op["responses"], (method, path)
+                assert ("415" in op["responses"]) == (method == "post"), (method, path)
+            else:
+                assert "security" not in op, (method, path)
