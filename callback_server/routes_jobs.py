@@ -7,7 +7,7 @@ import copy
 import json
 import logging
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 from aiohttp import web
 
@@ -52,6 +52,14 @@ def _callback_url(runtime: Runtime, provider: str, ref: str) -> str | None:
     return f"{s.public_url}/callbacks/{provider}?{urlencode(params)}"
 
 
+def _split(url: str) -> SplitResult | None:
+    """urlsplit, or None for a URL it cannot split (a malformed IPv6 literal)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
+
+
 def _parse_submit(raw: bytes) -> tuple[dict[str, Any], str | None, str | None]:
     try:
         body = loads_json(raw)
@@ -70,7 +78,7 @@ def _parse_submit(raw: bytes) -> tuple[dict[str, Any], str | None, str | None]:
         raise BadRequest("idempotency_key must be a string of 1 to 200 characters", field="idempotency_key")
     webhook = body.get("webhook")
     if webhook is not None:
-        parts = urlsplit(webhook) if isinstance(webhook, str) and len(webhook) <= 2048 else None
+        parts = _split(webhook) if isinstance(webhook, str) and len(webhook) <= 2048 else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise BadRequest("webhook must be an http(s) URL", field="webhook")
     return job_input, key, webhook
@@ -133,7 +141,8 @@ async def submit_job(request: web.Request) -> web.Response:
         if webhook is not None:
             await _check_webhook_target(runtime, webhook, "webhook")
         inner = _input_webhook_url(job_input)
-        if inner is not None and urlsplit(inner).scheme in ("http", "https"):
+        inner_parts = _split(inner) if inner is not None else None
+        if inner is not None and inner_parts is not None and inner_parts.scheme in ("http", "https"):
             await _check_webhook_target(runtime, inner, "input.webhook")
     except BadRequest as exc:
         return json_error(400, "invalid_input", exc.message, field=exc.field)

@@ -224,3 +224,21 @@ def test_api_keys_parse_with_labels_and_refuse_weak_ones():
             parse_api_keys(raw)
         assert caught.value.field == "API_KEYS"
     assert ServerSettings.from_env({}).api_keys == ()
+
+
+@pytest.mark.asyncio
+async def test_unsplittable_webhook_urls_are_invalid_input(env):
+    """A webhook URL that cannot even be split (a broken IPv6 literal) is a 400 naming the field."""
+    fake = FakeRunPod()
+    upstream = await env.serve(fake.app())
+    h = await env.harness(
+        runpod_endpoint_url=str(upstream.make_url("")).rstrip("/"), allow_private_webhooks=False
+    )
+    for body, field in (
+        ({"input": {"prompt": "x"}, "webhook": "http://[::1/hook"}, "webhook"),
+        ({"input": {"prompt": "x"}, "webhook": "http://hooks.example.com:99999/hook"}, "webhook"),
+    ):
+        resp = await h.client.post("/v1/jobs", json=body)
+        assert resp.status == 400, body
+        assert (await resp.json())["error"]["field"] == field
+    assert fake.calls == []
