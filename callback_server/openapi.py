@@ -290,7 +290,8 @@ def _document() -> dict[str, Any]:
                         "201": _json(_ref("JobSummary"), "Submitted"),
                         "400": _ERROR,
                         "409": _json(
-                            _ref("Error"), "The idempotency key is in use by a running job with other input"
+                            _ref("Error"),
+                            "The idempotency key names a running job of this API key with other input",
                         ),
                         "413": _ERROR,
                         "502": _json(_ref("Error"), "The RunPod endpoint refused or failed"),

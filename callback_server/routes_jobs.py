@@ -127,6 +127,14 @@ def _input_webhook_url(job_input: dict[str, Any]) -> str | None:
     return hook if isinstance(hook, str) else None
 
 
+def _scoped_key(label: str | None, key: str | None) -> str | None:
+    """The idempotency key as stored: within the API key's label, so one client's key never finds
+    (nor reveals) another client's job. Labels hold no ':' (callback_server/settings.py)."""
+    if key is None or label is None:
+        return key
+    return f"{label}:{key}"
+
+
 def _summary(job: Job) -> dict[str, Any]:
     return {"id": job.id, "status": job.status.value}
 
@@ -149,14 +157,15 @@ async def submit_job(request: web.Request) -> web.Response:
     if runtime.upstream is None:
         return json_error(503, "upstream_unavailable", "no RunPod endpoint is configured")
     store = await runtime.ready_store()
+    key = _scoped_key(client_label(request), key)
     if key is not None:
         existing = await store.find_by_idempotency_key(key)
         if existing is not None and not existing.status.is_terminal:
             if existing.input == job_input and existing.client_webhook == webhook:
                 return web.json_response(_summary(existing), status=200)
-            # No job id here: the key may be another client's, and its job is not this caller's.
+            # Keys are scoped to the API key: the job named is the caller's own.
             return json_error(
-                409, "idempotency_conflict", "the key is in use by a running job with other input"
+                409, "idempotency_conflict", "the key names a running job with other input", id=existing.id
             )
     ref = new_ref()
     try:

@@ -20,7 +20,15 @@ from callback_server import deliveries
 from callback_server.app import LEADER_WORK
 from callback_server.auth import job_secret, job_token, master_key
 from callback_server.reconciler import reconcile_once
-from tests.cb_fakes import FakeRunPod, Harness, WebhookSink, base_settings, close_harness, start_harness
+from tests.cb_fakes import (
+    API_KEY_LABEL,
+    FakeRunPod,
+    Harness,
+    WebhookSink,
+    base_settings,
+    close_harness,
+    start_harness,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -198,7 +206,7 @@ async def test_submit_keeps_a_webhook_the_input_names(env):
 
 
 async def test_idempotency_key_returns_the_same_job_or_409(env):
-    """The same key and input while running → the same job; other input → 409 naming no job."""
+    """The same key and input while running → the same job; other input → 409 naming it."""
     fake = FakeRunPod()
     url = await env.upstream(fake)
     h = await env.harness(runpod_endpoint_url=url)
@@ -211,8 +219,7 @@ async def test_idempotency_key_returns_the_same_job_or_409(env):
     other = await h.client.post("/v1/jobs", json={"input": {"prompt": "a cup"}, "idempotency_key": "k-1"})
     assert other.status == 409
     conflict = await other.json()
-    assert conflict["error"]["code"] == "idempotency_conflict"
-    assert "rp-1" not in json.dumps(conflict)
+    assert (conflict["error"]["code"], conflict["id"]) == ("idempotency_conflict", "rp-1")
     assert fake.calls_to("/run") == 1
 
 
@@ -427,7 +434,7 @@ async def test_callback_that_beats_the_submission_keeps_it(env):
         assert stored is not None
         assert (stored.input, stored.idempotency_key, stored.client_webhook) == (
             {"prompt": "a cup"},
-            "k-early",
+            f"{API_KEY_LABEL}:k-early",  # scoped to the API key's label
             hook,
         )
         assert stored.deadline_at is not None

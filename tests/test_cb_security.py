@@ -242,3 +242,29 @@ async def test_unsplittable_webhook_urls_are_invalid_input(env):
         assert resp.status == 400, body
         assert (await resp.json())["error"]["field"] == field
     assert fake.calls == []
+
+
+@pytest.mark.asyncio
+async def test_idempotency_keys_are_scoped_to_the_api_key(env):
+    """Two clients using one idempotency key get their own jobs: B never receives A's job (not even
+    with A's exact input), and a conflict names only the caller's own job."""
+    fake = FakeRunPod()
+    upstream = await env.serve(fake.app())
+    keys = (ApiKey("shop", "shop-key-0123456789abcdef"), ApiKey("ops", "ops-key-0123456789abcdef0"))
+    h = await env.harness(runpod_endpoint_url=str(upstream.make_url("")).rstrip("/"), api_keys=keys)
+    shop = {"Authorization": f"Bearer {keys[0].key}"}
+    ops = {"Authorization": f"Bearer {keys[1].key}"}
+    body = {"input": {"prompt": "a cup"}, "idempotency_key": "order-1"}
+    first = await h.client.post("/v1/jobs", json=body, headers=shop)
+    assert first.status == 201
+    job_a = (await first.json())["id"]
+    same_by_other = await h.client.post("/v1/jobs", json=body, headers=ops)
+    assert same_by_other.status == 201
+    assert (await same_by_other.json())["id"] != job_a
+    conflict = await h.client.post(
+        "/v1/jobs", json={"input": {"prompt": "a vase"}, "idempotency_key": "order-1"}, headers=ops
+    )
+    assert conflict.status == 409
+    assert (await conflict.json())["id"] != job_a
+    again = await h.client.post("/v1/jobs", json=body, headers=shop)
+    assert (again.status, (await again.json())["id"]) == (200, job_a)
