@@ -268,3 +268,35 @@ async def test_idempotency_keys_are_scoped_to_the_api_key(env):
     assert (await conflict.json())["id"] != job_a
     again = await h.client.post("/v1/jobs", json=body, headers=shop)
     assert (again.status, (await again.json())["id"]) == (200, job_a)
+
+
+@pytest.mark.asyncio
+async def test_a_replayed_callback_stays_bound_to_the_ref_it_named(tmp_path: Path):
+    """A callback stored as accepted but never applied (a crash) is replayed at start bound to the
+    ref its stored query names: for a job stored with another ref it changes nothing."""
+    from callback_server.store import open_store
+
+    db = tmp_path / "replay-ref.db"
+    now = time.time()
+    async with open_store(f"sqlite:///{db}") as store:
+        await store.create_job(
+            Job("bound-job", JobStatus.IN_QUEUE, now, now, callback_ref="ref-own-000000000000")
+        )
+        body = b'{"id": "bound-job", "status": "COMPLETED", "output": {"forged": true}}'
+        await store.record_callback(
+            "runpod", {}, body, "ref=ref-other-0000000000&token=%5Bredacted%5D", accepted=True
+        )
+        body = b'{"id": "bound-job", "status": "IN_PROGRESS"}'
+        await store.record_callback(
+            "runpod", {}, body, "ref=ref-own-000000000000&token=%5Bredacted%5D", accepted=True
+        )
+    h = await start_harness(tmp_path, base_settings(callback_token=TOKEN), db_path=db)
+    try:
+        for _ in range(100):
+            if all(row["outcome"] is not None for row in h.callbacks()):
+                break
+            await asyncio.sleep(0.05)
+        assert [row["outcome"] for row in h.callbacks()] == ["wrong_job", "applied"]
+        assert (await h.job("bound-job"))["status"] == "IN_PROGRESS"
+    finally:
+        await close_harness(h)
