@@ -205,7 +205,8 @@ def test_an_extruded_logo_has_one_palette_colour_per_face() -> None:
     request = JobRequest(image="x")
     ctx, _ = make_ctx()
     shape = ExtrudeBackend(Settings()).generate(cutout, request, ctx)
-    assert shape.face_colours is not None and len(shape.face_colours) == len(shape.mesh.faces)
+    assert shape.face_colours is not None
+    assert len(shape.face_colours) == len(shape.mesh.faces)
     frame = PictureFrame(cutout.mask.shape[1], cutout.mask.shape[0])
     outline = trace_outline(cutout.mask, frame, request.quality, ctx)
     refined = refine_for_colour(extrude_outline(outline, ctx)[0], request.face_budget)

@@ -5,7 +5,9 @@
     stl     model/stl           millimetres, Z up       none (binary STL has no standard colour)
     obj     model/obj           millimetres, Z up       `v x y z r g b` (the common extension)
     ply     application/ply     millimetres, Z up       red/green/blue/alpha vertex properties
-    3mf     model/3mf           millimetres (declared)  a colour group, per triangle corner
+    3mf     model/3mf           millimetres (declared)  colour parts: a base material per part and
+                                                        PrusaSlicer volumes with extruders; else a
+                                                        colour group, per triangle corner
 
 PLY has no registered media type; `application/ply` is what the storage layer and the other
 formats' handling already use (the type most tools that serve PLY send), so one name is used
@@ -13,6 +15,11 @@ throughout. GLB is converted because glTF fixes both: "the units for all linear 
 meters" and "glTF uses a right-handed coordinate system … +Y is up" (glTF 2.0 §3.4). 3MF is
 written here rather than by trimesh, whose writer names things with fresh UUIDs: the same mesh
 gives the same bytes (fixed zip timestamps, sorted entries), so caches and checksums hold.
+
+A mesh of colour parts (a flat-colour picture's regions: one closed solid per colour, side by
+side) prints in colour: the 3MF's one object lists its triangles part by part, each part in its
+own base material, and Metadata/Slic3r_PE_model.config makes each part a PrusaSlicer volume with
+its own extruder (1, 2, …); the STL is the parts' union, one closed solid.
 """
 
 from __future__ import annotations
