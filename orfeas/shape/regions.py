@@ -124,7 +124,10 @@ def _simplified(regions: list[list[Polygon]], tolerance: float, min_area: float)
     owner = [i for i, ps in enumerate(regions) for _ in ps]
     if not polys:
         return [MultiPolygon() for _ in regions]
-    simple = shapely.coverage_simplify(np.array(polys, dtype=object), tolerance, simplify_boundary=False)
+    try:
+        simple = shapely.coverage_simplify(np.array(polys, dtype=object), tolerance, simplify_boundary=False)
+    except shapely.errors.GEOSException:  # not a clean coverage after all: keep the faces as noded
+        simple = np.array(polys, dtype=object)
     out: list[list[Polygon]] = [[] for _ in regions]
     for i, poly in zip(owner, simple, strict=True):
         out[i].extend(_valid_polygons(poly))

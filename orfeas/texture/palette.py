@@ -6,11 +6,12 @@ pixels). The palette is found from the *flat* pixels only — those whose 8 neig
 the foreground and within ΔE 6 of them (CIE76 in CIELAB, where 2.3 is a just-noticeable step and
 JPEG noise on a flat area stays under ~4) — so blends never become colours of their own:
 
-1. Weighted k-means in CIELAB over the flat pixels' colours (binned to 1 ΔE), k = 1, 2, …, 16;
-   the palette has the smallest k whose centres hold 95 % of the flat pixels within ΔE 10, capped
-   by the request's `max_colors` (then k-means runs once more at the cap, merging the closest).
+1. The flat pixels' colours (binned to 1 ΔE in CIELAB) are held by the fewest colours, at most
+   16, that hold 99.5 % of them within ΔE 10 — taken greedily, the most common colour not yet
+   held first — then centred by weighted k-means; the count is capped by the request's
+   `max_colors` (k-means then runs at the cap, merging the closest colours).
 2. A photo is told apart by two measured criteria, either of which keeps the per-vertex
-   projection: no k ≤ 16 reaches the 95 % (textures, noise), or the palette's boundaries are not
+   projection: 16 colours do not hold 99.5 % (textures, noise), or the palette's boundaries are not
    edges of the picture — more than 25 % of the label changes between neighbouring pixels fall
    between two flat pixels (a shaded ball or a gradient cut into bands; on flat-colour art a
    label changes only across an edge, where pixels are not flat: 0 % on the generated logos).
@@ -156,7 +157,10 @@ def _binned(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Colours rounded to 1 ΔE with their counts: k-means over bins costs the same on any picture."""
     if len(lab) > MAX_SAMPLES:
         lab = lab[:: len(lab) // MAX_SAMPLES + 1]
-    bins, counts = np.unique(np.round(lab).astype(np.int16), axis=0, return_counts=True)
+    # One int64 key per bin (L, a, b each within ±512): a 1-D unique is ~10x faster than rows.
+    q = np.round(lab).astype(np.int64) + 512
+    keys, counts = np.unique((q[:, 0] << 20) | (q[:, 1] << 10) | q[:, 2], return_counts=True)
+    bins = np.column_stack([keys >> 20, (keys >> 10) & 1023, keys & 1023]) - 512
     return bins.astype(np.float64), counts.astype(np.float64)
 
 
@@ -181,16 +185,17 @@ def _kmeans(points: np.ndarray, weights: np.ndarray, k: int) -> np.ndarray:
 
 
 def _choose_centres(lab: np.ndarray) -> np.ndarray | None:
-    """The fewest k-means centres (≤ 16) holding COVER_SHARE of the pixels within COVER_DE."""
+    """The fewest colours (≤ 16) holding COVER_SHARE of the pixels within COVER_DE: greedily the
+    most common colour not yet held, then k-means at that count to centre them. Greedy first, as
+    a photo's thousands of colours are refused after 16 cheap steps, where trying k-means at
+    every k took 7 s on a 1024² photo."""
     points, weights = _binned(lab)
-    total = weights.sum()
+    held = np.zeros(len(points), dtype=bool)
     for k in range(1, MAX_COLOURS + 1):
-        centres = _kmeans(points, weights, k)
-        d2 = ((points[:, None, :] - centres[None]) ** 2).sum(-1).min(axis=1)
-        if weights[d2 <= COVER_DE**2].sum() >= COVER_SHARE * total:
-            return centres
-        if k >= len(points):
-            break
+        left = np.flatnonzero(~held)
+        held |= np.sum((points - points[left[np.argmax(weights[left])]]) ** 2, axis=1) <= COVER_DE**2
+        if weights[held].sum() >= COVER_SHARE * weights.sum():
+            return _kmeans(points, weights, k)
     return None
 
 
