@@ -1,4 +1,8 @@
-"""`vertex`: the picture's colours projected onto the mesh's vertices along Z.
+"""`vertex`: the picture's colours on the mesh's vertices.
+
+A shape made of colour regions (the extrude backend on a flat-colour picture: `face_colours`)
+keeps them: each face's colour goes on its corners, so every colour ends exactly on its region's
+boundary. Any other shape has the picture projected onto its vertices along Z, as follows.
 
 Each vertex takes the colour of the pixel its (x, y) falls on inside the shape's `picture_box`,
 so front and back faces show the picture. Side walls stand on the outline, where the pixel under
