@@ -135,3 +135,20 @@ def test_without_texture_the_regions_are_one_raised_solid() -> None:
     assert mesh.visual.kind is None
     assert_closed_solid(mesh)
     assert len(top_heights(mesh)) == 2
+
+
+def test_an_anti_aliased_boundary_is_traced_between_pixels() -> None:
+    """A red | blue boundary at x = 100.3 px (pixel 100 is 30 % red) comes out within 0.15 px of
+    100.3, where a boundary on the pixel grid would sit at 100 or 101."""
+    rgb = np.zeros((100, 200, 3), dtype=np.uint8)
+    rgb[:, :100] = logos.RED
+    rgb[:, 101:] = logos.BLUE
+    rgb[:, 100] = np.round(0.3 * np.array(logos.RED) + 0.7 * np.array(logos.BLUE))
+    mask = np.zeros((100, 200), dtype=bool)
+    mask[20:80, 20:180] = True
+    cutout = cutout_from(mask, rgb, "alpha")
+    shape = ExtrudeBackend(Settings()).generate(cutout, JobRequest(image="x", quality=10), make_ctx()[0])
+    assert shape.face_colours is not None
+    red = np.all(shape.face_colours[:, :3] == logos.RED, axis=1)
+    edge_x = np.asarray(shape.mesh.vertices)[np.unique(shape.mesh.faces[red])][:, 0].max()
+    assert edge_x * 200 == pytest.approx(100.3, abs=0.15)

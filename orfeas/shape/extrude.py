@@ -135,11 +135,20 @@ class WorkingGrid:
         return cls(int(r0), int(c0), crop, grid_shape(crop[0], crop[1], longest))
 
     def field(self, mask: np.ndarray) -> np.ndarray:
-        """The mask's coverage over the grid, lightly smoothed (σ = half a cell)."""
+        """The mask's coverage over the grid, lightly smoothed (σ = half a cell). A float mask is
+        a coverage already (a colour's share of each pixel) and is resampled as it is."""
+        from PIL import Image
         from scipy.ndimage import gaussian_filter
 
         crop = mask[self.r0 : self.r0 + self.crop[0], self.c0 : self.c0 + self.crop[1]]
-        return gaussian_filter(coverage_field(crop, self.shape), sigma=0.5)
+        if crop.dtype == bool:
+            return gaussian_filter(coverage_field(crop, self.shape), sigma=0.5)
+        rows, cols = self.shape
+        resample = Image.Resampling.BOX if rows < crop.shape[0] else Image.Resampling.BILINEAR
+        values = np.asarray(
+            Image.fromarray(np.asarray(crop, dtype=np.float32), "F").resize((cols, rows), resample)
+        )
+        return gaussian_filter(values, sigma=0.5)
 
     def rings(self, field: np.ndarray, frame: PictureFrame) -> list[np.ndarray]:
         """Where `field` crosses 0.5, as (x, y) rings in model units."""
@@ -205,7 +214,7 @@ def colour_regions_solid(
     min_area, tolerance = grid.speck_area(frame), TOLERANCE_CELLS * grid.cell(frame)
     traced = []
     for i in range(len(palette)):
-        rings = grid.rings(grid.field(palette.labels == i), frame)
+        rings = grid.rings(grid.field(palette.membership(i)), frame)
         traced.append(polygons_from_rings(rings, min_area=min_area, tolerance=tolerance))
         ctx.check()
     ctx.report(0.7)

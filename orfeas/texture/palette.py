@@ -20,7 +20,10 @@ JPEG noise on a flat area stays under ~4) — so blends never become colours of 
 3. Every foreground pixel gets a label: flat pixels their nearest colour; an edge pixel the nearest
    among the colours of the flat pixels within 2 px of it, so a blend of black and yellow snaps
    to black or yellow, never to a third colour that happens to lie between them; then specks of
-   fewer than SPECK_PIXELS pixels join the neighbouring colour they touch most.
+   fewer than SPECK_PIXELS pixels join the neighbouring colour they touch most. An edge pixel
+   also keeps how much of it is the other colour next to it (its position on the line between
+   the two in sRGB, where drawing programs mix an edge), so region boundaries can be traced
+   between pixels (`Palette.membership`).
 
 Each colour is the median of its flat pixels in sRGB, so a PNG's (220, 30, 30) stays exactly that.
 """
@@ -48,6 +51,9 @@ MIN_FLAT_SHARE = 0.1
 # 40 px text keeps 54 %, a filled shape over 90 %).
 THIN_SHARE = 0.7
 SNAP_RADIUS = 2
+# An edge pixel is a mix of two colours when it lies within this many levels (of 255, in sRGB)
+# of the line between them: JPEG noise stays under ~10.
+BLEND_LEVELS = 24.0
 SPECK_PIXELS = 8
 KMEANS_ROUNDS = 25
 MAX_SAMPLES = 400_000
@@ -56,13 +62,45 @@ MAX_SAMPLES = 400_000
 @dataclass(frozen=True)
 class Palette:
     """`colours`: (k, 3) uint8 sRGB, most pixels first. `labels`: (rows, cols) int16 at the mask's
-    size, the palette index of each foreground pixel and -1 outside it."""
+    size, the palette index of each foreground pixel and -1 outside it. `blend`: the anti-aliased
+    pixels between two colours, for boundaries finer than a pixel (see `membership`)."""
 
     colours: np.ndarray
     labels: np.ndarray
+    blend: EdgeBlend | None = None
 
     def __len__(self) -> int:
         return len(self.colours)
+
+    def membership(self, i: int) -> np.ndarray:
+        """How much of each pixel is colour i, float32 at the mask's size: 1 or 0 inside the
+        colours, the blend's share along an anti-aliased boundary between two of them (a pixel
+        of 30 % red and 70 % blue is 0.3 red), so a boundary traced at 0.5 falls where the
+        picture's own edge is, not on the pixel grid."""
+        if self.blend is None:
+            return (self.labels == i).astype(np.float32)
+        b = self.blend
+        m = (b.labels == i).astype(np.float32)
+        own = b.labels[b.rows, b.cols]
+        m[b.rows, b.cols] = np.where(
+            own == i, 1.0 - b.share, np.where(b.other == i, b.share, m[b.rows, b.cols])
+        )
+        if m.shape != self.labels.shape:
+            rows, cols = self.labels.shape
+            m = np.asarray(Image.fromarray(m, "F").resize((cols, rows), Image.Resampling.BILINEAR))
+        return np.where(self.labels >= 0, m, 0.0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class EdgeBlend:
+    """At the working resolution: `labels`, and for each blended pixel (rows, cols) the other
+    colour it mixes with and that colour's share of it (0..1)."""
+
+    labels: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    other: np.ndarray
+    share: np.ndarray
 
 
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -111,8 +149,12 @@ def find_palette(cutout: Cutout, max_colors: int) -> Palette | None:
         return None
     labels = _snap_edges(lab, mask, flat, nearest, centres)
     labels = merge_specks(labels, SPECK_PIXELS)
-    colours, labels = _colours_by_size(rgb, flat, labels, len(centres))
-    return Palette(colours=colours, labels=_to_mask_size(labels, np.asarray(cutout.mask, dtype=bool)))
+    colours, remap = _colours_by_size(rgb, flat, labels, len(centres))
+    labels = remap[labels]
+    blend = _blends(rgb, labels, flat, colours)
+    return Palette(
+        colours=colours, labels=_to_mask_size(labels, np.asarray(cutout.mask, dtype=bool)), blend=blend
+    )
 
 
 def _working_picture(cutout: Cutout) -> tuple[np.ndarray, np.ndarray]:
@@ -287,6 +329,36 @@ def _snap_edges(
     return labels
 
 
+def _blends(rgb: np.ndarray, labels: np.ndarray, flat: np.ndarray, colours: np.ndarray) -> EdgeBlend | None:
+    """The edge pixels that are a mix of their own colour and one next to them (within 2 px),
+    with that colour's share: the pixel's position on the line between the two colours in sRGB,
+    where drawing programs mix an edge, taken when it lies within BLEND_LEVELS of that line."""
+    from scipy.ndimage import binary_dilation
+
+    k = len(colours)
+    edge = (labels >= 0) & ~flat
+    if k < 2 or not edge.any():
+        return None
+    window = np.ones((2 * SNAP_RADIUS + 1,) * 2, dtype=bool)
+    er, ec = np.nonzero(edge)
+    own = labels[er, ec].astype(np.int64)
+    x = rgb[er, ec].astype(np.float64)
+    a = colours[own].astype(np.float64)
+    best = np.full(len(er), np.inf)
+    other = np.full(len(er), -1, dtype=np.int64)
+    share = np.zeros(len(er))
+    for j in range(k):
+        near = binary_dilation(labels == j, structure=window)[er, ec]
+        ab = colours[j].astype(np.float64) - a
+        t = np.clip(np.einsum("ij,ij->i", x - a, ab) / np.maximum(np.einsum("ij,ij->i", ab, ab), 1e-12), 0, 1)
+        dist = np.linalg.norm(x - (a + t[:, None] * ab), axis=1)
+        dist[(own == j) | ~near] = np.inf
+        better = dist < best
+        best[better], other[better], share[better] = dist[better], j, t[better]
+    blended = (best <= BLEND_LEVELS) & (share > 0)
+    return EdgeBlend(labels, er[blended], ec[blended], other[blended], share[blended].astype(np.float32))
+
+
 def merge_specks(labels: np.ndarray, min_pixels: int) -> np.ndarray:
     """Connected pieces (8-connected) of one label smaller than `min_pixels` take the label they
     share most 4-neighbour contacts with; background (-1) is never changed, nor given."""
@@ -318,8 +390,8 @@ def merge_specks(labels: np.ndarray, min_pixels: int) -> np.ndarray:
 def _colours_by_size(
     rgb: np.ndarray, flat: np.ndarray, labels: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each label's colour (median sRGB of its flat pixels, else of all its pixels), labels renumbered
-    by falling pixel count, unused ones dropped."""
+    """Each label's colour (median sRGB of its flat pixels, else of all its pixels), by falling
+    pixel count, unused labels dropped; and the renumbering, old label → new (index -1 → -1)."""
     counts = np.bincount(labels[labels >= 0].astype(np.int64), minlength=k)
     order = [int(i) for i in np.argsort(-counts, kind="stable") if counts[i] > 0]
     colours = []
@@ -327,9 +399,9 @@ def _colours_by_size(
         own = labels == i
         pick = own & flat if (own & flat).any() else own
         colours.append(np.median(rgb[pick], axis=0))
-    remap = np.full(k + 1, -1, dtype=np.int16)
+    remap = np.full(k + 1, -1, dtype=np.int16)  # remap[-1] (the backdrop) stays -1
     remap[np.array(order)] = np.arange(len(order))
-    return np.round(np.array(colours)).astype(np.uint8), remap[labels]
+    return np.round(np.array(colours)).astype(np.uint8), remap
 
 
 def _to_mask_size(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
