@@ -94,3 +94,22 @@ def test_prusaslicer_changes_tools_on_a_two_colour_logo() -> None:
     assert changes is not None
     assert changes > 0
     assert judge.tool_changes(export_mesh(_blended(mesh), "3mf").data) == 0
+
+
+def test_colour_solids_repainted_still_give_one_closed_stl() -> None:
+    """Colour solids whose colours were replaced by per-vertex colours (another texture backend)
+    are no longer colour parts, yet the STL is still their union: one closed solid."""
+    mesh = _finished(logos.logo())
+    rng = np.random.default_rng(3)
+    repainted = trimesh.Trimesh(
+        vertices=mesh.vertices,
+        faces=mesh.faces,
+        vertex_colors=rng.integers(0, 256, (len(mesh.vertices), 4), dtype=np.uint8),
+        process=False,
+    )
+    stl = trimesh.load(io.BytesIO(export_mesh(repainted, "stl").data), file_type="stl")
+    assert stl.is_watertight
+    assert len(trimesh.graph.connected_components(stl.face_adjacency)) == 1
+    assert stl.volume == pytest.approx(
+        trimesh.load(io.BytesIO(export_mesh(mesh, "stl").data), file_type="stl").volume, rel=1e-6
+    )

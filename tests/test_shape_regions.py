@@ -14,7 +14,7 @@ from orfeas.mesh.finish import finish_mesh
 from orfeas.request import JobRequest
 from orfeas.samples import logos
 from orfeas.settings import Settings
-from orfeas.shape.extrude import ExtrudeBackend, WorkingGrid, _label_lookup, trace_outline
+from orfeas.shape.extrude import ExtrudeBackend, WorkingGrid, label_lookup, trace_outline
 from orfeas.shape.raster import PictureFrame
 from orfeas.shape.regions import partition
 from orfeas.texture.palette import find_palette
@@ -58,7 +58,7 @@ def test_regions_tile_the_outline(name: str) -> None:
         for i in range(len(palette))
     ]
     regions = partition(
-        outline, traced, _label_lookup(palette.labels, frame), min_area=grid.speck_area(frame), tolerance=tol
+        outline, traced, label_lookup(palette.labels, frame), min_area=grid.speck_area(frame), tolerance=tol
     )
     assert sum(not r.is_empty for r in regions) == len(sample.colours)
     for i in range(len(regions)):

@@ -110,8 +110,11 @@ def geometry_only(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     from orfeas.shape.polygons import manifold_to_trimesh, trimesh_to_manifold
 
     parts = colour_parts(mesh)
-    if parts is not None:
-        solids = [trimesh_to_manifold(_submesh(mesh, faces)) for _, faces in parts]
+    groups = [faces for _, faces in parts] if parts is not None else _bodies(mesh)
+    if len(groups) > 1:
+        # Colour parts, or closed bodies side by side (colour solids repainted by another
+        # texture): joined, so no wall where two meet is left inside the solid.
+        solids = [trimesh_to_manifold(_submesh(mesh, faces)) for faces in groups]
         if any(s.is_empty() for s in solids):
             return mesh
         union = manifold_to_trimesh(Manifold.batch_boolean(solids, OpType.Add))
@@ -151,6 +154,21 @@ def colour_parts(mesh: trimesh.Trimesh) -> list[tuple[np.ndarray, np.ndarray]] |
             return None
         parts.append((colours[faces[own[0], 0]], own))
     return parts
+
+
+def _bodies(mesh: trimesh.Trimesh) -> list[np.ndarray]:
+    """Face indices of each piece whose faces are linked through shared vertices."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    n, f = len(mesh.vertices), len(faces)
+    # Faces and vertices as one graph: a face links to its three corners.
+    rows = np.repeat(np.arange(f), 3)
+    graph = coo_matrix((np.ones(3 * f, np.int8), (rows, f + faces.ravel())), shape=(f + n, f + n))
+    _, label = connected_components(graph, directed=False)
+    _, owner = np.unique(label[:f], return_inverse=True)
+    return [np.flatnonzero(owner == i) for i in range(int(owner.max()) + 1)] if f else []
 
 
 def _submesh(mesh: trimesh.Trimesh, faces: np.ndarray) -> trimesh.Trimesh:

@@ -219,7 +219,7 @@ def colour_regions_solid(
         ctx.check()
     ctx.report(0.7)
     regions = partition(
-        outline, traced, _label_lookup(palette.labels, frame), min_area=min_area, tolerance=tolerance
+        outline, traced, label_lookup(palette.labels, frame), min_area=min_area, tolerance=tolerance
     )
     ctx.report(0.85)
     ctx.check()
@@ -239,7 +239,7 @@ def colour_regions_solid(
     return mesh, _rgba(palette.colours[face_labels]), thickness
 
 
-def _label_lookup(labels: np.ndarray, frame: PictureFrame):
+def label_lookup(labels: np.ndarray, frame: PictureFrame):
     """(n, 2) model points → the label of the pixel under each (-1 outside the picture)."""
 
     def lookup(points: np.ndarray) -> np.ndarray:
