@@ -66,6 +66,12 @@ class JobRequest(BaseModel):
     backend: ShapeBackendName = "auto"
     texture: bool = True
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
+    # A flat-colour picture is cut into at most this many colour regions, one 3MF part (and one
+    # filament) each; 4 is what common filament changers hold, 16 the most any does.
+    max_colors: int = Field(default=4, ge=1, le=16)
+    # Colour regions stand at different heights, so the design reads on a one-colour print;
+    # False keeps a flat slab.
+    color_relief: bool = True
 
     @model_validator(mode="before")
     @classmethod

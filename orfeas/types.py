@@ -66,6 +66,9 @@ class ShapeResult:
     picture_box: tuple[float, float, float, float]
     stands: bool
     meta: dict[str, Any] = field(default_factory=dict)
+    # (faces, 4) uint8 RGBA when the shape is made of colour regions (a flat-colour picture's
+    # palette): the texture stage gives each face this colour instead of projecting the picture.
+    face_colours: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -85,3 +85,15 @@ def test_gpu_says_why_it_measures_nothing_without_cuda() -> None:
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is here: the real benchmark is run on purpose, not in the suite")
     assert "nothing measured" in _bench("gpu")
+
+
+def test_quality_reports_colour_figures() -> None:
+    """bench/quality.py --samples icon,logo: off-colour share, top heights and faces for each, and
+    the logo's tool changes when prusa-slicer is installed."""
+    report = _last_json(_bench("quality", "--samples", "icon,logo"))
+    after = report["colour"]["after"]
+    assert set(after) == {"icon", "logo"}
+    assert 0.0 <= after["icon"]["off_colour"] <= 1.0
+    assert after["icon"]["top_heights"] >= 1
+    assert after["logo"]["faces"] > 0
+    assert "tool_changes" in after["logo"]

@@ -157,3 +157,27 @@ def test_the_input_mesh_is_left_untouched():
     np.testing.assert_array_equal(mesh.vertices, vertices)
     np.testing.assert_array_equal(mesh.faces, faces)
     np.testing.assert_array_equal(mesh.visual.vertex_colors, colours)
+
+
+def test_colour_parts_over_budget_are_decimated_a_colour_at_a_time() -> None:
+    """A mesh of two colour solids over the budget comes out within it, every face still in one
+    colour and each colour still a closed solid."""
+    from orfeas.mesh.export import colour_parts
+
+    left = trimesh.creation.icosphere(subdivisions=4, radius=1.0)
+    right = trimesh.creation.icosphere(subdivisions=4, radius=1.0)
+    right.apply_translation((2.0, 0.0, 0.0))  # touching the first at one point
+    red = np.tile(np.array([[220, 30, 30, 255]], np.uint8), (len(left.vertices), 1))
+    blue = np.tile(np.array([[30, 60, 200, 255]], np.uint8), (len(right.vertices), 1))
+    both = trimesh.Trimesh(
+        vertices=np.vstack([left.vertices, right.vertices]),
+        faces=np.vstack([left.faces, right.faces + len(left.vertices)]),
+        vertex_colors=np.vstack([red, blue]),
+        process=False,
+    )
+    ctx, _ = make_ctx("export")
+    out = finish_mesh(both, stands=False, face_budget=2000, dimensions=None, default_size_mm=100.0, ctx=ctx)
+    assert len(out.faces) <= 2000 * 1.01
+    parts = colour_parts(out)
+    assert parts is not None
+    assert [tuple(c[:3]) for c, _ in parts] == [(220, 30, 30), (30, 60, 200)]

@@ -115,10 +115,17 @@ def test_large_mesh_is_coloured_whole() -> None:
     assert near.max() < 16
 
 
+def _photo_ring():
+    """A photo-like picture cut out as a ring: no palette, so colours are projected."""
+    mask = ring_mask()
+    return cutout_from(mask, gradient_photo(*mask.shape))
+
+
 def test_empty_picture_box_fails_the_stage() -> None:
     """A shape without a usable picture box cannot be coloured: a stage failure, not a crash."""
-    cutout = emblem_cutout()
+    cutout = _photo_ring()
     shape = _shape(ExtrudeBackend, cutout)
+    assert shape.face_colours is None
     shape.picture_box = (0.0, 0.0, 0.0, 1.0)
     with pytest.raises(StageFailed, match="picture box") as info:
         _texture(shape, cutout)
@@ -167,13 +174,14 @@ def test_a_background_pixel_snaps_to_a_nearest_foreground_pixel() -> None:
 
 
 @pytest.mark.parametrize("quality", [1, 5])
-def test_an_extruded_logo_carries_its_colours_inside_the_outline(quality: int) -> None:
-    """Front-cap vertices take the picture's colour under them: the emblem's yellow ring, which
-    touches no outline, shows, within the face budget and still closed."""
-    cutout = emblem_cutout()
+def test_an_extruded_photo_carries_its_colours_inside_the_outline(quality: int) -> None:
+    """A photo extruded as a logo has no palette: its front cap is refined so vertex colours
+    follow the picture inside the outline, within the face budget and still closed."""
+    cutout = _photo_ring()
     request = JobRequest(image="x", quality=quality)
     ctx, _ = make_ctx()
     shape = ExtrudeBackend(Settings()).generate(cutout, request, ctx)
+    assert shape.face_colours is None
     assert len(shape.mesh.faces) <= request.face_budget
     coloured, _ = _texture(shape, cutout)
     assert coloured.is_watertight
@@ -183,16 +191,47 @@ def test_an_extruded_logo_carries_its_colours_inside_the_outline(quality: int) -
     inside = cutout.mask[row, col]
     picture = np.asarray(cutout.image)[..., :3][row, col]
     colours = coloured.visual.vertex_colors[front, :3]
-    assert inside.sum() > 1000  # vertices spread over the cap, not only along the outline
-    exact = np.all(colours[inside] == picture[inside], axis=1)
-    assert exact.mean() > 0.98
-    yellow = (picture[:, 0] > 200) & (picture[:, 1] > 150) & (picture[:, 2] < 100)
-    assert (yellow & inside).sum() > 100  # the ring between the rim and the hole
+    assert inside.sum() > 500  # vertices spread over the cap, not only along the outline
+    assert np.all(colours[inside] == picture[inside], axis=1).mean() > 0.98
+
+
+def test_an_extruded_logo_has_one_palette_colour_per_face() -> None:
+    """The emblem's front faces each carry one of its palette colours, the colour of the picture
+    under the face (away from edges), its yellow ring included, at a tenth of the faces that
+    refining the caps for vertex colours spent."""
+    from orfeas.shape.extrude import extrude_outline, refine_for_colour, trace_outline
+
+    cutout = emblem_cutout()
+    request = JobRequest(image="x")
+    ctx, _ = make_ctx()
+    shape = ExtrudeBackend(Settings()).generate(cutout, request, ctx)
+    assert shape.face_colours is not None
+    assert len(shape.face_colours) == len(shape.mesh.faces)
+    frame = PictureFrame(cutout.mask.shape[1], cutout.mask.shape[0])
+    outline = trace_outline(cutout.mask, frame, request.quality, ctx)
+    refined = refine_for_colour(extrude_outline(outline, ctx)[0], request.face_budget)
+    assert len(shape.mesh.faces) * 10 < len(refined.faces)
+    coloured, _ = _texture(shape, cutout)
+    corner = coloured.visual.vertex_colors[coloured.faces]
+    assert np.all(corner == corner[:, :1])  # one colour per face
+    normals = coloured.face_normals
+    top = normals[:, 2] > 0.99
+    centre = coloured.triangles_center[top]
+    row, col = _pixel_under(centre, shape.picture_box, cutout.mask.shape)
+    picture = np.asarray(cutout.image)[..., :3].astype(int)
+    from scipy.ndimage import maximum_filter, minimum_filter
+
+    flat = np.all(maximum_filter(picture, size=(5, 5, 1)) == minimum_filter(picture, size=(5, 5, 1)), axis=-1)
+    clear = cutout.mask[row, col] & flat[row, col]
+    assert clear.sum() > 100
+    assert np.array_equal(corner[top][clear, 0, :3], picture[row[clear], col[clear]])
+    yellow = (corner[top][:, 0, 0] > 200) & (corner[top][:, 0, 1] > 150) & (corner[top][:, 0, 2] < 100)
+    assert yellow.any()
 
 
 def test_without_texture_the_outline_is_not_refined() -> None:
     """With texture off there is nothing to carry: the caps keep the outline's triangulation."""
-    cutout = emblem_cutout()
+    cutout = _photo_ring()
     ctx, _ = make_ctx()
     plain = ExtrudeBackend(Settings()).generate(cutout, JobRequest(image="x", texture=False), ctx)
     textured = ExtrudeBackend(Settings()).generate(cutout, JobRequest(image="x"), ctx)

@@ -5,7 +5,9 @@
     stl     model/stl           millimetres, Z up       none (binary STL has no standard colour)
     obj     model/obj           millimetres, Z up       `v x y z r g b` (the common extension)
     ply     application/ply     millimetres, Z up       red/green/blue/alpha vertex properties
-    3mf     model/3mf           millimetres (declared)  a colour group, per triangle corner
+    3mf     model/3mf           millimetres (declared)  colour parts: a base material per part and
+                                                        PrusaSlicer volumes with extruders; else a
+                                                        colour group, per triangle corner
 
 PLY has no registered media type; `application/ply` is what the storage layer and the other
 formats' handling already use (the type most tools that serve PLY send), so one name is used
@@ -13,6 +15,11 @@ throughout. GLB is converted because glTF fixes both: "the units for all linear 
 meters" and "glTF uses a right-handed coordinate system … +Y is up" (glTF 2.0 §3.4). 3MF is
 written here rather than by trimesh, whose writer names things with fresh UUIDs: the same mesh
 gives the same bytes (fixed zip timestamps, sorted entries), so caches and checksums hold.
+
+A mesh of colour parts (a flat-colour picture's regions: one closed solid per colour, side by
+side) prints in colour: the 3MF's one object lists its triangles part by part, each part in its
+own base material, and Metadata/Slic3r_PE_model.config makes each part a PrusaSlicer volume with
+its own extruder (1, 2, …); the STL is the parts' union, one closed solid.
 """
 
 from __future__ import annotations
@@ -88,19 +95,90 @@ def _stl(mesh: trimesh.Trimesh) -> bytes:
 
 
 def geometry_only(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
-    """For a format without colour: a closed, coloured mesh with the vertices that only carried
-    colour merged away (an extruded logo's caps are refined for its colours: 37k faces on the
-    sample emblem at quality 5, 1k without them), the surface moved by at most 1e-5 of the mesh's size.
+    """For a format without colour: a closed, coloured mesh as one plain solid.
+
+    A mesh of colour parts (see `colour_parts`: one closed solid per colour, side by side) becomes
+    their union, so the walls where two colours meet are gone and the solid is closed as a whole.
+    Any other closed, coloured mesh has the vertices that only carried colour merged away (a photo
+    extruded as a logo has its caps refined for its colours: 37k faces on the sample emblem at
+    quality 5, 1k without them), the surface moved by at most 1e-5 of the mesh's size.
     Anything else is returned as it is."""
     if vertex_colours(mesh) is None or not mesh.is_watertight:
         return mesh
+    from manifold3d import Manifold, OpType
+
     from orfeas.shape.polygons import manifold_to_trimesh, trimesh_to_manifold
 
+    parts = colour_parts(mesh)
+    groups = [faces for _, faces in parts] if parts is not None else _bodies(mesh)
+    if len(groups) > 1:
+        # Colour parts, or closed bodies side by side (colour solids repainted by another
+        # texture): joined, so no wall where two meet is left inside the solid.
+        solids = [trimesh_to_manifold(_submesh(mesh, faces)) for faces in groups]
+        if any(s.is_empty() for s in solids):
+            return mesh
+        union = manifold_to_trimesh(Manifold.batch_boolean(solids, OpType.Add))
+        return union if union.is_watertight else mesh
     solid = trimesh_to_manifold(mesh)
     if solid.is_empty():  # manifold3d refused it (not a 2-manifold after all)
         return mesh
     plain = manifold_to_trimesh(solid)
     return plain if plain.is_watertight and len(plain.faces) < len(mesh.faces) else mesh
+
+
+# A mesh is written as colour parts when it has at most this many colours (the request's own
+# limit on a palette), so a photo's per-vertex colours never become thousands of parts.
+MAX_PARTS = 16
+
+
+def colour_parts(mesh: trimesh.Trimesh) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """(RGBA, face indices) for each colour, in order of first appearance, when the mesh is made of
+    colour parts: 2 to MAX_PARTS colours, every face in one colour, each colour's faces closed
+    (every edge used by exactly two of them). None otherwise."""
+    colours = vertex_colours(mesh)
+    if colours is None or len(mesh.faces) == 0:
+        return None
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    packed = np.ascontiguousarray(colours).view(np.uint32).ravel()[faces]
+    if not np.all(packed == packed[:, :1]):
+        return None
+    values, first, owner = np.unique(packed[:, 0], return_index=True, return_inverse=True)
+    if not 2 <= len(values) <= MAX_PARTS:
+        return None
+    parts = []
+    for i in np.argsort(first).tolist():
+        own = np.flatnonzero(owner.reshape(-1) == i)
+        edges = np.sort(faces[own][:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+        _, uses = np.unique(edges, axis=0, return_counts=True)
+        if not np.all(uses == 2):
+            return None
+        parts.append((colours[faces[own[0], 0]], own))
+    return parts
+
+
+def _bodies(mesh: trimesh.Trimesh) -> list[np.ndarray]:
+    """Face indices of each piece whose faces are linked through shared vertices."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    n, f = len(mesh.vertices), len(faces)
+    # Faces and vertices as one graph: a face links to its three corners.
+    rows = np.repeat(np.arange(f), 3)
+    graph = coo_matrix((np.ones(3 * f, np.int8), (rows, f + faces.ravel())), shape=(f + n, f + n))
+    _, label = connected_components(graph, directed=False)
+    _, owner = np.unique(label[:f], return_inverse=True)
+    return [np.flatnonzero(owner == i) for i in range(int(owner.max()) + 1)] if f else []
+
+
+def _submesh(mesh: trimesh.Trimesh, faces: np.ndarray) -> trimesh.Trimesh:
+    import trimesh
+
+    part = trimesh.Trimesh(
+        vertices=np.asarray(mesh.vertices), faces=np.asarray(mesh.faces)[faces], process=False
+    )
+    part.remove_unreferenced_vertices()
+    return part
 
 
 def _obj(mesh: trimesh.Trimesh) -> bytes:
@@ -132,6 +210,7 @@ _3MF_TYPES = (
     '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
     '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
     '<Default Extension="model" ContentType="application/vnd.ms-package.3dmanufacturing-3dmodel+xml"/>'
+    '<Default Extension="config" ContentType="application/xml"/>'
     "</Types>\n"
 )
 _3MF_RELS = (
@@ -149,13 +228,17 @@ _ZIP_LEVEL = 1
 
 
 def _3mf(mesh: trimesh.Trimesh) -> bytes:
+    parts = colour_parts(mesh)
+    entries = [
+        ("[Content_Types].xml", _3MF_TYPES),
+        ("_rels/.rels", _3MF_RELS),
+        ("3D/3dmodel.model", _3mf_model(mesh, parts)),
+    ]
+    if parts is not None:
+        entries.append((_PRUSA_CONFIG, _prusa_model_config([len(faces) for _, faces in parts])))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for name, text in (
-            ("[Content_Types].xml", _3MF_TYPES),
-            ("_rels/.rels", _3MF_RELS),
-            ("3D/3dmodel.model", _3mf_model(mesh)),
-        ):
+        for name, text in entries:
             info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
@@ -163,8 +246,13 @@ def _3mf(mesh: trimesh.Trimesh) -> bytes:
     return buffer.getvalue()
 
 
-def _3mf_model(mesh: trimesh.Trimesh) -> str:
-    """The 3MF model part: one object, millimetres, vertex colours as a material colour group."""
+def _3mf_model(mesh: trimesh.Trimesh, parts: list[tuple[np.ndarray, np.ndarray]] | None = None) -> str:
+    """The 3MF model part: one object, millimetres.
+
+    Colour parts (see `colour_parts`) are one base material each, every triangle naming its own,
+    and the triangles are written part after part, so the slicer's config can cut the object into
+    one volume per part by triangle range. Other vertex colours are a material colour group.
+    """
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64)
     colours = vertex_colours(mesh)
@@ -175,7 +263,19 @@ def _3mf_model(mesh: trimesh.Trimesh) -> str:
     object_attrs = ""
     triangle_format = '<triangle v1="%d" v2="%d" v3="%d"/>'
     rows: np.ndarray = faces
-    if colours is not None:
+    if parts is not None:
+        # Base materials are in the core specification (no extension needed), so every 3MF reader
+        # shows them; displaycolor is sRGB.
+        out.write('<basematerials id="2">\n')
+        for i, (rgba, _) in enumerate(parts):
+            out.write(f'<base name="{_part_name(i, rgba)}" displaycolor="{_hex(rgba)}"/>\n')
+        out.write("</basematerials>\n")
+        object_attrs = ' pid="2" pindex="0"'
+        triangle_format = '<triangle v1="%d" v2="%d" v3="%d" pid="2" p1="%d"/>'
+        order = np.concatenate([own for _, own in parts])
+        index = np.concatenate([np.full(len(own), i) for i, (_, own) in enumerate(parts)])
+        rows = np.hstack([faces[order], index[:, None]])
+    elif colours is not None:
         # One uint32 per RGBA colour: a 1-D unique is several times faster than rows.
         packed = np.ascontiguousarray(colours).view(np.uint32).ravel()
         palette, corner = np.unique(packed, return_inverse=True)
@@ -194,6 +294,37 @@ def _3mf_model(mesh: trimesh.Trimesh) -> str:
     out.write("</triangles>\n</mesh>\n</object>\n</resources>\n")
     out.write('<build>\n<item objectid="1"/>\n</build>\n</model>\n')
     return out.getvalue()
+
+
+# PrusaSlicer's own model config (src/libslic3r/Format/3mf.cpp): per object, its volumes as
+# ranges of the object's triangles (firstid..lastid, inclusive, 0-based), each with metadata;
+# `extruder` is 1-based. PrusaSlicer loads the 3MF's object as one object of several volumes and
+# prints each with its extruder (tests/test_slicer.py slices it). A 3MF assembly of components
+# instead loads there as separate objects that the slicer arranges apart, so one object it is.
+_PRUSA_CONFIG = "Metadata/Slic3r_PE_model.config"
+
+
+def _prusa_model_config(counts: list[int]) -> str:
+    out = ['<?xml version="1.0" encoding="UTF-8"?>\n<config>\n<object id="1" instances_count="1">\n']
+    out.append('<metadata type="object" key="name" value="model"/>\n')
+    first = 0
+    for i, count in enumerate(counts):
+        out.append(f'<volume firstid="{first}" lastid="{first + count - 1}">\n')
+        out.append(f'<metadata type="volume" key="name" value="colour {i + 1}"/>\n')
+        out.append(f'<metadata type="volume" key="extruder" value="{i + 1}"/>\n')
+        out.append("</volume>\n")
+        first += count
+    out.append("</object>\n</config>\n")
+    return "".join(out)
+
+
+def _hex(rgba: np.ndarray) -> str:
+    r, g, b, a = (int(v) for v in rgba)
+    return f"#{r:02X}{g:02X}{b:02X}{a:02X}"
+
+
+def _part_name(i: int, rgba: np.ndarray) -> str:
+    return f"colour {i + 1} {_hex(rgba)[:7]}"
 
 
 def _format_rows(template: str, rows: np.ndarray) -> str:

@@ -4,7 +4,8 @@ Steps, each on plain arrays (vertices, faces, per-vertex colours) so that nothin
 behind our back:
 
 - `clean`: merge vertices closer than a tolerance (a millionth of the bounding-box diagonal:
-  0.1 µm on a 100 mm part, far below any printer's resolution, far above float noise), drop
+  0.1 µm on a 100 mm part, far below any printer's resolution, far above float noise; never two
+  of different colours, which are a seam between colour regions), drop
   faces left with fewer than three distinct corners, drop duplicate faces (same corners in any
   order), drop vertices no face uses.
 - `fix_winding`: make neighbouring faces traverse their shared edge in opposite directions.
@@ -104,6 +105,10 @@ def _merge_close(mesh: MeshArrays, tolerance: float) -> tuple[MeshArrays, int]:
 
     n = len(mesh.vertices)
     pairs = cKDTree(mesh.vertices).query_pairs(tolerance, output_type="ndarray")
+    if mesh.colours is not None and len(pairs):
+        # Two vertices at one place in different colours are a colour seam (two colour regions'
+        # solids side by side), not a duplicate: merging them would blend the colours.
+        pairs = pairs[np.all(mesh.colours[pairs[:, 0]] == mesh.colours[pairs[:, 1]], axis=1)]
     if len(pairs) == 0:
         return mesh, 0
     graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))

@@ -1,4 +1,8 @@
-"""`vertex`: the picture's colours projected onto the mesh's vertices along Z.
+"""`vertex`: the picture's colours on the mesh's vertices.
+
+A shape made of colour regions (the extrude backend on a flat-colour picture: `face_colours`)
+keeps them: each face's colour goes on its corners, so every colour ends exactly on its region's
+boundary. Any other shape has the picture projected onto its vertices along Z, as follows.
 
 Each vertex takes the colour of the pixel its (x, y) falls on inside the shape's `picture_box`,
 so front and back faces show the picture. Side walls stand on the outline, where the pixel under
@@ -43,6 +47,8 @@ class VertexColorTexture:
         import trimesh
 
         mesh = shape.mesh
+        if shape.face_colours is not None:
+            return region_coloured(mesh, shape.face_colours)
         x0, y0, x1, y1 = shape.picture_box
         if not (x1 > x0 and y1 > y0):
             raise StageFailed(f"the picture box {shape.picture_box} is empty", stage=ctx.stage)
@@ -57,6 +63,29 @@ class VertexColorTexture:
             vertex_colors=colours,
             process=False,
         )
+
+
+def region_coloured(mesh: trimesh.Trimesh, face_colours: np.ndarray) -> trimesh.Trimesh:
+    """The mesh with each face's colour on its corners. A vertex shared by faces of different
+    colours is split, one copy per colour, so no colour blends into its neighbour (the extrude
+    backend's colour solids share none: each colour is a solid of its own)."""
+    import trimesh
+
+    faces = np.asarray(mesh.faces, dtype=np.int64)
+    colours = np.asarray(face_colours, dtype=np.uint8)
+    packed = np.ascontiguousarray(colours).view(np.uint32).ravel()
+    # One vertex per (vertex, colour) pair used by some face.
+    keys = faces.astype(np.int64) * (1 << 32) + packed[:, None].astype(np.int64)
+    unique, corner = np.unique(keys.ravel(), return_inverse=True)
+    source = (unique >> 32).astype(np.int64)
+    vertex_colours = np.empty((len(unique), 4), dtype=np.uint8)
+    vertex_colours[corner] = np.repeat(colours, 3, axis=0)
+    return trimesh.Trimesh(
+        vertices=np.asarray(mesh.vertices)[source],
+        faces=corner.reshape(-1, 3),
+        vertex_colors=vertex_colours,
+        process=False,
+    )
 
 
 def picture_and_mask(cutout: Cutout) -> tuple[np.ndarray, np.ndarray | None]:
