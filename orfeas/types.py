@@ -42,12 +42,15 @@ class Cutout:
 
     `image` is RGBA with the original colours and alpha = mask * 255; `mask` is a bool array
     (rows, cols) where True is foreground. `method` says how the mask was found
-    ("alpha", "border", or a model's name).
+    ("alpha", "border", "graphcut", or a model's name). `confidence` (0..1) says how far the
+    method trusts its mask: 1 for an alpha channel or a model's own mask, 0 when no foreground
+    was found and the whole picture is kept.
     """
 
     image: Image.Image
     mask: np.ndarray
     method: str
+    confidence: float = 1.0
 
 
 @dataclass
