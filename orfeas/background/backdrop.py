@@ -30,6 +30,7 @@ RING_SHARE = 0.04  # ring width, share of the short side
 BLUR_SHARE = 0.01  # σ of the blur, share of the short side
 MIN_BLUR_PX = 1.5
 REFITS = 3
+TRIM_SHARE = 0.75
 KEEP_SPREADS = 3.0  # a ring pixel is kept for the next fit within this score
 MIN_SPREAD = 4.0  # RGB levels: the spread of a clean, noise-free backdrop is not zero
 
@@ -83,7 +84,11 @@ def fit_backdrop(rgb: np.ndarray) -> BackdropFit:
     flat = blurred.reshape(-1, 3).astype(np.float64)
     ring_idx = np.flatnonzero(ring.reshape(-1))
     a, b = design[ring_idx], flat[ring_idx]
-    keep = np.ones(len(ring_idx), dtype=bool)
+    # The first fit is to the TRIM_SHARE of the ring closest to its median colour: a least-squares
+    # fit to all of it would bend towards an object covering part of the ring (17 % of it, in
+    # tests/test_background.py) and widen the covariance enough to keep the object in every refit.
+    distance = np.linalg.norm(b - np.median(b, axis=0), axis=1)
+    keep = distance <= np.percentile(distance, 100 * TRIM_SHARE)
     inverse = np.eye(3) / MIN_SPREAD**2
     for _ in range(REFITS + 1):
         coef, *_ = np.linalg.lstsq(a[keep], b[keep], rcond=None)

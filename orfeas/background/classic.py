@@ -57,6 +57,13 @@ MIN_RING_INLIERS = 0.8
 # Backdrop-like pixels (by the photo model) inside the flood fill's foreground, share of the frame,
 # above which the flood fill is judged to have kept backdrop.
 LEAK_SHARE = 0.01
+# A photo cut-out's outer band recoloured from inside (graphcut.decontaminate), in working-copy
+# pixels: the blend of an anti-aliased edge is 1-2 px, a JPEG's chroma bleed up to 5
+# (orfeas/samples/photos.py).
+DECONTAMINATE_PX = 4.0
+# Below this confidence a cut-out is a guess (a frame-filling scene's lighter hills, 0.10): the
+# whole picture is kept instead, as a relief of it shows more than a cut of it.
+MIN_CONFIDENCE = 0.5
 NO_BACKDROP = "background: no uniform background colour on the border; the whole picture is kept"
 
 
@@ -96,8 +103,20 @@ class ClassicBackgroundRemover:
         elif mask.mean() < MIN_FOREGROUND_SHARE:
             ctx.warn(f"background: no foreground found ({found.method}); the whole picture is kept")
             mask, confidence = np.ones(alpha.shape, dtype=bool), 0.0
+        elif confidence < MIN_CONFIDENCE:
+            ctx.warn(
+                f"background: the cut-out is unsure ({found.method}, confidence {confidence:.2f});"
+                " the whole picture is kept"
+            )
+            mask, confidence = np.ones(alpha.shape, dtype=bool), 0.0
         ctx.check()
         cut = rgba.copy()
+        if found.method == "graphcut" and confidence > 0:
+            from orfeas.background.graphcut import decontaminate
+
+            band = DECONTAMINATE_PX * max(rgba.size) / PHOTO_SIDE
+            rgb = decontaminate(np.asarray(rgba.convert("RGB")), mask, max(band, DECONTAMINATE_PX))
+            cut = Image.fromarray(rgb, "RGB").convert("RGBA")
         cut.putalpha(Image.fromarray(mask.astype(np.uint8) * 255, "L"))
         return Cutout(image=cut, mask=mask, method=found.method, confidence=round(confidence, 4))
 
@@ -255,9 +274,7 @@ def separation(rgb: np.ndarray, mask: np.ndarray, colours: list[BackgroundColour
     pixels = rgb[inner]
     if len(pixels) > 100_000:
         pixels = pixels[:: len(pixels) // 100_000 + 1]
-    ratio = np.min(
-        [np.linalg.norm(pixels - c.rgb, axis=1) / c.tolerance for c in colours], axis=0
-    )
+    ratio = np.min([np.linalg.norm(pixels - c.rgb, axis=1) / c.tolerance for c in colours], axis=0)
     return float(np.clip(np.median(ratio) - 1.0, 0.0, 1.0))
 
 

@@ -62,7 +62,9 @@ def _shaded(
     return rgb + highlight[..., None]
 
 
-def _compose(backdrop: np.ndarray, subject: np.ndarray, coverage: np.ndarray, noise: float, seed: int) -> np.ndarray:
+def _compose(
+    backdrop: np.ndarray, subject: np.ndarray, coverage: np.ndarray, noise: float, seed: int
+) -> np.ndarray:
     rng = np.random.default_rng(seed)
     rgb = backdrop * (1.0 - coverage[..., None]) + subject * coverage[..., None]
     rgb += rng.normal(0.0, noise, rgb.shape)
@@ -166,7 +168,7 @@ def photo_jpeg(height: int = 480, width: int = 640, seed: int = 3) -> PhotoSampl
 
 
 def exif_portrait(height: int = 480, width: int = 360, seed: int = 4) -> PhotoSample:
-    """A tall purple egg on a grey-blue gradient, displayed portrait; stored landscape with EXIF orientation 6."""
+    """A tall purple egg on a grey-blue gradient, shown portrait, stored landscape with EXIF orientation 6."""
     cx, cy, rx, ry = width / 2, height * 0.5, width * 0.3, height * 0.36
     cover = _coverage(height, width, lambda x, y: ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 < 1)
     backdrop = _vertical_gradient(height, width, (200, 205, 215), (120, 130, 150), tilt=0.1)
