@@ -44,13 +44,16 @@ class Cutout:
     (rows, cols) where True is foreground. `method` says how the mask was found
     ("alpha", "border", "graphcut", or a model's name). `confidence` (0..1) says how far the
     method trusts its mask: 1 for an alpha channel or a model's own mask, 0 when no foreground
-    was found and the whole picture is kept.
+    was found and the whole picture is kept. `upscale` is how many times the picture was
+    enlarged (both `image` and `mask`) to give a small picture a smooth, sub-pixel outline; 1
+    when it was not.
     """
 
     image: Image.Image
     mask: np.ndarray
     method: str
     confidence: float = 1.0
+    upscale: int = 1
 
 
 @dataclass

@@ -64,6 +64,15 @@ DECONTAMINATE_PX = 4.0
 # Below this confidence a cut-out is a guess (a frame-filling scene's lighter hills, 0.10): the
 # whole picture is kept instead, as a relief of it shows more than a cut of it.
 MIN_CONFIDENCE = 0.5
+# Pictures with a longest side under SMALL_SIDE are cut out enlarged to UPSCALE_SIDE or more (see
+# enlarged_cutout): at 100 mm a 127 px picture has 0.8 mm pixels, a visible staircase.
+SMALL_SIDE = 128
+UPSCALE_SIDE = 1024
+# The enlarged mask's blur, in source pixels: a rasterised disc's edge strays ±0.5 px from its
+# circle; σ 0.6 brings the radius's spread from 0.19 to 0.11 px (a 26 px disc) and still keeps a
+# 1 px line (its peak coverage stays 0.6, over the 0.5 cut); σ 0.8 gains 0.02 px more but
+# would drop such lines.
+BLUR_SOURCE_PX = 0.6
 NO_BACKDROP = "background: no uniform background colour on the border; the whole picture is kept"
 
 
@@ -110,6 +119,9 @@ class ClassicBackgroundRemover:
             )
             mask, confidence = np.ones(alpha.shape, dtype=bool), 0.0
         ctx.check()
+        if max(rgba.size) < SMALL_SIDE and confidence > 0:
+            soft = alpha.astype(np.float32) / 255.0 if found.method == "alpha" else None
+            return enlarged_cutout(rgba, mask, soft, found.method, round(confidence, 4))
         cut = rgba.copy()
         if found.method == "graphcut" and confidence > 0:
             from orfeas.background.graphcut import decontaminate
@@ -119,6 +131,33 @@ class ClassicBackgroundRemover:
             cut = Image.fromarray(rgb, "RGB").convert("RGBA")
         cut.putalpha(Image.fromarray(mask.astype(np.uint8) * 255, "L"))
         return Cutout(image=cut, mask=mask, method=found.method, confidence=round(confidence, 4))
+
+
+def enlarged_cutout(
+    rgba: Image.Image, mask: np.ndarray, soft: np.ndarray | None, method: str, confidence: float
+) -> Cutout:
+    """A small picture's cut-out enlarged k times (longest side to at least UPSCALE_SIDE) with a
+    smooth, sub-pixel mask, so its outline is not a staircase of its pixels and the shape's
+    quality can add detail (a 32 x 32 icon: k = 32, a 1024 x 1024 mask).
+
+    Colours are enlarged by pixel replication, so they stay the picture's own. The mask is the
+    coverage (an alpha channel's own soft values where they agree with the cleaned mask, else
+    the mask) interpolated bilinearly and blurred by BLUR_SOURCE_PX, cut at 0.5: a pixel art's
+    corners round off by about half a pixel, an anti-aliased edge keeps its sub-pixel position.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    k = int(np.ceil(UPSCALE_SIDE / max(rgba.size)))
+    size = (rgba.width * k, rgba.height * k)
+    coverage = mask.astype(np.float32)
+    if soft is not None:
+        agrees = (soft >= ALPHA_CUT / 255.0) == mask
+        coverage = np.where(agrees, soft, coverage)
+    field = np.asarray(Image.fromarray(coverage, "F").resize(size, Image.Resampling.BILINEAR))
+    big_mask = gaussian_filter(field, sigma=BLUR_SOURCE_PX * k) > 0.5
+    image = rgba.convert("RGB").resize(size, Image.Resampling.NEAREST).convert("RGBA")
+    image.putalpha(Image.fromarray(big_mask.astype(np.uint8) * 255, "L"))
+    return Cutout(image=image, mask=big_mask, method=method, confidence=confidence, upscale=k)
 
 
 @dataclass(frozen=True)

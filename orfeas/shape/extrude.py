@@ -17,6 +17,7 @@ import numpy as np
 
 from orfeas.errors import StageFailed
 from orfeas.settings import Settings
+from orfeas.shape.backing import printable_parts
 from orfeas.shape.contours import trace_contours
 from orfeas.shape.polygons import (
     cross_section,
@@ -68,6 +69,7 @@ class ExtrudeBackend:
         ctx.report(0.6)
         ctx.check()
         mesh, thickness = extrude_outline(outline, ctx)
+        mesh, plate = printable_parts(mesh, outline, thickness, cutout, request, ctx)
         if request.texture:
             mesh = refine_for_colour(mesh, request.face_budget)
         ctx.report(1.0)
@@ -79,6 +81,7 @@ class ExtrudeBackend:
                 "thickness": round(thickness, 6),
                 "parts": len(outline.geoms),
                 "holes": sum(len(p.interiors) for p in outline.geoms),
+                "backing_plate": None if plate is None else round(plate, 6),
             },
         )
 

@@ -34,6 +34,7 @@ from orfeas.errors import StageFailed
 from orfeas.settings import Settings
 from orfeas.shape.extrude import trace_outline
 from orfeas.shape.polygons import cross_section, manifold_to_trimesh, trimesh_to_manifold
+from orfeas.shape.printability import review_printability
 from orfeas.shape.raster import PictureFrame, quality_resolution
 from orfeas.types import ShapeResult
 
@@ -79,6 +80,7 @@ class InflateBackend:
         ctx.check()
         body, stands, base = stand_or_lie(body, outline, depth)
         mesh = manifold_to_trimesh(body)
+        review_printability(mesh, outline, cutout, request, ctx, stands=stands)
         ctx.report(1.0)
         return ShapeResult(
             mesh=mesh,

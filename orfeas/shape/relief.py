@@ -23,6 +23,7 @@ from orfeas.errors import StageFailed, StageTimeout
 from orfeas.settings import Settings
 from orfeas.shape.extrude import trace_outline
 from orfeas.shape.polygons import cross_section, manifold_to_trimesh, trimesh_to_manifold
+from orfeas.shape.printability import review_printability
 from orfeas.shape.raster import PictureFrame, grid_shape, luminance, quality_resolution
 from orfeas.types import ShapeResult
 
@@ -88,6 +89,8 @@ class ReliefBackend:
         ctx.check()
         if outline is not None:
             mesh = cut_to_outline(mesh, outline, float(z.max()))
+        layers = {"base": BASE_RATIO * size}
+        review_printability(mesh, outline, cutout, request, ctx, stands=False, layers=layers)
         ctx.report(1.0)
         return ShapeResult(
             mesh=mesh,

@@ -1,0 +1,75 @@
+"""Loose parts joined by a thin backing plate under them, so a flat piece prints as one body.
+
+A banner's letters or a logo's separate marks extruded on their own are loose, fragile pieces
+(the issue's banner: 16 letters, 3 mm tall at 50 mm wide). When an outline has two parts or
+more, a plate goes under them, from z = 0 to 40 % of the parts' thickness, so the parts stand
+out from it by the rest:
+
+- its outline is the parts grown by 3 % of the outline's longest side (3 mm on a 100 mm piece)
+  and merged: letters closer than twice that join into one word-shaped plate; if the grown
+  parts are still apart, the plate is their convex hull (a plate with a bridge of its own
+  would be as fragile as the parts);
+- its holes are filled: a plate is a board to hold the parts, not a stencil.
+
+`request.backing` False keeps the parts loose. The joined solid is then reviewed at its printed
+size (orfeas/shape/printability.py): strokes under the nozzle's width and slabs under two lines.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from orfeas.shape.polygons import cross_section, manifold_to_trimesh, trimesh_to_manifold
+from orfeas.shape.printability import review_printability
+
+if TYPE_CHECKING:
+    import trimesh
+    from shapely.geometry import MultiPolygon, Polygon
+
+    from orfeas.request import JobRequest
+    from orfeas.types import Cutout, StageContext
+
+PLATE_RATIO = 0.4  # of the parts' thickness
+PAD_RATIO = 0.03  # of the outline's longest side
+
+
+def backing_outline(outline: MultiPolygon, pad_ratio: float = PAD_RATIO) -> Polygon | None:
+    """The plate under an outline of two parts or more (see the module's docstring), else None."""
+    import shapely
+    from shapely.geometry import Polygon
+    from shapely.geometry.polygon import orient
+
+    parts = [p for p in outline.geoms if not p.is_empty]
+    if len(parts) < 2:
+        return None
+    x0, y0, x1, y1 = outline.bounds
+    pad = pad_ratio * max(x1 - x0, y1 - y0)
+    grown = shapely.union_all([p.buffer(pad, quad_segs=8) for p in parts])
+    if grown.geom_type != "Polygon":
+        grown = grown.convex_hull
+    return orient(Polygon(grown.exterior), sign=1.0)  # counter-clockwise, as cross_section wants
+
+
+def printable_parts(
+    mesh: trimesh.Trimesh,
+    outline: MultiPolygon,
+    thickness: float,
+    cutout: Cutout,
+    request: JobRequest,
+    ctx: StageContext,
+) -> tuple[trimesh.Trimesh, float | None]:
+    """A flat piece's solid (z from 0 to `thickness` over `outline`) with its loose parts joined by
+    a plate, reviewed for printing; returns the solid and the plate's thickness (None: no plate)."""
+    from shapely.geometry import MultiPolygon
+
+    plate = backing_outline(outline) if request.backing else None
+    plate_thickness = None
+    if plate is not None:
+        plate_thickness = PLATE_RATIO * thickness
+        board = cross_section(MultiPolygon([plate])).extrude(plate_thickness)
+        mesh = manifold_to_trimesh(trimesh_to_manifold(mesh) + board)
+    layers = {"piece": thickness}
+    if plate_thickness is not None:
+        layers["backing plate"] = plate_thickness
+    review_printability(mesh, outline, cutout, request, ctx, stands=False, layers=layers)
+    return mesh, plate_thickness
