@@ -85,3 +85,13 @@ def test_gpu_says_why_it_measures_nothing_without_cuda() -> None:
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is here: the real benchmark is run on purpose, not in the suite")
     assert "nothing measured" in _bench("gpu")
+
+
+def test_quality_cutout_reports_iou_and_the_ball() -> None:
+    """bench/quality_cutout.py: IoU before and after for every photo sample, and the ball's extents."""
+    report = _last_json(_bench("quality_cutout"))
+    assert set(report["pictures"]) >= {"ball_on_gradient", "object_on_vignette", "object_on_texture"}
+    for row in report["pictures"].values():
+        assert 0.0 <= row["iou_before"] <= 1.0
+        assert row["iou_after"] >= row["iou_before"] - 1e-3
+    assert report["ball"]["within_6pct"] is True

@@ -13,9 +13,12 @@ from PIL import Image
 from shapely.geometry import MultiPolygon, box
 
 from orfeas.pipeline import Pipeline
-from orfeas.request import parse_request
+from orfeas.request import JobRequest, parse_request
 from orfeas.settings import Settings
 from orfeas.shape.backing import backing_outline
+from orfeas.shape.extrude import ExtrudeBackend
+from tests.shape_support import assert_closed_solid, cutout_from, make_ctx
+from tests.test_shape_random import _blobs
 
 
 def banner_png(width: int = 4000, height: int = 500) -> bytes:
@@ -75,3 +78,15 @@ def test_far_apart_parts_are_joined_by_their_hull() -> None:
     assert plate.covers(parts)
     assert plate.contains(box(0.45, 0.45, 0.55, 0.55))  # the hull's middle, between the parts
     assert len(plate.interiors) == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_blobs_on_a_plate_are_one_closed_body(seed: int) -> None:
+    """Random blobs of many parts, joined by their plate, are one closed, consistently wound solid."""
+    mask = _blobs(seed, specks=False)
+    ctx, _ = make_ctx()
+    result = ExtrudeBackend(Settings()).generate(cutout_from(mask), JobRequest(image="x", quality=3), ctx)
+    assert_closed_solid(result.mesh)
+    assert result.meta["parts"] >= 2  # 8 to 38 blobs for these seeds
+    assert result.meta["backing_plate"] is not None
+    assert result.mesh.body_count == 1

@@ -1,4 +1,5 @@
-"""Weights-free background removal: the alpha channel when it says something, else the border colour.
+"""Weights-free background removal: the alpha channel when it says something, else the border colour,
+else a photo backdrop model refined by a graph cut.
 
 1. Alpha ("alpha"): a picture with a real transparent area (at least 0.5 % of its pixels) already
    says what its foreground is: alpha >= 128. Only dust is cleaned (specks and pin holes of a few
@@ -14,10 +15,23 @@
      tiny (the hole of a ring or a letter "O": background colour seen through the object);
    - the mask is cleaned: opening and closing (3x3), parts smaller than 1 % of the largest part
      dropped, holes below the hole size filled; then scaled back up to the picture's size.
-3. If neither finds a sensible foreground (an empty mask, no background colour on the border, or
-   a foreground scattered in specks over a border too varied to be a backdrop, as in a photo
-   that fills the frame), the whole picture is the foreground, with a warning, so the job still
-   makes a relief.
+3. Photo ("graphcut"): a backdrop that is not a few flat colours (a gradient, a vignette, a
+   texture) defeats the flood fill: it keeps a band of the gradient, the vignette's bright
+   middle, the texture's specks. A smooth model of the backdrop fitted to the border
+   (backdrop.py) tells such pixels; when the flood fill's foreground holds more than 1 % of the
+   frame of them, or it found nothing, a trimap from that model is refined by OpenCV's GrabCut
+   (graphcut.py) on a working copy at most 512 px on its longest side, and the cut-out's rim is
+   recoloured from just inside it (its pixels blend in the backdrop). The flood fill's answer is
+   kept on flat backdrops, exactly as before.
+4. Every mask comes with a confidence (Cutout.confidence, 0..1): 1 for an alpha channel; for
+   the others how far the mask agrees with the method's own backdrop model, times how clearly
+   the foreground stands out of it. Under MIN_CONFIDENCE the mask is a guess, dropped as in 5.
+5. If nothing finds a sensible foreground (an empty mask, no background colour on the border, a
+   foreground scattered in specks over a border too varied to be a backdrop, or an unsure one,
+   as in a photo that fills the frame), the whole picture is the foreground, with a warning, so
+   the job still makes a relief.
+6. A small picture (under 128 px on its longest side) is cut out enlarged, with a smooth
+   sub-pixel mask (enlarged_cutout), so its outline is not its pixel staircase.
 """
 
 from __future__ import annotations
