@@ -17,7 +17,8 @@ from orfeas.request import JobRequest, parse_request
 from orfeas.settings import Settings
 from orfeas.shape.backing import backing_outline
 from orfeas.shape.extrude import ExtrudeBackend
-from tests.shape_support import assert_closed_solid, cutout_from, make_ctx
+from orfeas.shape.relief import ReliefBackend
+from tests.shape_support import assert_closed_solid, cutout_from, gradient_photo, make_ctx, two_blobs_mask
 from tests.test_shape_random import _blobs
 
 
@@ -90,3 +91,16 @@ def test_random_blobs_on_a_plate_are_one_closed_body(seed: int) -> None:
     assert result.meta["parts"] >= 2  # 8 to 38 blobs for these seeds
     assert result.meta["backing_plate"] is not None
     assert result.mesh.body_count == 1
+
+
+@pytest.mark.parametrize(("backing", "bodies"), [(True, 1), (False, 2)])
+def test_relief_of_two_parts_stands_on_one_plate(backing: bool, bodies: int) -> None:
+    """A relief cut to two separate blobs is one body on a plate as thick as its base, unless turned off."""
+    mask = two_blobs_mask()
+    cutout = cutout_from(mask, gradient_photo(*mask.shape), method="border")
+    ctx, _ = make_ctx()
+    request = JobRequest(image="x", quality=3, backing=backing)
+    result = ReliefBackend(Settings()).generate(cutout, request, ctx)
+    assert_closed_solid(result.mesh)
+    assert result.mesh.body_count == bodies
+    assert (result.meta["backing_plate"] is not None) is backing

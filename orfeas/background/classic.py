@@ -137,11 +137,10 @@ class ClassicBackgroundRemover:
             soft = alpha.astype(np.float32) / 255.0 if found.method == "alpha" else None
             return enlarged_cutout(rgba, mask, soft, found.method, round(confidence, 4))
         cut = rgba.copy()
-        if found.method == "graphcut" and confidence > 0:
+        if found.small is not None and confidence > 0:
             from orfeas.background.graphcut import decontaminate
 
-            band = DECONTAMINATE_PX * max(rgba.size) / PHOTO_SIDE
-            rgb = decontaminate(np.asarray(rgba.convert("RGB")), mask, max(band, DECONTAMINATE_PX))
+            rgb = decontaminate(np.asarray(rgba.convert("RGB")), mask, found.small, DECONTAMINATE_PX)
             cut = Image.fromarray(rgb, "RGB").convert("RGBA")
         cut.putalpha(Image.fromarray(mask.astype(np.uint8) * 255, "L"))
         return Cutout(image=cut, mask=mask, method=found.method, confidence=round(confidence, 4))
@@ -183,6 +182,7 @@ class Found:
     mask: np.ndarray | None
     confidence: float
     reason: str | None
+    small: np.ndarray | None = None  # a photo cut's mask at its working size, for the rim's colours
 
 
 def mask_without_alpha(rgba: Image.Image, ctx: StageContext) -> Found:
@@ -220,7 +220,8 @@ def mask_without_alpha(rgba: Image.Image, ctx: StageContext) -> Found:
         mask = clean_mask(cut.mask, min_hole=max(MIN_HOLE_PX, int(HOLE_SHARE * frame)))
         if cut.confidence >= CONFIDENT and mask.mean() >= MIN_FOREGROUND_SHARE:
             confidence = agreement(mask, fit.score < AGREE) * score_separation(fit.score, mask)
-            return Found("graphcut", scale_mask(mask, (rgba.height, rgba.width)), confidence, None)
+            full = scale_mask(mask, (rgba.height, rgba.width))
+            return Found("graphcut", full, confidence, None, small=mask)
     confidence = border.agreement * apart
     if leak > LEAK_SHARE and border.mask is not None:
         # The flood fill kept backdrop the photo model sees: say so in its confidence.

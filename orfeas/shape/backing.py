@@ -13,6 +13,7 @@ out from it by the rest:
 
 `request.backing` False keeps the parts loose. The joined solid is then reviewed at its printed
 size (orfeas/shape/printability.py): strokes under the nozzle's width and slabs under two lines.
+A relief cut to an outline of several parts gets the same plate, as thick as its own base.
 """
 
 from __future__ import annotations
@@ -50,6 +51,18 @@ def backing_outline(outline: MultiPolygon, pad_ratio: float = PAD_RATIO) -> Poly
     return orient(Polygon(grown.exterior), sign=1.0)  # counter-clockwise, as cross_section wants
 
 
+def join_with_plate(mesh: trimesh.Trimesh, outline: MultiPolygon, thickness: float) -> trimesh.Trimesh | None:
+    """The solid united with a plate from z = 0 to `thickness` under its outline's parts; None when
+    the outline is one part (no plate needed)."""
+    from shapely.geometry import MultiPolygon
+
+    plate = backing_outline(outline)
+    if plate is None:
+        return None
+    board = cross_section(MultiPolygon([plate])).extrude(thickness)
+    return manifold_to_trimesh(trimesh_to_manifold(mesh) + board)
+
+
 def printable_parts(
     mesh: trimesh.Trimesh,
     outline: MultiPolygon,
@@ -60,14 +73,10 @@ def printable_parts(
 ) -> tuple[trimesh.Trimesh, float | None]:
     """A flat piece's solid (z from 0 to `thickness` over `outline`) with its loose parts joined by
     a plate, reviewed for printing; returns the solid and the plate's thickness (None: no plate)."""
-    from shapely.geometry import MultiPolygon
-
-    plate = backing_outline(outline) if request.backing else None
-    plate_thickness = None
-    if plate is not None:
-        plate_thickness = PLATE_RATIO * thickness
-        board = cross_section(MultiPolygon([plate])).extrude(plate_thickness)
-        mesh = manifold_to_trimesh(trimesh_to_manifold(mesh) + board)
+    plate_thickness = PLATE_RATIO * thickness if request.backing else None
+    if plate_thickness is not None:
+        joined = join_with_plate(mesh, outline, plate_thickness)
+        mesh, plate_thickness = (mesh, None) if joined is None else (joined, plate_thickness)
     layers = {"piece": thickness}
     if plate_thickness is not None:
         layers["backing plate"] = plate_thickness

@@ -67,7 +67,7 @@ class InflateBackend:
         ctx.report(0.3)
         ctx.check()
         cells = quality_resolution(request.quality, GRID_MIN, GRID_MAX)
-        xs, ys, height = inflated_heights(outline, cells)
+        xs, ys, height = inflated_heights(outline, cells, ctx)
         ctx.report(0.5)
         ctx.check()
         solid = two_sided_solid(xs, ys, height)
@@ -80,6 +80,11 @@ class InflateBackend:
         ctx.check()
         body, stands, base = stand_or_lie(body, outline, depth)
         mesh = manifold_to_trimesh(body)
+        if stands and mesh.body_count > 1:
+            ctx.warn(
+                f"inflate: the picture has {mesh.body_count} separate parts; only those that reach"
+                " the base stand on it"
+            )
         review_printability(mesh, outline, cutout, request, ctx, stands=stands)
         ctx.report(1.0)
         return ShapeResult(
@@ -96,7 +101,9 @@ class InflateBackend:
         )
 
 
-def inflated_heights(outline: MultiPolygon, cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def inflated_heights(
+    outline: MultiPolygon, cells: int, ctx: StageContext
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Grid x (cols), y (rows, top first) over the outline and the height h at each grid point.
 
     Outside the outline h continues as the nearest inside point's, so the prism cut meets a
@@ -112,7 +119,7 @@ def inflated_heights(outline: MultiPolygon, cells: int) -> tuple[np.ndarray, np.
     gx, gy = np.meshgrid(xs, ys)
     inside = shapely.contains_xy(outline, gx, gy)
     if not inside.any():
-        raise StageFailed("the outline is too thin for the inflate grid", stage="shape")
+        raise StageFailed("the outline is too thin for the inflate grid", stage=ctx.stage)
 
     # The raster's distance overstates the true one by about half a cell (a grid point next to
     # the outline is 1 cell from the first outside point, but about 0.5 from the outline).
