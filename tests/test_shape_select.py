@@ -3,10 +3,12 @@ objects inflate, frame-filling pictures and unsure cut-outs relief."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from orfeas.background.classic import ClassicBackgroundRemover
 from orfeas.samples import photos
@@ -37,6 +39,19 @@ def test_flat_colour_logo_with_noise_extrudes() -> None:
         mask, _noisy_flat(mask, [(200, 30, 40), (20, 20, 20), (240, 240, 240), (30, 90, 200)]), "border"
     )
     assert palette_share(cutout) > 0.95
+    assert choose_weights_free(cutout) == "extrude"
+
+
+def test_jpeg_logo_on_white_extrudes() -> None:
+    """The emblem flattened onto white and saved as a quality-40 JPEG still counts as flat: extrude."""
+    rgba = emblem_cutout().image
+    flat = Image.new("RGB", rgba.size, (255, 255, 255))
+    flat.paste(rgba, mask=rgba.getchannel("A"))
+    data = io.BytesIO()
+    flat.save(data, format="JPEG", quality=40)
+    ctx, _ = make_ctx("background")
+    cutout = ClassicBackgroundRemover(Settings()).remove(Image.open(data).convert("RGB"), ctx)
+    assert palette_share(cutout) < 0.9  # the colour clusters alone miss the compression's noise
     assert choose_weights_free(cutout) == "extrude"
 
 

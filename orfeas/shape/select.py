@@ -10,7 +10,9 @@ The rule, in order:
 4. Flat colours from an alpha channel or a backdrop method → extrude: at most 6 colour clusters
    (each ±8 levels of 255 per channel, room for JPEG noise) hold at least 90 % of the
    foreground's inner pixels (one pixel in from the edge, so anti-aliased borders do not
-   count).
+   count); or, for a compressed picture whose noise spills out of those clusters, 6 narrow
+   peaks (±4 levels) of the lightly blurred luma hold at least 88 % of them (see luma_share:
+   JPEG logos 0.89-0.99, the shaded objects of orfeas/samples/photos.py 0.73-0.82).
 5. Otherwise (a shaded object cut out of a photo, or a segmentation model's mask: such masks
    are made for photographed subjects) → inflate, a rounded solid of the object.
 """
@@ -29,6 +31,10 @@ MASK_METHODS = frozenset({"alpha", "border", "graphcut"})
 MAX_FRAME_SHARE = 0.9
 PALETTE_SIZE = 6
 PALETTE_SHARE = 0.9
+LUMA_SHARE = 0.88
+LUMA_BLUR_PX = 1.5  # σ that evens out JPEG's 8 x 8 block noise inside a flat region
+LUMA_ERODE_PX = 3  # inner pixels for the luma test: clear of the blur's reach across an edge
+LUMA_HALF_WIDTH = 4  # levels of 255 either side of a luma peak
 LEVELS = 32  # histogram bins per channel (8 levels of 255 each); a cluster is ±1 bin
 MAX_SAMPLES = 250_000
 
@@ -41,9 +47,45 @@ def choose_weights_free(cutout: Cutout) -> Literal["extrude", "relief", "inflate
         return "relief"
     if cutout.confidence < CONFIDENT:
         return "relief"
-    if cutout.method in MASK_METHODS and palette_share(cutout) >= PALETTE_SHARE:
+    if cutout.method in MASK_METHODS and is_flat(cutout):
         return "extrude"
     return "inflate"
+
+
+def is_flat(cutout: Cutout) -> bool:
+    """Flat colours (rule 4): by the colour clusters, or by the luma peaks for a compressed picture."""
+    return palette_share(cutout) >= PALETTE_SHARE or luma_share(cutout) >= LUMA_SHARE
+
+
+def luma_share(cutout: Cutout, peaks: int = PALETTE_SIZE) -> float:
+    """The share of the foreground's inner pixels whose blurred luma `peaks` narrow peaks cover (greedy).
+
+    A flat region's luma, once JPEG's block noise is blurred away, sits within a few levels of
+    one value; a shaded object's spreads over a ramp of many levels.
+    """
+    from scipy.ndimage import binary_erosion, gaussian_filter
+
+    mask = np.asarray(cutout.mask, dtype=bool)
+    image = cutout.image.convert("L")
+    if mask.shape != (image.height, image.width):
+        image = image.resize((mask.shape[1], mask.shape[0]), Image.Resampling.NEAREST)
+    inner = binary_erosion(mask, iterations=LUMA_ERODE_PX)
+    if inner.sum() < 0.25 * mask.sum():  # thin strokes
+        inner = mask
+    luma = gaussian_filter(np.asarray(image, dtype=np.float32), LUMA_BLUR_PX)[inner]
+    if len(luma) > MAX_SAMPLES:
+        luma = luma[:: len(luma) // MAX_SAMPLES + 1]
+    hist = np.bincount(np.clip(np.round(luma), 0, 255).astype(np.int64), minlength=256).astype(np.float64)
+    total, covered = hist.sum(), 0.0
+    window = np.ones(2 * LUMA_HALF_WIDTH + 1)
+    for _ in range(peaks):
+        density = np.convolve(hist, window, mode="same")
+        peak = int(np.argmax(density))
+        if density[peak] <= 0:
+            break
+        covered += density[peak]
+        hist[max(peak - LUMA_HALF_WIDTH, 0) : peak + LUMA_HALF_WIDTH + 1] = 0.0
+    return covered / total if total else 0.0
 
 
 def palette_share(cutout: Cutout, clusters: int = PALETTE_SIZE) -> float:
