@@ -65,7 +65,7 @@ class ShapeResult:
     texture can project pixel colours onto vertices along Z.
     `stands` says how it goes on a build plate: False for a flat piece lying on its back
     (picture frame Z is the build Z; extrude, relief), True for an object standing up
-    (picture frame Y is the build Z; generated 3D shapes).
+    (picture frame Y is the build Z; generated 3D shapes, inflate).
     """
 
     mesh: trimesh.Trimesh
