@@ -58,7 +58,7 @@ def _preload() -> None:
     exits at start would be restarted by RunPod over and over while the queue waits."""
     if not SETTINGS.eager_load:
         return
-    shapes = ["hunyuan"] if SETTINGS.auto_shape_backend == "hunyuan" else ["extrude", "relief"]
+    shapes = ["hunyuan"] if SETTINGS.auto_shape_backend == "hunyuan" else ["extrude", "relief", "inflate"]
     try:
         WORKER.pipeline.backends.preload(shapes)
     except OrfeasError as exc:

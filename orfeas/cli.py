@@ -32,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--height-mm", type=float, help="scale so Z (build height) is this long")
     size.add_argument("--depth-mm", type=float, help="scale so Y is this long")
     gen.add_argument("--target-faces", type=int, help="face budget (default from quality)")
-    gen.add_argument("--backend", default="auto", help="auto|extrude|relief|hunyuan")
+    gen.add_argument("--backend", default="auto", help="auto|extrude|relief|inflate|hunyuan")
     gen.add_argument("--no-texture", action="store_true", help="skip colours")
+    gen.add_argument("--no-backing", action="store_true", help="leave separate parts loose (no plate)")
     gen.add_argument("--seed", type=int)
     gen.add_argument("--job-id", help="name of the job (default: random)")
     gen.add_argument("--json", action="store_true", help="print the result as JSON (last line)")
@@ -47,6 +48,7 @@ def _request_dict(args: argparse.Namespace, picture: bytes) -> dict[str, Any]:
         "quality": args.quality,
         "backend": args.backend,
         "texture": not args.no_texture,
+        "backing": not args.no_backing,
     }
     for name in ("width_mm", "height_mm", "depth_mm"):
         if getattr(args, name) is not None:

@@ -99,7 +99,7 @@ class _Job:
             self.p.backends.free_memory()
             raise
         self.timings["total"] = self.p.clock() - started
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"background": {"method": cutout.method, "confidence": cutout.confidence}}
         if self.vram_mb:
             extra["vram_peak_mb"] = {k: round(v, 1) for k, v in self.vram_mb.items()}
         if shape.meta:

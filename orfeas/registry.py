@@ -17,6 +17,7 @@ from orfeas.settings import Settings
 SHAPE_BACKENDS = {
     "extrude": "orfeas.shape.extrude:ExtrudeBackend",
     "relief": "orfeas.shape.relief:ReliefBackend",
+    "inflate": "orfeas.shape.inflate:InflateBackend",
     "hunyuan": "orfeas.gpu.hunyuan_shape:HunyuanShapeBackend",
 }
 BACKGROUND_BACKENDS = {
@@ -30,7 +31,7 @@ TEXTURE_BACKENDS = {
 TEXT_TO_IMAGE_BACKENDS = {
     "diffusers": "orfeas.gpu.text_to_image:DiffusersTextToImage",
 }
-WEIGHTS_FREE_SHAPES = frozenset({"extrude", "relief"})
+WEIGHTS_FREE_SHAPES = frozenset({"extrude", "relief", "inflate"})
 
 
 class Backends:

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from orfeas.errors import InvalidInput
 
 MeshFormat = Literal["glb", "stl", "obj", "ply", "3mf"]
-ShapeBackendName = Literal["auto", "extrude", "relief", "hunyuan"]
+ShapeBackendName = Literal["auto", "extrude", "relief", "inflate", "hunyuan"]
 ALL_FORMATS: tuple[str, ...] = ("glb", "stl", "obj", "ply", "3mf")
 
 # Quality 1..10 → default face budget when `target_faces` is not given (geometric, 20k..400k).
@@ -65,6 +65,8 @@ class JobRequest(BaseModel):
     dimensions: Dimensions | None = None
     backend: ShapeBackendName = "auto"
     texture: bool = True
+    # Separate parts of a flat piece are joined by a thin plate under them (orfeas/shape/backing.py).
+    backing: bool = True
     seed: int | None = Field(default=None, ge=0, le=2**32 - 1)
     # A flat-colour picture is cut into at most this many colour regions, one 3MF part (and one
     # filament) each; 4 is what common filament changers hold, 16 the most any does.

@@ -42,12 +42,18 @@ class Cutout:
 
     `image` is RGBA with the original colours and alpha = mask * 255; `mask` is a bool array
     (rows, cols) where True is foreground. `method` says how the mask was found
-    ("alpha", "border", or a model's name).
+    ("alpha", "border", "graphcut", or a model's name). `confidence` (0..1) says how far the
+    method trusts its mask: 1 for an alpha channel or a model's own mask, 0 when no foreground
+    was found and the whole picture is kept. `upscale` is how many times the picture was
+    enlarged (both `image` and `mask`) to give a small picture a smooth, sub-pixel outline; 1
+    when it was not.
     """
 
     image: Image.Image
     mask: np.ndarray
     method: str
+    confidence: float = 1.0
+    upscale: int = 1
 
 
 @dataclass
@@ -59,7 +65,7 @@ class ShapeResult:
     texture can project pixel colours onto vertices along Z.
     `stands` says how it goes on a build plate: False for a flat piece lying on its back
     (picture frame Z is the build Z; extrude, relief), True for an object standing up
-    (picture frame Y is the build Z; generated 3D shapes).
+    (picture frame Y is the build Z; generated 3D shapes, inflate).
     """
 
     mesh: trimesh.Trimesh

@@ -97,3 +97,13 @@ def test_quality_reports_colour_figures() -> None:
     assert after["icon"]["top_heights"] >= 1
     assert after["logo"]["faces"] > 0
     assert "tool_changes" in after["logo"]
+
+
+def test_quality_cutout_reports_iou_and_the_ball() -> None:
+    """bench/quality_cutout.py: IoU before and after for every photo sample, and the ball's extents."""
+    report = _last_json(_bench("quality_cutout"))
+    assert set(report["pictures"]) >= {"ball_on_gradient", "object_on_vignette", "object_on_texture"}
+    for row in report["pictures"].values():
+        assert 0.0 <= row["iou_before"] <= 1.0
+        assert row["iou_after"] >= row["iou_before"] - 1e-3
+    assert report["ball"]["within_6pct"] is True

@@ -25,7 +25,8 @@ from tests.shape_support import (
 
 def _extrude(mask: np.ndarray, quality: int = 5) -> tuple[ShapeResult, list[float]]:
     ctx, reports = make_ctx()
-    request = JobRequest(image="x", quality=quality)
+    # Loose parts as they are extruded; the backing plate that joins them is tested in test_shape_backing.py.
+    request = JobRequest(image="x", quality=quality, backing=False)
     return ExtrudeBackend(Settings()).generate(cutout_from(mask), request, ctx), reports
 
 

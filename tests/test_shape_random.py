@@ -28,7 +28,8 @@ def test_extrude_of_random_blobs_is_closed_with_the_masks_area(seed: int) -> Non
     """Extruding random blobs gives a closed solid whose volume is the mask's area × thickness (±4 %)."""
     mask = _blobs(seed, specks=False)
     ctx, _ = make_ctx()
-    request = JobRequest(image="x", quality=1 + seed % 10)
+    # The blobs alone (no backing plate joining them, see test_shape_backing.py).
+    request = JobRequest(image="x", quality=1 + seed % 10, backing=False)
     result = ExtrudeBackend(Settings()).generate(cutout_from(mask), request, ctx)
     assert_closed_solid(result.mesh)
     unit = 1 / max(mask.shape)

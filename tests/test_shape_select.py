@@ -1,12 +1,20 @@
-"""`auto`'s choice between the weights-free shapes: flat-colour cut-outs extrude, photos relief."""
+"""`auto`'s choice between the weights-free shapes: flat-colour cut-outs extrude, cut-out photos of
+objects inflate, frame-filling pictures and unsure cut-outs relief."""
 
 from __future__ import annotations
 
+import io
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from PIL import Image
 
+from orfeas.background.classic import ClassicBackgroundRemover
+from orfeas.samples import photos
+from orfeas.settings import Settings
 from orfeas.shape.select import choose_weights_free, palette_share
-from tests.shape_support import cutout_from, emblem_cutout, gradient_photo, letters_mask, ring_mask
+from tests.shape_support import cutout_from, emblem_cutout, gradient_photo, letters_mask, make_ctx, ring_mask
 
 
 def _noisy_flat(mask: np.ndarray, colours: list[tuple[int, int, int]], noise: float = 4.0) -> np.ndarray:
@@ -34,16 +42,50 @@ def test_flat_colour_logo_with_noise_extrudes() -> None:
     assert choose_weights_free(cutout) == "extrude"
 
 
+def test_jpeg_logo_on_white_extrudes() -> None:
+    """The emblem flattened onto white and saved as a quality-40 JPEG still counts as flat: extrude."""
+    rgba = emblem_cutout().image
+    flat = Image.new("RGB", rgba.size, (255, 255, 255))
+    flat.paste(rgba, mask=rgba.getchannel("A"))
+    data = io.BytesIO()
+    flat.save(data, format="JPEG", quality=40)
+    ctx, _ = make_ctx("background")
+    cutout = ClassicBackgroundRemover(Settings()).remove(Image.open(data).convert("RGB"), ctx)
+    assert palette_share(cutout) < 0.9  # the colour clusters alone miss the compression's noise
+    assert choose_weights_free(cutout) == "extrude"
+
+
 def test_thin_lettering_extrudes() -> None:
     """Lettering in one colour is extruded."""
     assert choose_weights_free(cutout_from(letters_mask(), method="border")) == "extrude"
 
 
-def test_photo_cut_out_is_a_relief() -> None:
-    """A cut-out subject with photo-like shading is a relief, not a flat piece."""
+def test_photo_cut_out_is_inflated() -> None:
+    """A confidently cut-out subject with photo-like shading becomes a rounded solid, not a flat piece."""
     cutout = cutout_from(ring_mask(180, 240, outer=80, inner=30), gradient_photo(180, 240), "border")
     assert palette_share(cutout) < 0.6
-    assert choose_weights_free(cutout) == "relief"
+    assert choose_weights_free(cutout) == "inflate"
+
+
+def test_unsure_cut_out_is_a_relief() -> None:
+    """The same subject with a mask the background stage is unsure of is a relief of the picture."""
+    cutout = cutout_from(ring_mask(180, 240, outer=80, inner=30), gradient_photo(180, 240), "border")
+    assert choose_weights_free(replace(cutout, confidence=0.5)) == "relief"
+
+
+@pytest.mark.parametrize(
+    ("sample", "expected"),
+    [
+        (photos.ball_on_gradient, "inflate"),
+        (photos.photo_jpeg, "inflate"),
+        (photos.frame_filling_photo, "relief"),
+    ],
+)
+def test_photos_through_the_background_stage(sample, expected: str) -> None:
+    """A photo of an object on a gradient is inflated; a photo that fills the frame stays a relief."""
+    ctx, _ = make_ctx("background")
+    cutout = ClassicBackgroundRemover(Settings()).remove(sample().image, ctx)
+    assert choose_weights_free(cutout) == expected
 
 
 def test_full_frame_flat_picture_is_a_relief() -> None:
@@ -53,9 +95,9 @@ def test_full_frame_flat_picture_is_a_relief() -> None:
     assert choose_weights_free(cutout_from(mask, method="alpha")) == "relief"
 
 
-def test_model_mask_is_a_relief() -> None:
-    """A segmentation model's mask means a photographed subject: relief."""
-    assert choose_weights_free(cutout_from(ring_mask(), method="u2net")) == "relief"
+def test_model_mask_is_inflated() -> None:
+    """A segmentation model's mask means a photographed subject: inflated, even in flat colours."""
+    assert choose_weights_free(cutout_from(ring_mask(), method="u2net")) == "inflate"
 
 
 def test_empty_mask_is_a_relief() -> None:
@@ -63,9 +105,9 @@ def test_empty_mask_is_a_relief() -> None:
     assert choose_weights_free(cutout_from(np.zeros((40, 40), dtype=bool))) == "relief"
 
 
-@pytest.mark.parametrize(("n_colours", "expected"), [(3, "extrude"), (6, "extrude"), (12, "relief")])
+@pytest.mark.parametrize(("n_colours", "expected"), [(3, "extrude"), (6, "extrude"), (12, "inflate")])
 def test_palette_size_decides(n_colours: int, expected: str) -> None:
-    """Up to six distinct flat colours extrude; a dozen equal ones do not."""
+    """Up to six distinct flat colours extrude; a dozen equal ones are a picture, inflated."""
     rng = np.random.default_rng(n_colours)
     colours = [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(n_colours)]
     # Keep them distinct: spread the first channel over the range.

@@ -43,6 +43,15 @@ def scale_factor(vertices: np.ndarray, dimensions: Dimensions | None, default_si
     return target / current
 
 
+def build_scale(
+    vertices: np.ndarray, *, stands: bool, dimensions: Dimensions | None, default_size_mm: float
+) -> float:
+    """Millimetres per model unit that `place` will give a mesh in the picture frame (the same
+    orientation and `scale_factor`), for judging a shape at its printed size before it is placed."""
+    oriented = to_build_frame(np.asarray(vertices, dtype=np.float64), stands=stands)
+    return scale_factor(oriented, dimensions, default_size_mm)
+
+
 def place_on_plate(vertices: np.ndarray) -> np.ndarray:
     """Translate so the lowest point is at z = 0 and the bounding box is centred on x = y = 0."""
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)

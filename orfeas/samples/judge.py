@@ -5,7 +5,8 @@
   them — is farther than ΔE 10 (CIE76) from the truth's colour at that point. Points are laid on
   a grid over the mesh's footprint, mapped onto the picture by matching the footprint to the
   truth's foreground box; where the truth has backdrop (the outline is a fraction of a pixel
-  off), the nearest foreground pixel's colour counts.
+  off), the nearest foreground pixel's colour counts. A backing plate under loose parts is not
+  part of the picture: top surface lower than half the part's height is left out, footprint too.
 - `top_heights`: the distinct heights of the upward faces covering at least 1 % of the top area
   (a flat slab has one; a design that shows in one colour has several).
 - `tool_changes`: a 3MF sliced by PrusaSlicer's CLI with a two-extruder profile; the number of
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 OFF_DE = 10.0
 GRID = 400  # sample points on the footprint's longest side
 MIN_HEIGHT_SHARE = 0.01
+# A backing plate is 40 % of the parts' thickness (orfeas/shape/backing.py): below this share of
+# the highest top, a top face is plate, not design.
+PLATE_CUT = 0.5
 
 
 def _top_raster(mesh: trimesh.Trimesh, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -81,16 +85,17 @@ def off_colour_share(mesh: trimesh.Trimesh, sample: Sample, threshold: float = O
     from scipy.ndimage import distance_transform_edt
 
     colours = np.asarray(mesh.visual.vertex_colors)[:, :3].astype(np.float64)
-    points, face, weights, _ = _top_raster(mesh, GRID)
-    seen = face >= 0
+    points, face, weights, z = _top_raster(mesh, GRID)
+    v = np.asarray(mesh.vertices)
+    design = v[:, 2] > PLATE_CUT * v[:, 2].max()  # the parts' own vertices, not a plate's
+    seen = (face >= 0) & (z > PLATE_CUT * v[:, 2].max())
     corner = colours[np.asarray(mesh.faces)[face[seen]]]
     shown = np.einsum("ij,ijk->ik", weights[seen], corner)
 
     labels = sample.labels
     rows, cols = np.nonzero(labels >= 0)
     r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-    v = np.asarray(mesh.vertices)
-    lo, hi = v[:, :2].min(axis=0), v[:, :2].max(axis=0)
+    lo, hi = v[design, :2].min(axis=0), v[design, :2].max(axis=0)
     p = points[seen]
     col = np.clip(c0 + (p[:, 0] - lo[0]) / (hi[0] - lo[0]) * (c1 - c0), 0, labels.shape[1] - 1).astype(int)
     row = np.clip(r0 + (hi[1] - p[:, 1]) / (hi[1] - lo[1]) * (r1 - r0), 0, labels.shape[0] - 1).astype(int)

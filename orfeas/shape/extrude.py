@@ -29,6 +29,7 @@ import numpy as np
 
 from orfeas.errors import StageFailed
 from orfeas.settings import Settings
+from orfeas.shape.backing import backing_thickness, plate_board, printable_parts, review_parts
 from orfeas.shape.contours import trace_contours
 from orfeas.shape.polygons import (
     cross_section,
@@ -92,15 +93,18 @@ class ExtrudeBackend:
         }
         face_colours = None
         if palette is not None and len(palette) > 1:
-            mesh, face_colours, thickness = colour_regions_solid(
+            mesh, face_colours, thickness, plate = colour_regions_solid(
                 cutout.mask, frame, outline, palette, request, ctx
             )
+            review_parts(mesh, outline, thickness, plate, cutout, request, ctx)
         else:
             mesh, thickness = extrude_outline(outline, ctx)
+            mesh, plate = printable_parts(mesh, outline, thickness, cutout, request, ctx)
             if palette is not None and request.texture:
                 face_colours = _rgba(np.repeat(palette.colours, len(mesh.faces), axis=0))
             elif request.texture:
                 mesh = refine_for_colour(mesh, request.face_budget)  # a photo: colours projected later
+        meta["backing_plate"] = None if plate is None else round(plate, 6)
         meta["colors"] = len(palette) if palette is not None else 0
         ctx.report(1.0)
         return ShapeResult(
@@ -204,11 +208,12 @@ def colour_regions_solid(
     palette: Palette,
     request: JobRequest,
     ctx: StageContext,
-) -> tuple[trimesh.Trimesh, np.ndarray, float]:
+) -> tuple[trimesh.Trimesh, np.ndarray, float, float | None]:
     """The outline cut into the palette's colour regions (see orfeas.shape.regions), one closed
     solid per colour, raised by colour unless the request asks for a flat slab: (mesh, RGBA per
-    face, base thickness). With colours asked the solids are kept side by side (each a part of
-    the 3MF); without, they are joined into one."""
+    face, base thickness, backing plate thickness or None). With colours asked the solids are kept
+    side by side (each a part of the 3MF); without, they are joined into one. Loose parts get a
+    backing plate (orfeas.shape.backing) in the base colour, united with the base colour's solid."""
     grid = WorkingGrid.of(mask, request.quality)
     assert grid is not None  # the outline was traced from this mask
     min_area, tolerance = grid.speck_area(frame), TOLERANCE_CELLS * grid.cell(frame)
@@ -233,10 +238,36 @@ def colour_regions_solid(
     labels, solids = region_solids(regions, heights)
     if not solids:
         raise StageFailed("the colour regions produced no solid", stage=ctx.stage)
+    plate = _add_plate(outline, regions, labels, solids, backing_thickness(request, thickness))
     if not request.texture:
-        return union_solid(solids), np.zeros((0, 4), np.uint8), thickness
+        return union_solid(solids), np.zeros((0, 4), np.uint8), thickness, plate
     mesh, face_labels = compose(labels, solids)
-    return mesh, _rgba(palette.colours[face_labels]), thickness
+    return mesh, _rgba(palette.colours[face_labels]), thickness, plate
+
+
+def _add_plate(
+    outline: MultiPolygon,
+    regions: list[MultiPolygon],
+    labels: list[int],
+    solids: list[trimesh.Trimesh],
+    plate_thickness: float | None,
+) -> float | None:
+    """Unite a backing plate `plate_thickness` thick with the base colour's solid (the largest
+    region), in place; the plate leaves out the other colours' regions, whose solids stand on z = 0
+    beside it. Returns the plate's thickness, or None when there is none."""
+    import shapely
+
+    if plate_thickness is None:
+        return None
+    base = max(labels, key=lambda i: regions[i].area)
+    others = shapely.union_all([regions[i] for i in labels if i != base])
+    board = plate_board(outline, exclude=others)
+    if board is None:
+        return None
+    j = labels.index(base)
+    joined = trimesh_to_manifold(solids[j]) + cross_section(board).extrude(plate_thickness)
+    solids[j] = manifold_to_trimesh(joined)
+    return plate_thickness
 
 
 def label_lookup(labels: np.ndarray, frame: PictureFrame):

@@ -9,7 +9,9 @@ at z = 0, built closed by construction; a cut-out foreground is then intersected
 outline's prism by manifold3d, which keeps the result a closed 2-manifold.
 
 Sizes, as shares of the foreground's longest side: base 3 %, relief depth 7 % (3 mm and up to
-7 mm more on a 100 mm print: the base stays rigid, the depth reads well under side light).
+7 mm more on a 100 mm print: the base stays rigid, the depth reads well under side light). A
+cut-out of several parts stands on one backing plate as thick as the base (orfeas/shape/
+backing.py) unless the request's `backing` is false.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import numpy as np
 
 from orfeas.errors import StageFailed, StageTimeout
 from orfeas.settings import Settings
+from orfeas.shape.backing import join_with_plate
 from orfeas.shape.extrude import trace_outline
 from orfeas.shape.polygons import cross_section, manifold_to_trimesh, trimesh_to_manifold
+from orfeas.shape.printability import review_printability
 from orfeas.shape.raster import PictureFrame, grid_shape, luminance, quality_resolution
 from orfeas.types import ShapeResult
 
@@ -86,8 +90,14 @@ class ReliefBackend:
         mesh = heightfield_solid(frame, region, z)
         ctx.report(0.6)
         ctx.check()
+        plate = None
         if outline is not None:
             mesh = cut_to_outline(mesh, outline, float(z.max()))
+            if request.backing:
+                joined = join_with_plate(mesh, outline, BASE_RATIO * size)
+                mesh, plate = (mesh, None) if joined is None else (joined, BASE_RATIO * size)
+        layers = {"base": BASE_RATIO * size}
+        review_printability(mesh, outline, cutout, request, ctx, stands=False, layers=layers)
         ctx.report(1.0)
         return ShapeResult(
             mesh=mesh,
@@ -98,6 +108,7 @@ class ReliefBackend:
                 "base": round(BASE_RATIO * size, 6),
                 "depth": round(DEPTH_RATIO * size, 6),
                 "cut_to_outline": outline is not None,
+                "backing_plate": None if plate is None else round(plate, 6),
             },
         )
 
