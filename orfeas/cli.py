@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--backend", default="auto", help="auto|extrude|relief|inflate|hunyuan")
     gen.add_argument("--no-texture", action="store_true", help="skip colours")
     gen.add_argument("--no-backing", action="store_true", help="leave separate parts loose (no plate)")
+    gen.add_argument(
+        "--max-colors", type=int, default=4, help="colours (filaments) at most, 1-16 (default 4)"
+    )
+    gen.add_argument("--flat", action="store_true", help="one flat slab: colours not raised to heights")
     gen.add_argument("--seed", type=int)
     gen.add_argument("--job-id", help="name of the job (default: random)")
     gen.add_argument("--json", action="store_true", help="print the result as JSON (last line)")
@@ -49,6 +53,8 @@ def _request_dict(args: argparse.Namespace, picture: bytes) -> dict[str, Any]:
         "backend": args.backend,
         "texture": not args.no_texture,
         "backing": not args.no_backing,
+        "max_colors": args.max_colors,
+        "color_relief": not args.flat,
     }
     for name in ("width_mm", "height_mm", "depth_mm"):
         if getattr(args, name) is not None:

@@ -128,3 +128,20 @@ def test_missing_file_and_bad_options_are_refused(tmp_path: Path) -> None:
     both = run_cli(str(EMBLEM), "--out", str(tmp_path), "--width-mm", "10", "--height-mm", "20")
     assert both.returncode == 2
     assert "not allowed with" in both.stderr
+
+
+def test_flat_and_max_colors_reach_the_mesh(tmp_path: Path) -> None:
+    """`--flat` gives the emblem's STL one top height; `--max-colors 1` one colour in the PLY."""
+    from orfeas.samples import judge
+
+    raised = run_cli(str(EMBLEM), "--out", str(tmp_path), "--formats", "stl", "--job-id", "r", "--json")
+    flat = run_cli(str(EMBLEM), "--out", str(tmp_path), "--formats", "stl", "--job-id", "f", "--flat")
+    one = run_cli(
+        str(EMBLEM), "--out", str(tmp_path), "--formats", "ply", "--job-id", "o", "--max-colors", "1"
+    )
+    for done in (raised, flat, one):
+        assert done.returncode == 0, done.stderr
+    assert len(judge.top_heights(trimesh.load(tmp_path / "r" / "model.stl"))) >= 2
+    assert len(judge.top_heights(trimesh.load(tmp_path / "f" / "model.stl"))) == 1
+    ply = trimesh.load(tmp_path / "o" / "model.ply", process=False)
+    assert len(np.unique(np.asarray(ply.visual.vertex_colors), axis=0)) == 1
