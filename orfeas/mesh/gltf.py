@@ -22,7 +22,7 @@ Creases: a vertex where faces meet at more than CREASE_DEG gets one copy per sid
 its side's normal, so an extruded logo's cap stays flat up to its rim and its side walls stay
 walls (a shared normal there would point 45° out and shade the whole rim as a bevel). Within a
 smooth surface (a relief, a finely traced round outline) normals are averaged, weighted by each
-face's angle at the vertex. Corners that agree on vertex, normal and colour share one vertex.
+face's area. Corners that agree on vertex, normal and colour share one vertex.
 
 The bytes depend only on the mesh: fixed JSON key order, no timestamps, no generated names.
 """
@@ -161,13 +161,20 @@ def write_glb(
 
 
 def corner_normals(positions: np.ndarray, faces: np.ndarray, crease_deg: float = CREASE_DEG) -> np.ndarray:
-    """One unit normal per face corner, (3m, 3) in `faces.ravel()` order: the angle-weighted
-    average of the normals of the faces around the corner's vertex that lie within `crease_deg`
-    of the corner's own face."""
+    """One unit normal per face corner, (3m, 3) in `faces.ravel()` order: the average of the
+    normals of the faces around the corner's vertex that lie within `crease_deg` of the corner's
+    own face, each weighted by its angle at the vertex (so a wall quad split in two counts as
+    much as an unsplit one; weighting by area would tilt such walls' normals by about 1°).
+
+    Only correctly rounded operations (+, -, ×, ÷, √) and sums in a fixed order reach the
+    result, so its bits cannot depend on the machine or on which vectorised path numpy takes:
+    the angle comes from a polynomial, not from arccos, whose SIMD and scalar versions may
+    round the last bit differently.
+    """
     tri = positions[faces]
-    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    length = np.linalg.norm(cross, axis=1, keepdims=True)
-    face_normal = np.divide(cross, length, out=np.zeros_like(cross), where=length > 0)
+    cross = _cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # twice the area, along the normal
+    length = _length(cross)
+    face_normal = np.divide(cross, length[:, None], out=np.zeros_like(cross), where=length[:, None] > 0)
     corner_face = np.repeat(np.arange(len(faces)), 3)
     corner_vertex = faces.ravel()
 
@@ -178,12 +185,12 @@ def corner_normals(positions: np.ndarray, faces: np.ndarray, crease_deg: float =
     # float32 for the pair pass: half the memory traffic of its ~6 gathered pairs a corner, and
     # a normal's 1e-7 rounding is far below what float32 NORMAL data keeps anyway.
     normal = face_normal[corner_face[order]].astype(np.float32)
-    weighted = normal * _corner_angles(tri).ravel()[order, None].astype(np.float32)
+    weighted = face_normal[corner_face[order]] * _corner_angles(tri).ravel()[order, None]
     starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
     sizes = np.diff(np.r_[starts, len(order)])
     pairs_per = np.repeat(sizes, sizes)  # per grouped corner: its group's size
     group_start = np.repeat(starts, sizes)
-    cosine = np.cos(np.radians(crease_deg))
+    cosine = np.float32(np.cos(np.radians(crease_deg)))
     total = np.zeros((len(order), 3))
     bounds = np.r_[0, np.cumsum(pairs_per)]
     first = 0
@@ -195,35 +202,58 @@ def corner_normals(positions: np.ndarray, faces: np.ndarray, crease_deg: float =
         theirs = np.repeat(group_start[first:last], counts) + (
             np.arange(len(mine)) - np.repeat(bounds[first:last] - bounds[first], counts)
         )
-        keep = np.einsum("ij,ij->i", normal[first:last][mine], normal[theirs]) >= cosine
+        keep = _dot(normal[first:last][mine], normal[theirs]) >= cosine
         mine, theirs = mine[keep], theirs[keep]
         contribution = weighted[theirs]
-        for axis in range(3):
+        for axis in range(3):  # bincount adds in index order: a fixed order
             total[first:last, axis] = np.bincount(mine, weights=contribution[:, axis], minlength=last - first)
         first = last
     normals = np.empty_like(total)
     normals[order] = total
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    length = _length(normals)
     # A degenerate face has no normal of its own: its corners take the vertex's plain average.
-    missing = length[:, 0] < 1e-12
+    missing = length < 1e-300
     if missing.any():
         smooth = np.zeros((int(corner_vertex.max()) + 1, 3))
         np.add.at(smooth, corner_vertex, cross[corner_face])
         normals[missing] = smooth[corner_vertex[missing]]
-        normals[missing & (np.linalg.norm(normals, axis=1) < 1e-30)] = (0.0, 1.0, 0.0)
-        length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return normals / length
+        normals[missing & (_length(normals) < 1e-300)] = (0.0, 1.0, 0.0)
+        length = _length(normals)
+    return normals / length[:, None]
 
 
 def _corner_angles(tri: np.ndarray) -> np.ndarray:
-    """The interior angle at each corner of each triangle, (m, 3) radians."""
+    """The interior angle at each corner of each triangle, (m, 3) radians, within 7e-5 (by
+    Abramowitz & Stegun 4.4.45: arccos x ≈ √(1-x)·(a0 + a1·x + a2·x² + a3·x³) for 0 ≤ x ≤ 1)."""
     angles = np.empty(tri.shape[:2])
     for corner in range(3):
         u = tri[:, (corner + 1) % 3] - tri[:, corner]
         v = tri[:, (corner + 2) % 3] - tri[:, corner]
-        cross = np.linalg.norm(np.cross(u, v), axis=1)
-        angles[:, corner] = np.arctan2(cross, np.einsum("ij,ij->i", u, v))
+        norms = np.sqrt(_dot(u, u) * _dot(v, v))
+        cosine = np.clip(np.divide(_dot(u, v), norms, out=np.zeros(len(u)), where=norms > 0), -1.0, 1.0)
+        x = np.abs(cosine)
+        half = np.sqrt(1.0 - x) * (1.5707288 + x * (-0.2121144 + x * (0.0742610 + x * -0.0187293)))
+        angles[:, corner] = np.where(cosine >= 0, half, np.pi - half)
     return angles
+
+
+def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.stack(
+        [
+            u[:, 1] * v[:, 2] - u[:, 2] * v[:, 1],
+            u[:, 2] * v[:, 0] - u[:, 0] * v[:, 2],
+            u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0],
+        ],
+        axis=1,
+    )
+
+
+def _dot(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return u[:, 0] * v[:, 0] + u[:, 1] * v[:, 1] + u[:, 2] * v[:, 2]
+
+
+def _length(u: np.ndarray) -> np.ndarray:
+    return np.sqrt(_dot(u, u))
 
 
 def _weld(
