@@ -21,11 +21,12 @@ metallic 0), so the pictures differ only by what the files hold.
 
 Lighting and colour management are chosen so a pixel's value is the surface colour: Cycles,
 lit only by a world of white sky (strength 1) over a dark ground (a Lambertian face looking up
-sees only the sky and reflects its albedo; walls see some ground and come out darker), the "Standard" view transform (Blender's default, Filmic, would tone-map every colour),
-and the result written as 8-bit sRGB. A face still reflects some of the white world as
-specular (the Principled BSDF's default 0.5, about 4 % at normal incidence), which lifts dark
-channels most: the emblem's red (220, 60, 40) renders as about (226, 75, 61) from any format
-that holds it right; "flat_srgb" has no light at all and should match to a unit or two.
+sees only the sky and reflects its albedo; walls see some ground and come out darker), the
+"Standard" view transform (Blender's default, Filmic, would tone-map every colour), and the
+result written as 8-bit sRGB. A face still reflects some of the sky as specular (the
+Principled BSDF's default 0.5, about 4 % at normal incidence), which lifts dark channels most:
+the emblem's red (220, 60, 40) renders as about (225, 75, 60) from any format that holds it
+right; "flat_srgb" has no light at all and should match to a unit or two.
 """
 
 from __future__ import annotations
