@@ -290,3 +290,16 @@ def test_glb_bytes_do_not_depend_on_memory_layout():
     first = write_glb(vertices, faces)
     for offset in (4, 8, 12, 16, 24, 32, 40, 48, 56):
         assert write_glb(_at_offset(vertices, offset), _at_offset(faces, offset)) == first, offset
+
+
+def test_export_keeps_face_colours_sharp():
+    """A mesh coloured per face exports with every face showing exactly its own colour."""
+    box = trimesh.creation.box(extents=(10.0, 10.0, 10.0))
+    face_colours = np.random.default_rng(4).integers(0, 256, (len(box.faces), 4), dtype=np.uint8)
+    face_colours[:, 3] = 255
+    box.visual.face_colors = face_colours
+    primitive = _primitive(export_mesh(box, "glb").data)
+    shown = np.round(linear_to_srgb(primitive["COLOR_0"][:, :3]))
+    # Faces come out in the order they went in.
+    for face, want in zip(primitive["indices"], face_colours[:, :3], strict=True):
+        np.testing.assert_array_equal(shown[face], [want] * 3)
