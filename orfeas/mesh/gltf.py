@@ -14,15 +14,16 @@ What a viewer needs to show the picture's colours, and how each is written:
 
 Why 16-bit linear colour: in 8 bits, linear loses the darks. One step, 1/255 = 0.0039 linear,
 is sRGB 13 above black, so sRGB levels 0..6 round to 0 and only 183 of the 256 levels survive a
-round trip (the worst comes back 6 off). Every sRGB level is at least 0.000304
-linear from its neighbour (levels 0 and 1), 19.9 steps of 1/65535, so 16 bits keep all 256
-exactly, at 8 bytes a vertex; FLOAT VEC3 would be as exact at 12.
+round trip (the worst comes back 6 off). Every sRGB level is at least 0.000304 linear from its
+neighbour (levels 0 and 1), 19.9 steps of 1/65535, so 16 bits keep all 256 exactly, at 8 bytes
+a vertex; FLOAT VEC3 would be as exact at 12. The fourth channel carries alpha; the material
+is opaque (glTF's default alphaMode), so viewers ignore it, as a print does.
 
 Creases: a vertex where faces meet at more than CREASE_DEG gets one copy per side, each with
 its side's normal, so an extruded logo's cap stays flat up to its rim and its side walls stay
 walls (a shared normal there would point 45° out and shade the whole rim as a bevel). Within a
 smooth surface (a relief, a finely traced round outline) normals are averaged, weighted by each
-face's area. Corners that agree on vertex, normal and colour share one vertex.
+face's angle at the vertex. Corners that agree on vertex, normal and colour share one vertex.
 
 The bytes depend only on the mesh: fixed JSON key order, no timestamps, no generated names.
 """
