@@ -6,10 +6,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TOOLS_STAMP := tools/node_modules/.installed
 
 .PHONY: setup demo demo-cli test lint check clean bench
 
-setup: $(STAMP)
+setup: $(STAMP) $(TOOLS_STAMP)
 
 # torch: pinned first so nothing pulls a CUDA build; on this machine pip's wheel cache holds the
 # CPU build. GPU images install the cu128 build in the Dockerfile instead.
@@ -20,6 +21,13 @@ $(STAMP): Makefile requirements.txt requirements-dev.txt requirements-gpu.txt re
 	$(BIN)/pip install -q -r requirements-dev.txt -r requirements-gpu.txt
 	$(BIN)/pip install -q --no-deps -r requirements-gpu-nodeps.txt
 	touch $(STAMP)
+
+# The Khronos glTF validator (npm, pinned by tools/package-lock.json) that the GLB tests run.
+# Without npm the tests that need it skip (they say so); CI installs Node.js (.ci/run).
+$(TOOLS_STAMP): tools/package.json tools/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix tools --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "npm absent: the glTF validator tests will be skipped"; fi
 
 demo: $(STAMP)
 	$(BIN)/python -m stack --out demo-output
@@ -42,4 +50,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
 
 clean:
-	rm -rf $(VENV) demo-output output .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo-output output .pytest_cache .ruff_cache tools/node_modules

@@ -54,9 +54,18 @@ class Page:
 
 
 def _glb_bytes() -> bytes:
-    import trimesh
+    """The sample emblem's GLB as the pipeline writes it: a flat, coloured logo."""
+    import base64
 
-    return trimesh.creation.box(extents=(1.0, 0.6, 0.3)).export(file_type="glb")
+    from orfeas.pipeline import Pipeline
+    from orfeas.request import parse_request
+    from orfeas.settings import Settings
+    from tests.inputs_support import EMBLEM
+
+    request = parse_request(
+        {"image": base64.b64encode(EMBLEM.read_bytes()).decode(), "formats": ["glb"], "quality": 2}
+    )
+    return Pipeline(Settings()).run(request, job_id="page-done").artifacts["glb"].data
 
 
 async def _put_jobs(app: web.Application, glb_url: str, glb: bytes) -> None:
@@ -246,6 +255,9 @@ async def test_page_renders_jobs_and_preview_in_chromium(page: Page, tmp_path: P
     shot = tmp_path / "status-page.png"
     common = [
         "--headless",
+        # Without it a screenshot waits for a frame that a still <model-viewer> (no auto-rotate)
+        # never draws, and Chromium 156 hangs until the timeout.
+        "--run-all-compositor-stages-before-draw",
         "--no-sandbox",
         "--disable-gpu",
         "--disable-quic",
@@ -283,6 +295,8 @@ async def test_page_renders_jobs_and_preview_in_chromium(page: Page, tmp_path: P
         assert f'data-job-id="{job_id}" data-status="{status}"' in dom
     assert "42% shape" in dom  # the running job's progress
     assert f'src="{page.glb_url.replace("&", "&amp;")}"' in dom  # the completed job's preview
+    # The flat emblem, picture up (+Y), is framed from 30° off straight above, not edge-on.
+    assert 'camera-orbit="0deg 30deg auto"' in dom
     assert dom.count('class="download"') == 2  # GLB and STL links
 
     rc, _, err = await _chromium(

@@ -107,19 +107,37 @@ function renderDetail() {
   if (glb !== state.shownModel) {
     box.replaceChildren();
     if (glb) {
-      box.append(
-        el("model-viewer", {
-          src: glb,
-          alt: `3D preview of job ${job.id}`,
-          "camera-controls": "",
-          "auto-rotate": "",
-          "shadow-intensity": "1",
-          exposure: "1",
-        }),
-      );
+      // No auto-rotate: it turns the camera about the vertical, which spins a flat piece's
+      // picture in its own plane instead of showing its front.
+      const viewer = el("model-viewer", {
+        src: glb,
+        alt: `3D preview of job ${job.id}`,
+        "camera-controls": "",
+        "shadow-intensity": "1",
+        exposure: "1",
+      });
+      viewer.addEventListener("load", () => frameFront(viewer));
+      box.append(viewer);
     }
     state.shownModel = glb;
   }
+}
+
+// The GLB is Y up with the part's front facing +Z (BUILD_TO_GLTF in orfeas/mesh/export.py).
+// A flat piece (an extruded logo, a relief) lies on the build plate, its picture facing up
+// (+Y): from model-viewer's default orbit, 75° down from straight above, it is seen nearly
+// edge-on. So a piece whose height is under FLAT_RATIO of its smaller plan side is seen from
+// 30° off straight above, from the front: the picture faces the camera, upright, and its
+// thickness still shows. Anything taller keeps the default front view.
+const FLAT_ORBIT = "0deg 30deg auto";
+const FRONT_ORBIT = "0deg 75deg auto";
+const FLAT_RATIO = 0.5;
+
+function frameFront(viewer) {
+  const size = viewer.getDimensions();
+  const flat = size.y < FLAT_RATIO * Math.min(size.x, size.z);
+  viewer.setAttribute("camera-orbit", flat ? FLAT_ORBIT : FRONT_ORBIT);
+  viewer.jumpCameraToGoal();
 }
 
 function render() {

@@ -1,13 +1,13 @@
 """`export_mesh`: a finished mesh (millimetres, Z up) → the bytes of one file format.
 
     format  content type        units / axes            colour
-    glb     model/gltf-binary   metres, Y up (glTF 2.0) COLOR_0 per vertex
+    glb     model/gltf-binary   metres, Y up (glTF 2.0) COLOR_0 per vertex, linear (glTF's rule)
     stl     model/stl           millimetres, Z up       none (binary STL has no standard colour)
-    obj     model/obj           millimetres, Z up       `v x y z r g b` (the common extension)
-    ply     application/ply     millimetres, Z up       red/green/blue/alpha vertex properties
+    obj     model/obj           millimetres, Z up       `v x y z r g b` (the common extension), sRGB
+    ply     application/ply     millimetres, Z up       red/green/blue/alpha vertex properties, sRGB
     3mf     model/3mf           millimetres (declared)  colour parts: a base material per part and
                                                         PrusaSlicer volumes with extruders; else a
-                                                        colour group, per triangle corner
+                                                        colour group, per triangle corner (sRGB)
 
 PLY has no registered media type; `application/ply` is what the storage layer and the other
 formats' handling already use (the type most tools that serve PLY send), so one name is used
@@ -82,10 +82,19 @@ def _copy(mesh: trimesh.Trimesh, vertices: np.ndarray | None = None) -> trimesh.
 
 
 def _glb(mesh: trimesh.Trimesh) -> bytes:
-    from trimesh.exchange.gltf import export_glb
+    """glTF 2.0 binary: linear COLOR_0, crease-split normals and a material (see orfeas.mesh.gltf)."""
+    from orfeas.mesh.gltf import write_glb
 
-    converted = _copy(mesh, np.asarray(mesh.vertices, dtype=np.float64) @ BUILD_TO_GLTF.T)
-    return bytes(export_glb(converted.scene(), include_normals=False))
+    visual = getattr(mesh, "visual", None)
+    face_colours = None
+    if getattr(visual, "kind", None) == "face":  # colours meant per face: kept sharp along face edges
+        face_colours = np.asarray(visual.face_colors, dtype=np.uint8)
+    return write_glb(
+        np.asarray(mesh.vertices, dtype=np.float64) @ BUILD_TO_GLTF.T,
+        np.asarray(mesh.faces, dtype=np.int64),
+        None if face_colours is not None else vertex_colours(mesh),
+        face_colours=face_colours,
+    )
 
 
 def _stl(mesh: trimesh.Trimesh) -> bytes:
