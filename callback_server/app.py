@@ -81,7 +81,9 @@ def create_app(
     clock: Callable[[], float] = time.time,
     holder: str | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[store_errors])
+    # aiohttp inflates gzip/deflate/br bodies on the event loop with no bound on the size, and a
+    # body it cannot decode fails the request: callbacks are decoded by decoding.py instead.
+    app = web.Application(middlewares=[store_errors], handler_args={"auto_decompress": False})
     runtime = Runtime(settings=settings, store=store, metrics=Metrics(), clock=clock)
     app[RUNTIME] = runtime
     app[LEADERSHIP] = leadership_factory(store, holder or holder_name(), settings)

@@ -2,24 +2,32 @@
 
 Everything is decided in memory first (authenticity, body, task id, status) so each request is a
 single `record_and_apply` transaction: what got a 200 is on disk, and the job's change with it
-(and the client webhook that change queues, see store/outbox.py).
+(and the client webhook that change queues, see store/outbox.py). A compressed or large body is
+decoded and parsed on a worker thread (decoding.py), never on the event loop.
+
+A callback that names a task always leaves it visible: when its state cannot be read, the event
+is `known=False` (the job is created IN_PROGRESS, "reported, state unknown", or only shows it as
+its last callback).
 Callbacks recorded but never marked (a crash inside the store's write path) are replayed at start.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from callback_server.auth import is_authentic, redact_token
+from callback_server.decoding import Decoded, content_encodings, decode_body, needs_thread
 from callback_server.metrics import provider_label
 from callback_server.payload import parse_body
 from callback_server.runtime import Runtime
-from callback_server.status_map import interpret
+from callback_server.status_map import interpret, reported_word
 from callback_server.store.base import ApplyOutcome, StatusEvent
 from callback_server.task_id import extract_task_id
+from orfeas.status import JobStatus
 
 log = logging.getLogger("callback_server.ingest")
 
@@ -36,6 +44,7 @@ class Decision:
     event: StatusEvent | None
     job_id: str | None
     outcome: str | None  # set when there is no event
+    note: str | None = None  # how the body was decoded, or why it could not be (stored with it)
 
 
 def dedupe_key(headers: Mapping[str, str], body_sha256: str) -> str:
@@ -58,33 +67,79 @@ def decide(
     authentic: bool | None = None,
 ) -> Decision:
     """What a callback does, from its parts alone (`authentic`: a verdict already given, for a
-    stored callback whose token was redacted). Never raises."""
-    metrics = runtime.metrics
+    stored callback whose token was redacted). Never raises; touches no shared state, so it may
+    run on a worker thread (see `count` for its metrics)."""
     digest = body_sha256 or hashlib.sha256(body).hexdigest()
     if authentic is None:
         authentic = is_authentic(runtime.settings, headers, query, body)
     if not authentic:
-        metrics.inc("orfeas_callbacks_rejected_total")
         return Decision(False, None, None, REJECTED)
     content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
-    parsed = None if truncated else parse_body(body, content_type)
+    encodings = content_encodings(headers)
+    if truncated:
+        decoded = Decoded(None, "body over the size cap: stored truncated, not parsed", truncated=True)
+    else:
+        decoded = decode_body(body, encodings, runtime.settings.max_body_bytes)
+    oversize = truncated or decoded.truncated
+    parsed = None if oversize or decoded.data is None else parse_body(decoded.data, content_type)
     match = extract_task_id(provider, parsed, query, headers)
     if match is None:
-        metrics.inc("orfeas_callback_parse_misses_total")
-        return Decision(True, None, None, OVERSIZE if truncated else NO_TASK_ID)
+        return Decision(True, None, None, OVERSIZE if oversize else NO_TASK_ID, decoded.note)
     update = interpret(provider, parsed, match.container)
+    key = dedupe_key(headers, digest)
     if update is None:
-        return Decision(True, None, match.task_id, OVERSIZE if truncated else NO_STATUS)
-    event = StatusEvent(
-        job_id=match.task_id,
-        status=update.status,
-        dedupe_key=dedupe_key(headers, digest),
-        progress=update.progress,
-        output=update.output,
-        error=update.error,
-        provider=provider,
-    )
-    return Decision(True, event, match.task_id, None)
+        event = StatusEvent(
+            job_id=match.task_id,
+            status=JobStatus.IN_PROGRESS,
+            dedupe_key=key,
+            provider=provider,
+            from_callback=True,
+            word=reported_word(parsed, match.container),
+            known=False,
+        )
+    else:
+        event = StatusEvent(
+            job_id=match.task_id,
+            status=update.status,
+            dedupe_key=key,
+            progress=update.progress,
+            output=update.output,
+            error=update.error,
+            provider=provider,
+            from_callback=True,
+            word=update.word,
+        )
+    return Decision(True, event, match.task_id, None, decoded.note)
+
+
+def count(runtime: Runtime, decision: Decision) -> None:
+    """The metrics of one decision (kept out of `decide`, which may run on a thread)."""
+    if decision.outcome == REJECTED:
+        runtime.metrics.inc("orfeas_callbacks_rejected_total")
+    elif decision.job_id is None:
+        runtime.metrics.inc("orfeas_callback_parse_misses_total")
+
+
+async def decide_off_loop(
+    runtime: Runtime,
+    provider: str,
+    headers: dict[str, str],
+    body: bytes,
+    query: str,
+    *,
+    body_sha256: str | None = None,
+    truncated: bool = False,
+    authentic: bool | None = None,
+) -> Decision:
+    """`decide`, on a worker thread when the body is compressed or large (inflating and parsing
+    8 MiB takes tens of milliseconds), else inline (a thread hand-off costs more than a small parse)."""
+    kwargs = {"body_sha256": body_sha256, "truncated": truncated, "authentic": authentic}
+    if needs_thread(headers, body):
+        decision = await asyncio.to_thread(decide, runtime, provider, headers, body, query, **kwargs)
+    else:
+        decision = decide(runtime, provider, headers, body, query, **kwargs)
+    count(runtime, decision)
+    return decision
 
 
 async def after_apply(
@@ -112,9 +167,14 @@ async def ingest(
     *,
     body_sha256: str | None = None,
     truncated: bool = False,
+    body_size: int | None = None,
 ) -> Decision:
-    """Record the callback durably and apply it; returns once both are committed."""
-    decision = decide(runtime, provider, headers, body, query, body_sha256=body_sha256, truncated=truncated)
+    """Record the callback durably and apply it; returns once both are committed.
+
+    `body` may be the first part of the body only (`truncated`); `body_size` is the size received."""
+    decision = await decide_off_loop(
+        runtime, provider, headers, body, query, body_sha256=body_sha256, truncated=truncated
+    )
     stored_headers, stored_query = redact_token(headers, query)
     store = await runtime.ready_store()
     recorded = await store.record_and_apply(
@@ -126,6 +186,8 @@ async def ingest(
         event=decision.event,
         job_id=decision.job_id,
         outcome=decision.outcome,
+        body_size=body_size,
+        note=decision.note,
     )
     await after_apply(runtime, provider, decision, recorded.outcome)
     return decision
@@ -140,7 +202,7 @@ async def replay_unapplied(runtime: Runtime, batch: int = 500) -> int:
         if not rows:
             return done
         for callback_id, provider, headers, body, query, accepted in rows:
-            decision = decide(runtime, provider, headers, body, query, authentic=accepted)
+            decision = await decide_off_loop(runtime, provider, headers, body, query, authentic=accepted)
             if decision.event is not None:
                 outcome = await store.apply_event(decision.event, callback_id=callback_id)
                 await after_apply(runtime, provider, decision, outcome)

@@ -49,9 +49,11 @@ async def receive_callback(request: web.Request) -> web.StreamResponse:
             provider,
             headers,
             body.data,
-            request.query_string,
+            # As sent, percent-escapes kept: a decoded `%00` is a NUL that a TEXT column refuses.
+            request.rel_url.raw_query_string,
             body_sha256=body.sha256,
             truncated=body.truncated,
+            body_size=body.size,
         )
     except (StoreNotReady, StorageError, OSError) as exc:
         log.error("callback not stored: %s", exc)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
 import pytest_asyncio
@@ -117,6 +119,72 @@ async def test_body_is_capped_but_recorded(maker: StoreMaker) -> None:
     [stored] = await store.unapplied_callbacks(5)
     body = stored.body
     assert body == b"a" * 16
+
+
+async def test_any_query_is_stored_escaped_with_a_note(maker: StoreMaker) -> None:
+    """A query holding NUL or a non-UTF-8 byte is stored percent-encoded, readable the same way by
+    parse_qsl, and the row's note says so beside the caller's note and full body size."""
+    store = await maker.new()
+    await store.record_and_apply(
+        "generic",
+        {},
+        b"\x00body",
+        "a=\x00&b=\udcff",
+        accepted=True,
+        event=None,
+        outcome="no_task_id",
+        body_size=12345,
+        note="caller's note",
+    )
+    [stored] = await store.unapplied_callbacks(5) or [None]
+    assert stored is None  # marked with its outcome
+    await store.record_callback("generic", {}, b"", "c=\x00", accepted=True)
+    [unmarked] = await store.unapplied_callbacks(5)
+    assert parse_qsl(unmarked.query) == [("c", "\x00")]
+    rows = await _callback_rows(maker, store)
+    assert rows[0]["query"] == "a=%00&b=%FF"
+    assert rows[0]["note"] == "caller's note; query: NUL or non-UTF-8 characters stored percent-encoded"
+    assert rows[0]["body_size"] == 12345
+    assert bytes(rows[0]["body"]) == b"\x00body"
+
+
+async def _callback_rows(maker: StoreMaker, store: Store) -> list[dict]:
+    if maker.backend == "sqlite":
+        conn = sqlite3.connect(maker.url.removeprefix("sqlite:///"))
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in conn.execute("SELECT * FROM callbacks ORDER BY id")]
+        finally:
+            conn.close()
+    import asyncpg
+
+    pg = await asyncpg.connect(maker.url)
+    try:
+        return [dict(r) for r in await pg.fetch("SELECT * FROM callbacks ORDER BY id")]
+    finally:
+        await pg.close()
+
+
+async def test_last_callback_is_kept_whatever_the_outcome(maker: StoreMaker) -> None:
+    """A callback's event sets the job's last callback even when stale, duplicate or stateless."""
+    store = await maker.new()
+    await store.apply_event(
+        ev("lc", JobStatus.COMPLETED, "k1", from_callback=True, provider="kie", word="success")
+    )
+    outcome = await store.apply_event(
+        ev("lc", JobStatus.IN_PROGRESS, "k2", from_callback=True, provider="kie", word="generating")
+    )
+    assert outcome is ApplyOutcome.STALE
+    job = await store.get_job("lc")
+    assert job is not None
+    assert job.status is JobStatus.COMPLETED
+    assert job.last_callback is not None
+    assert job.last_callback["status"] == "generating"
+    unknown = await store.apply_event(ev("lc2", JobStatus.IN_PROGRESS, "k3", from_callback=True, known=False))
+    created = await store.get_job("lc2")
+    assert unknown is ApplyOutcome.CREATED
+    assert created is not None
+    assert created.progress == {"message": "reported, state unknown"}
 
 
 async def test_reopen_keeps_schema_and_jobs(maker: StoreMaker) -> None:
