@@ -348,3 +348,32 @@ async def test_top_level_id_and_status_beside_a_5000_deep_field_are_read(harness
     assert (await h.client.post("/callbacks/runpod", data=body)).status == 200
     job = await h.job("deep-1")
     assert (job["status"], job["output"]) == ("COMPLETED", {"ok": True})
+
+
+async def test_a_retried_jobs_second_attempt_applies_what_the_first_sent(harness):
+    """After /retry the second attempt's callbacks apply even when they repeat the first attempt's
+    bytes (RunPod's webhook) or webhook-ids (a worker naming messages by job), and the job finishes."""
+    fake = FakeRunPod()
+    h = await harness(runpod_endpoint_url=await harness.upstream(fake))
+    submitted = await h.post("/v1/jobs", {"input": {"prompt": "x"}})
+    job_id = (await submitted.json())["id"]
+    running = json.dumps({"id": job_id, "status": "IN_PROGRESS"})
+    progress = {"type": "progress", "job_id": job_id, "status": "IN_PROGRESS", "progress": {"stage": "shape"}}
+    same_id = {"webhook-id": f"msg_{job_id}_progress_1"}
+
+    async def first_and_second_attempt_common() -> None:
+        assert (await h.post("/callbacks/runpod", running)).status == 200
+        assert (await h.post("/callbacks/orfeas", progress, headers=same_id)).status == 200
+
+    await first_and_second_attempt_common()
+    await h.post("/callbacks/runpod", {"id": job_id, "status": "FAILED", "error": "out of memory"})
+    assert (await h.job(job_id))["status"] == "FAILED"
+    retried = await h.client.post(f"/v1/jobs/{job_id}/retry")
+    assert (await retried.json())["status"] == "IN_QUEUE"
+    await first_and_second_attempt_common()
+    assert (await h.job(job_id))["status"] == "IN_PROGRESS"
+    await h.post("/callbacks/runpod", {"id": job_id, "status": "COMPLETED", "output": {"glb": "s3://b/x"}})
+    done = await h.job(job_id)
+    assert (done["status"], done["output"], done["error"]) == ("COMPLETED", {"glb": "s3://b/x"}, None)
+    outcomes = [r["outcome"] for r in await h.callback_rows()]
+    assert outcomes == ["applied", "applied", "applied", "applied", "applied", "applied"]

@@ -234,6 +234,19 @@ def _plan_known_job(
     return ApplyOutcome.APPLIED, applied
 
 
+def scoped_to_attempt(event: StatusEvent, job: Job | None) -> StatusEvent:
+    """`event` with its dedupe key scoped to the job's current attempt (RunPod /retry).
+
+    An attempt after a retry sends what the first one sent: the same webhook-id from a worker that
+    names its messages by job, the same body from RunPod's own webhook. Deduplicated across
+    attempts, the retried job's events would be dropped and it would stay IN_QUEUE until its
+    deadline. Keys of the first attempt (epoch 0) are kept as they are; later ones get `@<epoch>`,
+    which also gives the client webhook of each attempt its own message id."""
+    if job is None or job.retry_epoch == 0:
+        return event
+    return dataclasses.replace(event, dedupe_key=f"{event.dedupe_key}@{job.retry_epoch}")
+
+
 def merge_submitted(existing: Job, submitted: Job) -> Job | None:
     """`existing` with what a submission knows and the row lacks; None when nothing is missing.
 

@@ -39,6 +39,7 @@ from callback_server.store.base import (
     job_params,
     merge_submitted,
     plan_event,
+    scoped_to_attempt,
     timed_out_key,
 )
 from callback_server.store.outbox import QueuedDelivery, delivery_for
@@ -186,6 +187,7 @@ async def _apply(
         if inserted is None:  # another transaction created it first: decide against its row
             job = await _locked_job(conn, event.job_id)
     if job is not None:
+        event = scoped_to_attempt(event, job)
         seen = await conn.fetchval(
             "SELECT 1 FROM job_events WHERE job_id = $1 AND dedupe_key = $2 AND outcome <> 'duplicate'",
             event.job_id,

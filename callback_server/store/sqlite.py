@@ -42,6 +42,7 @@ from callback_server.store.base import (
     job_params,
     merge_submitted,
     plan_event,
+    scoped_to_attempt,
     timed_out_key,
 )
 from callback_server.store.outbox import QueuedDelivery, delivery_for
@@ -323,6 +324,7 @@ def _apply(
     instead stores the callback, already marked, once the outcome is known (one write, not two)."""
     row = conn.execute("SELECT * FROM jobs WHERE id = ?", (event.job_id,)).fetchone()
     job = job_from_row(row) if row is not None else None
+    event = scoped_to_attempt(event, job)
     seen = (
         job is not None
         and conn.execute(
