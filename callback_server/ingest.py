@@ -77,7 +77,9 @@ def decide(
     content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
     encodings = content_encodings(headers)
     if truncated:
-        decoded = Decoded(None, "body over the size cap: stored truncated, not parsed", truncated=True)
+        decoded = Decoded(
+            None, "body over the size cap or cut at the timeout: stored as far as it came", True
+        )
     else:
         decoded = decode_body(body, encodings, runtime.settings.max_body_bytes)
     oversize = truncated or decoded.truncated

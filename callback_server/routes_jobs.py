@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -94,7 +95,13 @@ def _summary(job: Job) -> dict[str, Any]:
 
 async def submit_job(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    raw = await request.content.read(MAX_SUBMIT_BYTES + 1)
+    try:
+        async with asyncio.timeout(runtime.settings.body_timeout_s):  # a slow body holds no handler
+            raw = await request.content.read(MAX_SUBMIT_BYTES + 1)
+    except TimeoutError:
+        return json_error(
+            408, "invalid_input", f"the body did not arrive in {runtime.settings.body_timeout_s:g} s"
+        )
     if len(raw) > MAX_SUBMIT_BYTES:
         return json_error(413, "invalid_input", f"the body is over {MAX_SUBMIT_BYTES} bytes")
     try:

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from callback_server.app import create_app, start_background
+from callback_server.connections import BACKLOG, RateLimitedErrors, connection_cap, guard_connections
 from callback_server.settings import ServerSettings
 from callback_server.store import open_store
 
@@ -63,19 +64,23 @@ async def serve(settings: ServerSettings, stop: asyncio.Event | None = None) -> 
     stop = stop or asyncio.Event()
     store = open_store(settings.database_url, max_body_bytes=settings.max_body_bytes)
     app = create_app(settings, store)
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(RateLimitedErrors())
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    assert runner.server is not None
+    cap = connection_cap(settings.max_connections)
+    guard_connections(runner.server, cap)
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=BACKLOG)
     await site.start()
     ports = [addr[1] for addr in runner.addresses if isinstance(addr, tuple)]
     logging.getLogger("callback_server").info(
         "listening on %s:%s",
         settings.host,
         ports[0] if ports else settings.port,
-        extra={"startup_s": round(time.perf_counter() - started, 4)},
+        extra={"startup_s": round(time.perf_counter() - started, 4), "max_connections": cap},
     )
     start_background(app)
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
