@@ -15,10 +15,14 @@ from typing import Any
 import brotli
 import pytest
 import pytest_asyncio
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from callback_server import deliveries
 from callback_server.decoding import _zstd_module
-from tests.cb_fakes import FakeRunPod, Harness, base_settings, close_harness, start_harness
+from callback_server.store.base import Job, StatusEvent
+from orfeas.status import JobStatus
+from tests.cb_fakes import FakeRunPod, Harness, WebhookSink, base_settings, close_harness, start_harness
 from tests.store_support import BACKENDS, PG_URL, reset_postgres
 
 pytestmark = pytest.mark.asyncio
@@ -377,3 +381,76 @@ async def test_a_retried_jobs_second_attempt_applies_what_the_first_sent(harness
     assert (done["status"], done["output"], done["error"]) == ("COMPLETED", {"glb": "s3://b/x"}, None)
     outcomes = [r["outcome"] for r in await h.callback_rows()]
     assert outcomes == ["applied", "applied", "applied", "applied", "applied", "applied"]
+
+
+class HangingSink:
+    """A receiver that never answers until released; counts the requests it holds."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.holding = 0
+        self.most_held = 0
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/hook", self._hook)
+        return app
+
+    async def _hook(self, request: web.Request) -> web.Response:
+        self.holding += 1
+        self.most_held = max(self.most_held, self.holding)
+        try:
+            await self.release.wait()
+        finally:
+            self.holding -= 1
+        return web.Response()
+
+
+async def _serve(app: web.Application, servers: list[TestServer]) -> str:
+    server = TestServer(app)
+    await server.start_server()
+    servers.append(server)
+    return str(server.make_url("/hook"))
+
+
+async def _completed_job_with_webhook(h: Harness, job_id: str, url: str) -> None:
+    now = time.time()
+    store = h.runtime.store
+    await store.create_job(Job(job_id, JobStatus.IN_QUEUE, now, now, client_webhook=url))
+    await store.apply_event(StatusEvent(job_id, JobStatus.COMPLETED, f"done-{job_id}", output={"n": 1}))
+
+
+async def test_hanging_receivers_delay_no_other_clients_webhook(harness):
+    """Four receivers that never answer do not hold back another client's job.completed: it arrives
+    at once, not after four request timeouts; one receiver gets at most PER_HOST requests at once."""
+    h = await harness(upstream_timeout_s=5.0)
+    servers: list[TestServer] = []
+    hangers = [HangingSink() for _ in range(4)]
+    good = WebhookSink()
+    try:
+        for n, hanger in enumerate(hangers):
+            url = await _serve(hanger.app(), servers)
+            for k in range(6 if n == 0 else 1):  # six messages queued for the first receiver
+                await _completed_job_with_webhook(h, f"hang-{n}-{k}", url)
+        await _completed_job_with_webhook(h, "good-1", await _serve(good.app(), servers))
+        await _leader_epoch(h)
+        started = time.monotonic()
+        await asyncio.wait_for(good.arrived.wait(), 4.0)  # sequential: 4 x 5 s timeouts first
+        assert time.monotonic() - started < 3.0
+        payload = json.loads(good.received[0][1])
+        assert (payload["type"], payload["data"]["id"]) == ("job.completed", "good-1")
+        assert hangers[0].most_held == deliveries.PER_HOST
+        assert all(hanger.most_held == 1 for hanger in hangers[1:])
+    finally:
+        for hanger in hangers:
+            hanger.release.set()
+        for server in servers:
+            await server.close()
+
+
+async def _leader_epoch(h: Harness) -> int:
+    for _ in range(200):
+        if h.runtime.role == "leader" and h.runtime.epoch is not None:
+            return h.runtime.epoch
+        await asyncio.sleep(0.05)
+    raise AssertionError("the harness never became leader")
