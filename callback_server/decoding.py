@@ -37,7 +37,11 @@ class _TooLarge(Exception):
 
 def content_encodings(headers: dict[str, str]) -> list[str]:
     """The Content-Encoding codings, lower case, without identity."""
-    raw = next((v for k, v in headers.items() if k.lower() == "content-encoding"), "")
+    raw = headers.get("Content-Encoding")
+    if raw is None:
+        raw = next((v for k, v in headers.items() if k.lower() == "content-encoding"), "")
+    if not raw:
+        return []
     return [c.strip().lower() for c in raw.split(",") if c.strip() and c.strip().lower() != "identity"]
 
 

@@ -48,11 +48,21 @@ class Decision:
 
 
 def dedupe_key(headers: Mapping[str, str], body_sha256: str) -> str:
-    lowered = {k.lower(): v for k, v in headers.items()}
-    msg_id = lowered.get("webhook-id")
+    msg_id = _header(headers, "webhook-id")
     if msg_id:
         return "webhook-id:" + msg_id[:200]
     return "sha256:" + body_sha256
+
+
+def _header(headers: Mapping[str, str], lowered_name: str) -> str:
+    """A header's value whatever its case ("" when absent): one pass, no lowered copy."""
+    value = headers.get(lowered_name)
+    if value is not None:
+        return value
+    for key, value in headers.items():
+        if key.lower() == lowered_name:
+            return value
+    return ""
 
 
 def decide(
@@ -74,7 +84,7 @@ def decide(
         authentic = is_authentic(runtime.settings, headers, query, body)
     if not authentic:
         return Decision(False, None, None, REJECTED)
-    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    content_type = _header(headers, "content-type")
     encodings = content_encodings(headers)
     if truncated:
         decoded = Decoded(
@@ -150,8 +160,14 @@ async def after_apply(
     label = outcome.value if outcome is not None else (decision.outcome or "recorded")
     runtime.metrics.inc("orfeas_callbacks_total", provider=provider_label(provider), outcome=label)
     event = decision.event
-    if event is not None and outcome in (ApplyOutcome.APPLIED, ApplyOutcome.CREATED):
-        log.info(
+    # DEBUG, not INFO: one line per callback was a sixth of a callback's CPU time under load
+    # (about 70 of ~560 µs); the counts are in orfeas_callbacks_total.
+    if (
+        event is not None
+        and outcome in (ApplyOutcome.APPLIED, ApplyOutcome.CREATED)
+        and log.isEnabledFor(logging.DEBUG)
+    ):
+        log.debug(
             "job %s → %s (%s)",
             event.job_id,
             event.status.value,
