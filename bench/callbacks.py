@@ -61,7 +61,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(kind: str, port: int, db: Path) -> subprocess.Popen[bytes]:
+def start(kind: str, port: int, db: Path, root: Path = ROOT) -> subprocess.Popen[bytes]:
     if kind == "bare":
         cmd = [sys.executable, "-c", BARE_APP, str(port)]
         env = dict(os.environ)
@@ -69,7 +69,7 @@ def start(kind: str, port: int, db: Path) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "callback_server"]
         env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "PORT": str(port), "HOST": "127.0.0.1"}
         env.pop("LOG_LEVEL", None)  # its default, as deployed
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -220,10 +220,10 @@ def wrk_load(
 
 
 async def ingestion(
-    kind: str, db: Path, seconds: float, connections: int, threads: int, wrk: str | None
+    kind: str, db: Path, seconds: float, connections: int, threads: int, wrk: str | None, root: Path = ROOT
 ) -> tuple[float, float, float]:
     port = free_port()
-    proc = start(kind, port, db)
+    proc = start(kind, port, db, root)
     try:
         async with aiohttp.ClientSession() as session:
             await wait_healthy(session, port)
@@ -249,6 +249,9 @@ async def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (the machine's cores)")
     parser.add_argument("--starts", type=int, default=5)
+    parser.add_argument(
+        "--also", type=Path, help="another checkout whose server is measured in the same run (before/after)"
+    )
     args = parser.parse_args()
     wrk = find_wrk()
     if wrk is None:
@@ -270,6 +273,12 @@ async def main() -> None:
             f"  p99 ours {ours[2]:.2f} ms, bare {bare[2]:.2f} ms,"
             f" ratio {ours[2] / bare[2]:.2f}  (goal: ours <= 5 ms)"
         )
+        if args.also:
+            other = await ingestion(
+                "ours", Path(tmp) / "also.db", args.seconds, args.connections, args.threads, wrk, args.also
+            )
+            print(f"  {args.also.name} (same run)    {other[0]:8.0f}  {other[1]:7.2f}  {other[2]:7.2f}")
+            print(f"  throughput ratio {args.also.name}/bare: {other[0] / bare[0]:.2f}")
 
         holder = open_store(f"sqlite:///{db}")
         await holder.open()

@@ -40,6 +40,11 @@ def content_encodings(headers: dict[str, str]) -> list[str]:
     raw = headers.get("Content-Encoding")
     if raw is None:
         raw = next((v for k, v in headers.items() if k.lower() == "content-encoding"), "")
+    return codings_of(raw)
+
+
+def codings_of(raw: str) -> list[str]:
+    """The codings a Content-Encoding value names, lower case, without identity."""
     if not raw:
         return []
     return [c.strip().lower() for c in raw.split(",") if c.strip() and c.strip().lower() != "identity"]

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from callback_server.auth import is_authentic, redact_token
-from callback_server.decoding import Decoded, content_encodings, decode_body, needs_thread
+from callback_server.decoding import Decoded, codings_of, decode_body, needs_thread
 from callback_server.metrics import provider_label
 from callback_server.payload import parse_body
 from callback_server.runtime import Runtime
@@ -48,21 +48,21 @@ class Decision:
 
 
 def dedupe_key(headers: Mapping[str, str], body_sha256: str) -> str:
-    msg_id = _header(headers, "webhook-id")
+    return _dedupe_key(_wanted_headers(headers).get("webhook-id"), body_sha256)
+
+
+def _dedupe_key(msg_id: str | None, body_sha256: str) -> str:
     if msg_id:
         return "webhook-id:" + msg_id[:200]
     return "sha256:" + body_sha256
 
 
-def _header(headers: Mapping[str, str], lowered_name: str) -> str:
-    """A header's value whatever its case ("" when absent): one pass, no lowered copy."""
-    value = headers.get(lowered_name)
-    if value is not None:
-        return value
-    for key, value in headers.items():
-        if key.lower() == lowered_name:
-            return value
-    return ""
+_WANTED = frozenset({"content-type", "content-encoding", "webhook-id"})
+
+
+def _wanted_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers `decide` reads, by lower-case name, in one pass."""
+    return {k: v for k, v in ((key.lower(), value) for key, value in headers.items()) if k in _WANTED}
 
 
 def decide(
@@ -84,8 +84,9 @@ def decide(
         authentic = is_authentic(runtime.settings, headers, query, body)
     if not authentic:
         return Decision(False, None, None, REJECTED)
-    content_type = _header(headers, "content-type")
-    encodings = content_encodings(headers)
+    wanted = _wanted_headers(headers)
+    content_type = wanted.get("content-type", "")
+    encodings = codings_of(wanted.get("content-encoding", ""))
     if truncated:
         decoded = Decoded(
             None, "body over the size cap or cut at the timeout: stored as far as it came", True
@@ -98,7 +99,7 @@ def decide(
     if match is None:
         return Decision(True, None, None, OVERSIZE if oversize else NO_TASK_ID, decoded.note)
     update = interpret(provider, parsed, match.container)
-    key = dedupe_key(headers, digest)
+    key = _dedupe_key(wanted.get("webhook-id"), digest)
     if update is None:
         event = StatusEvent(
             job_id=match.task_id,

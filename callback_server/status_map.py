@@ -198,16 +198,25 @@ def _bare_result(node: Mapping[str, Any]) -> StatusUpdate | None:
     return None
 
 
+def _is_object(value: Any) -> bool:
+    # dict first: parsed JSON is always dicts, and an ABC check costs ten times more.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def interpret(provider: str, body: Any, container: Mapping[str, Any] | None) -> StatusUpdate | None:
     """The status change a callback reports, or None when it names no status.
 
     `container` is the object that held the task id (read first, whatever the root's type)."""
-    root = body if isinstance(body, Mapping) else None
+    root = body if _is_object(body) else None
     nodes: list[Mapping[str, Any]] = []
     # The container is often the body itself: look at each node once.
-    for node in (container, root, root.get("data") if root is not None else None):
-        if isinstance(node, Mapping) and all(node is not seen for seen in nodes):
-            nodes.append(node)
+    if container is not None:
+        nodes.append(container)
+    if root is not None and root is not container:
+        nodes.append(root)
+    data = root.get("data") if root is not None else None
+    if _is_object(data) and data is not container:
+        nodes.append(data)
     for node in nodes:
         update = _event_update(node) or _word_update(node)
         if update is not None:
