@@ -592,3 +592,31 @@ async def test_retried_job_gets_a_new_deadline_and_can_time_out_again(maker: Sto
     assert await store.expire_jobs(now=now + 50, epoch=epoch) == []
     assert await store.expire_jobs(now=now + 101, epoch=epoch) == ["j"]
     assert (await store.get_job("j")).status is JobStatus.TIMED_OUT  # type: ignore[union-attr]
+
+
+async def test_concurrent_callbacks_keep_their_ids_and_dedupe(store: Store) -> None:
+    """Callbacks written together (one batch) each get their own row id, and the same dedupe key
+    twice among them applies once."""
+    await store.apply_event(ev("batch", JobStatus.IN_QUEUE, "first"))
+    results = await asyncio.gather(
+        *(
+            store.record_and_apply(
+                "runpod",
+                {"n": str(n)},
+                f"body {n}".encode(),
+                "",
+                accepted=True,
+                event=ev("batch", JobStatus.IN_PROGRESS, "same-key" if n % 2 else f"key-{n}"),
+            )
+            for n in range(40)
+        )
+    )
+    ids = [r.callback_id for r in results]
+    assert len(set(ids)) == 40
+    same = [r.outcome for n, r in enumerate(results) if n % 2]
+    assert same.count(ApplyOutcome.APPLIED) == 1
+    assert same.count(ApplyOutcome.DUPLICATE) == 19
+    await store.record_callback("runpod", {}, b"after", "", accepted=True)
+    rows = await store.unapplied_callbacks(100)
+    assert [r.body for r in rows] == [b"after"]  # every batched one was marked with its outcome
+    assert rows[0].id > max(ids)
