@@ -84,6 +84,26 @@ def guard_connections(server: web.Server, cap: int) -> None:
     server.connection_made = connection_made  # type: ignore[method-assign]
 
 
+class OncePerInterval(logging.Filter):
+    """Lets a logger's records through at most once per `every_s` per message template: aiohttp
+    logs every malformed request with its traceback ("Error handling request"), which a flood of
+    them turns into megabytes of log."""
+
+    def __init__(self, every_s: float = LOG_EVERY_S, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self.clock = clock
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = self.clock()
+        kind = str(record.msg)
+        if now - self._last.get(kind, -1e9) < self.every_s:
+            return False
+        self._last[kind] = now
+        return True
+
+
 class RateLimitedErrors:
     """An event loop exception handler logging each kind of error at most once per `every_s`."""
 

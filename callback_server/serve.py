@@ -20,7 +20,13 @@ from typing import Any
 from aiohttp import web
 
 from callback_server.app import create_app, start_background
-from callback_server.connections import BACKLOG, RateLimitedErrors, connection_cap, guard_connections
+from callback_server.connections import (
+    BACKLOG,
+    OncePerInterval,
+    RateLimitedErrors,
+    connection_cap,
+    guard_connections,
+)
 from callback_server.settings import ServerSettings
 from callback_server.store import open_store
 
@@ -53,6 +59,7 @@ def configure_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(OncePerInterval())
 
 
 async def serve(settings: ServerSettings, stop: asyncio.Event | None = None) -> None:

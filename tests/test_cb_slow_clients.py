@@ -201,3 +201,18 @@ def test_loop_errors_are_logged_at_most_once_a_second(caplog: pytest.LogCaptureF
         handler(None, context)  # type: ignore[arg-type]
     assert len(caplog.records) == 2
     assert "999 more like it" in caplog.records[1].getMessage()
+
+
+def test_a_flood_of_malformed_requests_leaves_a_small_log(tmp_path: Path):
+    """Two hundred requests with a raw NUL in the query are each answered 400 by the parser, and
+    the server logs their traceback at most once a second, not two hundred times."""
+    with limited_server(tmp_path) as (port, _db, log):
+        size_before = log.stat().st_size
+        for _ in range(200):
+            answer = _request(
+                port, b"POST /callbacks/x?a=\x00 HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+            )
+            assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400")
+        assert _healthz(port).startswith(b"HTTP/1.1 200")
+        grown = log.stat().st_size - size_before
+    assert grown < 20 * 1024, grown
