@@ -620,3 +620,46 @@ async def test_concurrent_callbacks_keep_their_ids_and_dedupe(store: Store) -> N
     rows = await store.unapplied_callbacks(100)
     assert [r.body for r in rows] == [b"after"]  # every batched one was marked with its outcome
     assert rows[0].id > max(ids)
+
+
+async def test_a_version_1_database_gains_the_new_columns(maker: StoreMaker) -> None:
+    """A database made before callbacks.note and jobs.last_callback existed gets them when opened."""
+    first = await maker.new()
+    await maker.close(first)
+    drop = [
+        "ALTER TABLE callbacks DROP COLUMN note",
+        "ALTER TABLE jobs DROP COLUMN last_callback",
+        "DELETE FROM schema_version",
+        "INSERT INTO schema_version (version, applied_at) VALUES (1, 0)",
+    ]
+    if maker.backend == "sqlite":
+        conn = sqlite3.connect(maker.url.removeprefix("sqlite:///"))
+        try:
+            for sql in drop:
+                conn.execute(sql)
+            conn.commit()
+        finally:
+            conn.close()
+    else:
+        import asyncpg
+
+        pg = await asyncpg.connect(maker.url)
+        try:
+            for sql in drop:
+                await pg.execute(sql)
+        finally:
+            await pg.close()
+    store = await maker.new()
+    await store.record_and_apply(
+        "kie",
+        {},
+        b"{}",
+        "a=\x00",
+        accepted=True,
+        event=ev("v1", JobStatus.IN_PROGRESS, "k", from_callback=True, provider="kie"),
+    )
+    job = await store.get_job("v1")
+    assert job is not None
+    assert job.last_callback is not None
+    assert job.last_callback["provider"] == "kie"
+    assert (await _callback_rows(maker, store))[0]["note"].startswith("query:")
