@@ -50,9 +50,9 @@ def codings_of(raw: str) -> list[str]:
     return [c.strip().lower() for c in raw.split(",") if c.strip() and c.strip().lower() != "identity"]
 
 
-def needs_thread(headers: dict[str, str], body: bytes) -> bool:
+def needs_thread(content_encoding: str, body: bytes) -> bool:
     """True when decoding and parsing this body is worth moving off the event loop."""
-    return len(body) > INLINE_MAX_BYTES or bool(content_encodings(headers))
+    return len(body) > INLINE_MAX_BYTES or bool(codings_of(content_encoding))
 
 
 def _drain(step: Callable[[bytes, int], bytes], data: bytes, limit: int) -> bytes:

@@ -147,7 +147,7 @@ async def decide_off_loop(
     """`decide`, on a worker thread when the body is compressed or large (inflating and parsing
     8 MiB takes tens of milliseconds), else inline (a thread hand-off costs more than a small parse)."""
     kwargs = {"body_sha256": body_sha256, "truncated": truncated, "authentic": authentic}
-    if needs_thread(headers, body):
+    if needs_thread(_wanted_headers(headers).get("content-encoding", ""), body):
         decision = await asyncio.to_thread(decide, runtime, provider, headers, body, query, **kwargs)
     else:
         decision = decide(runtime, provider, headers, body, query, **kwargs)
