@@ -82,7 +82,12 @@ def create_app(
     clock: Callable[[], float] = time.time,
     holder: str | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[require_api_key, store_errors])
+    # aiohttp inflates gzip/deflate/br bodies on the event loop with no bound on the size, and a
+    # body it cannot decode fails the request: callbacks are decoded by decoding.py instead.
+    # keepalive_timeout: aiohttp's keep-alive timer also runs from the connection's start, so it
+    # is the time a client has to send a complete request head (connections.py).
+    handler_args = {"auto_decompress": False, "keepalive_timeout": settings.head_timeout_s}
+    app = web.Application(middlewares=[require_api_key, store_errors], handler_args=handler_args)
     runtime = Runtime(settings=settings, store=store, metrics=Metrics(), clock=clock)
     app[RUNTIME] = runtime
     app[LEADERSHIP] = leadership_factory(store, holder or holder_name(), settings)

@@ -64,6 +64,15 @@ _SCHEMAS: dict[str, Any] = {
             "error": {},
             "created_at": {"type": "number"},
             "updated_at": {"type": "number"},
+            "last_callback": {
+                "description": "The last provider callback that named the job, applied or not",
+                "type": ["object", "null"],
+                "properties": {
+                    "provider": {"type": "string"},
+                    "at": {"type": "number"},
+                    "status": {"type": ["string", "null"], "description": "the provider's own status word"},
+                },
+            },
         },
     },
     "JobSummary": {
@@ -77,11 +86,12 @@ _SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "properties": {
             "input": {"type": "object"},
-            "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200},
+            # No NUL: it cannot be stored (refused as invalid_input before anything goes upstream).
+            "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\x00]*$"},
             "webhook": {
                 "type": "string",
                 "format": "uri",
-                "pattern": "^https?://[^/?#\\s]+",
+                "pattern": "^https?://[^/?#\\s\\x00]+[^\\x00]*$",
                 "maxLength": 2048,
             },
         },

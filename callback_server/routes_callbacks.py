@@ -41,7 +41,9 @@ def provider_name(raw: str | None) -> str:
 async def receive_callback(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     provider = provider_name(request.match_info.get("provider"))
-    body = await read_capped(request, runtime.settings.max_body_bytes)
+    body = await read_capped(
+        request, runtime.settings.max_body_bytes, timeout_s=runtime.settings.body_timeout_s
+    )
     headers = dict(request.headers)
     try:
         decision = await ingest(
@@ -49,9 +51,12 @@ async def receive_callback(request: web.Request) -> web.StreamResponse:
             provider,
             headers,
             body.data,
-            request.query_string,
+            # As sent, percent-escapes kept: a decoded `%00` is a NUL that a TEXT column refuses.
+            request.rel_url.raw_query_string,
             body_sha256=body.sha256,
-            truncated=body.truncated,
+            # A body cut at the timeout is stored as far as it came, not parsed.
+            truncated=body.truncated or body.timed_out,
+            body_size=body.size,
         )
     except (StoreNotReady, StorageError, OSError) as exc:
         log.error("callback not stored: %s", exc)

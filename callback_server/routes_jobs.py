@@ -16,7 +16,7 @@ from callback_server.auth import REF_PARAM, TOKEN_PARAM, job_secret, job_token, 
 from callback_server.payload import loads_json
 from callback_server.reconciler import refresh_job, run_on_local_server
 from callback_server.runtime import RUNTIME, Runtime, StoreNotReady, json_error, wait_for_change
-from callback_server.store.base import Job, StatusEvent
+from callback_server.store.base import Job, StatusEvent, storable_text
 from callback_server.task_id import as_task_id
 from callback_server.upstream import UpstreamError, UpstreamNotFound
 from orfeas.errors import InvalidInput, StorageError
@@ -81,6 +81,11 @@ def _parse_submit(raw: bytes) -> tuple[dict[str, Any], str | None, str | None]:
         parts = _split(webhook) if isinstance(webhook, str) and len(webhook) <= 2048 else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise BadRequest("webhook must be an http(s) URL", field="webhook")
+    # Refused before anything goes upstream: a NUL (or a lone surrogate) cannot be stored in a
+    # TEXT column, and a job submitted but not stored is one nobody tracks.
+    for name, value in (("idempotency_key", key), ("webhook", webhook)):
+        if value is not None and storable_text(value)[1]:
+            raise BadRequest(f"{name} holds a NUL or a character that is not UTF-8", field=name)
     return job_input, key, webhook
 
 
@@ -141,7 +146,13 @@ def _summary(job: Job) -> dict[str, Any]:
 
 async def submit_job(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    raw = await request.content.read(MAX_SUBMIT_BYTES + 1)
+    try:
+        async with asyncio.timeout(runtime.settings.body_timeout_s):  # a slow body holds no handler
+            raw = await request.content.read(MAX_SUBMIT_BYTES + 1)
+    except TimeoutError:
+        return json_error(
+            408, "invalid_input", f"the body did not arrive in {runtime.settings.body_timeout_s:g} s"
+        )
     if len(raw) > MAX_SUBMIT_BYTES:
         return json_error(413, "invalid_input", f"the body is over {MAX_SUBMIT_BYTES} bytes")
     try:

@@ -34,6 +34,9 @@ RECONCILE_SECONDS = "CALLBACK_RECONCILE_SECONDS"
 LEADER_LEASE_SECONDS = "LEADER_LEASE_SECONDS"
 LOG_LEVEL = "LOG_LEVEL"
 API_KEYS = "API_KEYS"
+HEAD_TIMEOUT_S = "CALLBACK_HEAD_TIMEOUT_S"
+BODY_TIMEOUT_S = "CALLBACK_BODY_TIMEOUT_S"
+MAX_CONNECTIONS = "CALLBACK_MAX_CONNECTIONS"
 
 DEFAULT_DATABASE_URL = "sqlite:///./callback_server.db"
 RUNPOD_API_BASE = "https://api.runpod.ai/v2/"
@@ -117,6 +120,13 @@ class ServerSettings:
     refresh_s: float = 10.0  # a non-terminal job's row older than this may be refreshed upstream
     upstream_timeout_s: float = 5.0
     max_body_bytes: int = 8 * 1024 * 1024  # larger callback bodies are stored truncated
+    # A request head must arrive within this of the connection opening (or of the last answer on
+    # a kept-alive one); providers send theirs in milliseconds.
+    head_timeout_s: float = 10.0
+    # A request body must arrive within this once the head is in (8 MiB at 2 Mbit/s is ~34 s).
+    body_timeout_s: float = 60.0
+    # Open connections at most (kept 64 below the process's descriptor limit, connections.py).
+    max_connections: int = 4096
     store_wait_s: float = 10.0  # how long a request waits for the store to open before a 503
     job_deadline_s: float = 2 * 3600.0  # past it a non-terminal job becomes TIMED_OUT
     reconcile_s: float = 5.0
@@ -164,6 +174,9 @@ class ServerSettings:
             refresh_s=read_float(e, REFRESH_SECONDS, 10.0, lo=0.0, hi=3600.0),
             upstream_timeout_s=read_float(e, UPSTREAM_TIMEOUT_S, 5.0, lo=0.1, hi=120.0),
             max_body_bytes=read_int(e, MAX_BODY_BYTES, 8 * 1024 * 1024, lo=1024, hi=256 * 1024 * 1024),
+            head_timeout_s=read_float(e, HEAD_TIMEOUT_S, 10.0, lo=0.1, hi=3600.0),
+            body_timeout_s=read_float(e, BODY_TIMEOUT_S, 60.0, lo=0.1, hi=3600.0),
+            max_connections=read_int(e, MAX_CONNECTIONS, 4096, lo=16, hi=1 << 20),
             store_wait_s=read_float(e, STORE_WAIT_S, 10.0, lo=0.0, hi=300.0),
             job_deadline_s=read_float(e, JOB_DEADLINE_S, 2 * 3600.0, lo=1.0, hi=7 * 24 * 3600.0),
             reconcile_s=read_float(e, RECONCILE_SECONDS, 5.0, lo=0.05, hi=600.0),

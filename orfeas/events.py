@@ -2,6 +2,7 @@
 
 {"type": "progress" | "completed" | "failed",
  "job_id": str,
+ "attempt": str,   # this run of the job (RunPod's /retry runs the same id again); worker events
  "status": JobStatus value,
  "progress": {"stage": str, "fraction": float, "eta_seconds": float | None} | None,
  "output": {...}   # completed only
@@ -47,6 +48,7 @@ class ProgressInfo(TypedDict):
 class JobEvent(TypedDict, total=False):
     type: str
     job_id: str
+    attempt: str
     status: str
     progress: ProgressInfo | None
     output: dict[str, Any]
@@ -60,6 +62,7 @@ def make_event(
     progress: ProgressInfo | None = None,
     output: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
+    attempt: str | None = None,
 ) -> JobEvent:
     """Build an event body; `output` belongs to `completed`, `error` to `failed`."""
     if (output is not None) != (event_type is EventType.COMPLETED):
@@ -72,6 +75,8 @@ def make_event(
         "status": event_type.status.value,
         "progress": progress,
     }
+    if attempt is not None:
+        event["attempt"] = attempt
     if output is not None:
         event["output"] = output
     if error is not None:

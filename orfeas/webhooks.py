@@ -3,11 +3,20 @@
 Each job that names a webhook gets one sender thread, so the pipeline never waits on a slow
 receiver. Progress is coalesced: the thread sends the latest state at most every 500 ms and
 tries once. The terminal `completed`/`failed` event goes through the same thread (so no late
-progress can overtake it) and is retried per TERMINAL_WEBHOOK_BACKOFF (5 tries over ~1 min).
+progress can overtake it) and is retried per TERMINAL_WEBHOOK_BACKOFF, within TERMINAL_BUDGET_S.
 
-The handler waits for the terminal delivery before it returns: RunPod may freeze or stop the
-worker as soon as the handler returns, which would lose a delivery still in flight. The wait is
-bounded by the retry policy (about 110 s with every try timing out).
+The handler waits for the terminal delivery before it returns (RunPod may freeze or stop the
+worker as soon as the handler returns, which would lose a delivery still in flight), but never
+more than TERMINAL_BUDGET_S (5 s) from the moment the job ended: every try's timeout and every
+wait between tries fit in it. A receiver that is down or hangs costs the GPU 5 s, not the ~110 s
+of the whole retry policy. The result is not lost with it: the handler returns it to RunPod on
+time, and RunPod's own webhook (the server's /callbacks/runpod, named at submit) and the server's
+/status polls carry it to the callback server.
+
+Each run of a job is an attempt with its own id (RunPod's job dict carries no attempt number, and
+/retry runs the same job id again): the attempt's start time in milliseconds and a random part.
+Message ids are `msg_{job_id}_{attempt}_…` and the events carry `attempt`, so a retried job's
+events are not taken for duplicates of the first run's.
 
 Messages follow Standard Webhooks: `webhook-id` is fixed per message and kept across retries,
 `webhook-timestamp` is the try's time, `webhook-signature` is v1 HMAC-SHA256 over
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -41,7 +51,17 @@ log = logging.getLogger("orfeas.webhooks")
 PROGRESS_INTERVAL_S = 0.5
 PROGRESS_TIMEOUT_S = 2.0  # a progress try is not worth holding the terminal event back longer
 TERMINAL_TIMEOUT_S = 10.0
+# The longest the handler waits for its terminal webhook, counted from the end of the job: a
+# progress try in flight, then every terminal try and wait. RunPod's own webhook and /status
+# carry the result when this one does not arrive in time.
+TERMINAL_BUDGET_S = 5.0
 MAX_URL_LENGTH = 2048
+
+
+def new_attempt_id() -> str:
+    """An id for one run of a job: its start in milliseconds (hex, so later runs sort later) and
+    16 random bits (two runs starting in the same millisecond on two workers still differ)."""
+    return f"{time.time_ns() // 1_000_000:x}{secrets.token_hex(2)}"
 
 
 @dataclass(frozen=True)
@@ -209,6 +229,10 @@ class _RetryableAnswer(Exception):
         self.status = status
 
 
+class _OutOfTime(Exception):
+    """The terminal budget is spent: no further try."""
+
+
 class _PermanentAnswer(Exception):
     """The receiver answered with a status that will not change (4xx, 3xx)."""
 
@@ -238,20 +262,41 @@ class WebhookSender:
     progress_interval_s: float = PROGRESS_INTERVAL_S
     progress_timeout_s: float = PROGRESS_TIMEOUT_S
     terminal_timeout_s: float = TERMINAL_TIMEOUT_S
+    terminal_budget_s: float = TERMINAL_BUDGET_S
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
 
-    def for_job(self, target: WebhookTarget, job_id: str) -> JobWebhooks:
-        return JobWebhooks(self, target, job_id)
+    def for_job(self, target: WebhookTarget, job_id: str, attempt: str | None = None) -> JobWebhooks:
+        return JobWebhooks(self, target, job_id, attempt=attempt or new_attempt_id())
 
-    def deliver(self, target: WebhookTarget, msg_id: str, event: JobEvent, *, retry: bool) -> Delivery:
-        """Send one message now; a terminal one is retried under the backoff. Never raises."""
+    def deliver(
+        self,
+        target: WebhookTarget,
+        msg_id: str,
+        event: JobEvent,
+        *,
+        retry: bool,
+        deadline: float | None = None,
+    ) -> Delivery:
+        """Send one message now; a terminal one is retried under the backoff, every try and wait
+        ending by `deadline` (on `clock`) when given. Never raises."""
         body = json.dumps(event, separators=(",", ":")).encode("utf-8")
         delivery = Delivery(msg_id=msg_id, event_type=str(event["type"]))
         timeout = self.terminal_timeout_s if retry else self.progress_timeout_s
         backoff = self.backoff if retry else Backoff(attempts=1, initial_s=0.0, max_s=0.0)
 
+        def left() -> float:
+            return timeout if deadline is None else min(timeout, deadline - self.clock())
+
+        def sleep(seconds: float) -> None:
+            # A wait that would end past the deadline ends the retries instead.
+            if deadline is not None and self.clock() + seconds >= deadline:
+                raise _OutOfTime(f"no time left for another try within {self.terminal_budget_s:g} s")
+            self.sleep(seconds)
+
         def attempt() -> None:
+            if left() <= 0:
+                raise _OutOfTime(f"no time left for a try within {self.terminal_budget_s:g} s")
             delivery.attempts += 1
             headers = {
                 "Content-Type": "application/json",
@@ -262,14 +307,14 @@ class WebhookSender:
             if target.secret:
                 # Signed afresh on every try: the timestamp is the try's, the id stays the message's.
                 headers.update(signature_headers(target.secret, msg_id, body))
-            status = self.transport(target, body, headers, timeout)
+            status = self.transport(target, body, headers, left())
             delivery.status = status
             if 200 <= status < 300:
                 return
             raise _RetryableAnswer(status) if is_retryable_status(status) else _PermanentAnswer(status)
 
         try:
-            for tries in backoff.retrying(_retryable, sleep=self.sleep):
+            for tries in backoff.retrying(_retryable, sleep=sleep):
                 with tries:
                     attempt()
         except Exception as exc:
@@ -292,9 +337,11 @@ class JobWebhooks:
     sender: WebhookSender
     target: WebhookTarget
     job_id: str
+    attempt: str = field(default_factory=new_attempt_id)
     deliveries: list[Delivery] = field(default_factory=list)
     _pending: ProgressInfo | None = None
     _terminal: JobEvent | None = None
+    _deadline: float | None = None  # on the sender's clock: when finish() stops waiting
     _seq: int = 0
     _last_sent: float | None = None
     _cond: threading.Condition = field(default_factory=threading.Condition)
@@ -317,9 +364,13 @@ class JobWebhooks:
         error: dict[str, Any] | None = None,
         progress: ProgressInfo | None = None,
     ) -> Delivery | None:
-        """Send the terminal event (after any progress being sent) and wait for its delivery."""
-        event = make_event(event_type, self.job_id, progress=progress, output=output, error=error)
+        """Send the terminal event (after any progress being sent) and wait for its delivery, at
+        most the sender's terminal budget; past it the delivery is abandoned (None or undelivered)."""
+        event = make_event(
+            event_type, self.job_id, progress=progress, output=output, error=error, attempt=self.attempt
+        )
         with self._cond:
+            self._deadline = self.sender.clock() + self.sender.terminal_budget_s
             self._terminal = event
             self._pending = None  # stale now: the terminal event says where the job ended
             self._start()
@@ -330,14 +381,8 @@ class JobWebhooks:
         return next((d for d in self.deliveries if d.event_type == event_type.value), None)
 
     def max_wait_s(self) -> float:
-        """The longest `finish` can take: one progress try, then every terminal try and wait."""
-        s = self.sender
-        return (
-            s.progress_timeout_s
-            + s.backoff.attempts * s.terminal_timeout_s
-            + s.backoff.worst_case_wait_s()
-            + 1
-        )
+        """The longest `finish` waits: the terminal budget (a progress try in flight included)."""
+        return self.sender.terminal_budget_s
 
     def _start(self) -> None:
         if self._thread is None:
@@ -358,13 +403,14 @@ class JobWebhooks:
                     continue
                 info, self._pending = self._pending, None
                 self._seq += 1
-                msg_id = f"msg_{self.job_id}_progress_{self._seq}"
+                msg_id = f"msg_{self.job_id}_{self.attempt}_progress_{self._seq}"
             assert info is not None
-            event = make_event(EventType.PROGRESS, self.job_id, progress=info)
+            event = make_event(EventType.PROGRESS, self.job_id, progress=info, attempt=self.attempt)
             self.deliveries.append(self.sender.deliver(self.target, msg_id, event, retry=False))
             self._last_sent = self.sender.clock()
-        msg_id = f"msg_{self.job_id}_{terminal['type']}"
-        self.deliveries.append(self.sender.deliver(self.target, msg_id, terminal, retry=True))
+        msg_id = f"msg_{self.job_id}_{self.attempt}_{terminal['type']}"
+        delivery = self.sender.deliver(self.target, msg_id, terminal, retry=True, deadline=self._deadline)
+        self.deliveries.append(delivery)
 
     def _until_next_progress(self) -> float:
         if self._last_sent is None:

@@ -129,6 +129,7 @@ class Harness:
     client: TestClient
     runtime: Runtime
     db_path: Path
+    database_url: str | None = None  # set when the store is not the SQLite file at db_path
 
     def callbacks(self) -> list[sqlite3.Row]:
         """Every recorded callback, read straight from the SQLite file."""
@@ -138,6 +139,18 @@ class Harness:
             return conn.execute("SELECT * FROM callbacks ORDER BY id").fetchall()
         finally:
             conn.close()
+
+    async def callback_rows(self) -> list[dict[str, Any]]:
+        """Every recorded callback as a dict, from whichever store the app runs on."""
+        if self.database_url is None:
+            return [dict(row) for row in self.callbacks()]
+        import asyncpg
+
+        conn = await asyncpg.connect(self.database_url)
+        try:
+            return [dict(r) for r in await conn.fetch("SELECT * FROM callbacks ORDER BY id")]
+        finally:
+            await conn.close()
 
     async def job(self, job_id: str) -> dict[str, Any]:
         resp = await self.client.get(f"/v1/jobs/{job_id}")
@@ -163,18 +176,25 @@ def base_settings(**overrides: Any) -> ServerSettings:
 
 
 async def start_harness(
-    tmp_path: Path, settings: ServerSettings, *, db_path: Path | None = None, **app_kwargs: Any
+    tmp_path: Path,
+    settings: ServerSettings,
+    *,
+    db_path: Path | None = None,
+    database_url: str | None = None,
+    **app_kwargs: Any,
 ) -> Harness:
-    """Our app on a fresh SQLite file, or on `db_path` (several harnesses on one file are replicas)."""
+    """Our app on a fresh SQLite file, or on `db_path` (several harnesses on one file are replicas),
+    or on the store at `database_url` (PostgreSQL)."""
     db_path = db_path or tmp_path / f"cb-{next(_db_numbers)}.db"
-    store = open_store(f"sqlite:///{db_path}", max_body_bytes=settings.max_body_bytes)
+    url = database_url or f"sqlite:///{db_path}"
+    store = open_store(url, max_body_bytes=settings.max_body_bytes)
     app = create_app(settings, store, **app_kwargs)
     client = TestClient(TestServer(app), headers=AUTH)  # the job API's key on every request
     await client.start_server()
     start_background(app)
     runtime = app[RUNTIME]
     await asyncio.wait_for(runtime.store_ready.wait(), 10)
-    return Harness(client, runtime, db_path)
+    return Harness(client, runtime, db_path, database_url)
 
 
 _db_numbers = itertools.count()

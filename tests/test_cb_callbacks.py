@@ -87,7 +87,9 @@ async def test_runpod_envelope_creates_and_moves_the_job(open_harness):
     assert resp.status == 200
     resp = await h.post("/callbacks/runpod", {"id": "rp-1", "status": "FAILED", "error": "late"})
     assert resp.status == 200
-    assert await h.job("rp-1") == done
+    late = await h.job("rp-1")
+    assert late["last_callback"]["status"] == "FAILED"  # shown, not applied
+    assert {**late, "last_callback": None} == {**done, "last_callback": None}
     assert [r["outcome"] for r in h.callbacks()] == ["created", "applied", "stale", "stale"]
 
 

@@ -35,6 +35,18 @@ def test_endpoint_id_builds_the_cloud_url_and_loopback_means_local():
     assert forced.runpod_local
 
 
+def test_slow_client_limits_are_read_and_checked():
+    """Head and body timeouts and the connection cap come from their variables; a bad one names it."""
+    s = ServerSettings.from_env(
+        {"CALLBACK_HEAD_TIMEOUT_S": "2.5", "CALLBACK_BODY_TIMEOUT_S": "7", "CALLBACK_MAX_CONNECTIONS": "300"}
+    )
+    assert (s.head_timeout_s, s.body_timeout_s, s.max_connections) == (2.5, 7.0, 300)
+    assert (ServerSettings().head_timeout_s, ServerSettings().max_connections) == (10.0, 4096)
+    with pytest.raises(ConfigError) as info:
+        ServerSettings.from_env({"CALLBACK_MAX_CONNECTIONS": "3"})
+    assert info.value.field == "CALLBACK_MAX_CONNECTIONS"
+
+
 @pytest.mark.parametrize(
     ("env", "variable"),
     [

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from callback_server.payload import parse_body
+from callback_server.payload import MAX_PARSE_DEPTH, parse_body
 from callback_server.status_map import interpret
 from callback_server.task_id import MAX_DEPTH, extract_task_id
 from orfeas.status import JobStatus
@@ -108,7 +108,11 @@ def test_parse_body_kinds():
     assert parse_body(b"\x89PNG\r\n\x1a\n\x00\xff") is None
     assert parse_body(b"") is None
     assert parse_body(b'{"a": NaN}') == {"a": None}
-    assert parse_body(b"[" * 100_000 + b"]" * 100_000) is None
+    deep = parse_body(b"[" * 100_000 + b"]" * 100_000)
+    depth = 0
+    while isinstance(deep, list) and deep:
+        deep, depth = deep[0], depth + 1
+    assert (deep, depth) == (None, MAX_PARSE_DEPTH)  # the shallow part kept, the rest cut to null
 
 
 json_values = st.recursive(

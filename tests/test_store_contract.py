@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
 import pytest_asyncio
@@ -117,6 +119,72 @@ async def test_body_is_capped_but_recorded(maker: StoreMaker) -> None:
     [stored] = await store.unapplied_callbacks(5)
     body = stored.body
     assert body == b"a" * 16
+
+
+async def test_any_query_is_stored_escaped_with_a_note(maker: StoreMaker) -> None:
+    """A query holding NUL or a non-UTF-8 byte is stored percent-encoded, readable the same way by
+    parse_qsl, and the row's note says so beside the caller's note and full body size."""
+    store = await maker.new()
+    await store.record_and_apply(
+        "generic",
+        {},
+        b"\x00body",
+        "a=\x00&b=\udcff",
+        accepted=True,
+        event=None,
+        outcome="no_task_id",
+        body_size=12345,
+        note="caller's note",
+    )
+    [stored] = await store.unapplied_callbacks(5) or [None]
+    assert stored is None  # marked with its outcome
+    await store.record_callback("generic", {}, b"", "c=\x00", accepted=True)
+    [unmarked] = await store.unapplied_callbacks(5)
+    assert parse_qsl(unmarked.query) == [("c", "\x00")]
+    rows = await _callback_rows(maker, store)
+    assert rows[0]["query"] == "a=%00&b=%FF"
+    assert rows[0]["note"] == "caller's note; query: NUL or non-UTF-8 characters stored percent-encoded"
+    assert rows[0]["body_size"] == 12345
+    assert bytes(rows[0]["body"]) == b"\x00body"
+
+
+async def _callback_rows(maker: StoreMaker, store: Store) -> list[dict]:
+    if maker.backend == "sqlite":
+        conn = sqlite3.connect(maker.url.removeprefix("sqlite:///"))
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in conn.execute("SELECT * FROM callbacks ORDER BY id")]
+        finally:
+            conn.close()
+    import asyncpg
+
+    pg = await asyncpg.connect(maker.url)
+    try:
+        return [dict(r) for r in await pg.fetch("SELECT * FROM callbacks ORDER BY id")]
+    finally:
+        await pg.close()
+
+
+async def test_last_callback_is_kept_whatever_the_outcome(maker: StoreMaker) -> None:
+    """A callback's event sets the job's last callback even when stale, duplicate or stateless."""
+    store = await maker.new()
+    await store.apply_event(
+        ev("lc", JobStatus.COMPLETED, "k1", from_callback=True, provider="kie", word="success")
+    )
+    outcome = await store.apply_event(
+        ev("lc", JobStatus.IN_PROGRESS, "k2", from_callback=True, provider="kie", word="generating")
+    )
+    assert outcome is ApplyOutcome.STALE
+    job = await store.get_job("lc")
+    assert job is not None
+    assert job.status is JobStatus.COMPLETED
+    assert job.last_callback is not None
+    assert job.last_callback["status"] == "generating"
+    unknown = await store.apply_event(ev("lc2", JobStatus.IN_PROGRESS, "k3", from_callback=True, known=False))
+    created = await store.get_job("lc2")
+    assert unknown is ApplyOutcome.CREATED
+    assert created is not None
+    assert created.progress == {"message": "reported, state unknown"}
 
 
 async def test_reopen_keeps_schema_and_jobs(maker: StoreMaker) -> None:
@@ -560,3 +628,77 @@ async def test_a_job_created_by_a_bound_callback_keeps_its_ref_and_a_foreign_one
     replaced = await store.create_job(queued_job("early-foreign", input={"p": 2}, callback_ref="ref-real"))
     assert (replaced.status, replaced.output, replaced.callback_ref) == (JobStatus.IN_QUEUE, None, "ref-real")
     assert await store.get_job("early-foreign") == replaced
+
+
+async def test_concurrent_callbacks_keep_their_ids_and_dedupe(store: Store) -> None:
+    """Callbacks written together (one batch) each get their own row id, and the same dedupe key
+    twice among them applies once."""
+    await store.apply_event(ev("batch", JobStatus.IN_QUEUE, "first"))
+    results = await asyncio.gather(
+        *(
+            store.record_and_apply(
+                "runpod",
+                {"n": str(n)},
+                f"body {n}".encode(),
+                "",
+                accepted=True,
+                event=ev("batch", JobStatus.IN_PROGRESS, "same-key" if n % 2 else f"key-{n}"),
+            )
+            for n in range(40)
+        )
+    )
+    ids = [r.callback_id for r in results]
+    assert len(set(ids)) == 40
+    same = [r.outcome for n, r in enumerate(results) if n % 2]
+    assert same.count(ApplyOutcome.APPLIED) == 1
+    assert same.count(ApplyOutcome.DUPLICATE) == 19
+    await store.record_callback("runpod", {}, b"after", "", accepted=True)
+    rows = await store.unapplied_callbacks(100)
+    assert [r.body for r in rows] == [b"after"]  # every batched one was marked with its outcome
+    assert rows[0].id > max(ids)
+
+
+async def test_a_version_1_database_gains_the_new_columns(maker: StoreMaker) -> None:
+    """A database made before jobs.callback_ref, callbacks.note and jobs.last_callback existed gets
+    them when opened."""
+    first = await maker.new()
+    await maker.close(first)
+    drop = [
+        "ALTER TABLE callbacks DROP COLUMN note",
+        "ALTER TABLE jobs DROP COLUMN last_callback",
+        "ALTER TABLE jobs DROP COLUMN callback_ref",
+        "DELETE FROM schema_version",
+        "INSERT INTO schema_version (version, applied_at) VALUES (1, 0)",
+    ]
+    if maker.backend == "sqlite":
+        conn = sqlite3.connect(maker.url.removeprefix("sqlite:///"))
+        try:
+            for sql in drop:
+                conn.execute(sql)
+            conn.commit()
+        finally:
+            conn.close()
+    else:
+        import asyncpg
+
+        pg = await asyncpg.connect(maker.url)
+        try:
+            for sql in drop:
+                await pg.execute(sql)
+        finally:
+            await pg.close()
+    store = await maker.new()
+    await store.record_and_apply(
+        "kie",
+        {},
+        b"{}",
+        "a=\x00",
+        accepted=True,
+        event=ev("v1", JobStatus.IN_PROGRESS, "k", from_callback=True, provider="kie", callback_ref="r1"),
+    )
+    job = await store.get_job("v1")
+    assert job is not None
+    assert job.callback_ref == "r1"
+    assert job.last_callback is not None
+    assert job.last_callback["provider"] == "kie"
+    assert (await _callback_rows(maker, store))[0]["note"].startswith("query:")

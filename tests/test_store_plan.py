@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callback_server.store import ApplyOutcome, Job, StatusEvent, plan_event
+from callback_server.store.base import scoped_to_attempt
 from callback_server.store.sqlite import SqliteStore
 from orfeas.status import JobStatus
 
@@ -21,15 +22,17 @@ events = st.builds(
     progress=st.one_of(st.none(), st.fixed_dictionaries({"fraction": st.floats(0, 1)})),
     output=st.one_of(st.none(), st.integers(0, 9)),
     retry_epoch=st.one_of(st.none(), st.integers(0, 3)),
+    known=st.booleans(),
 )
 
 
 def replay(stream: list[StatusEvent]) -> tuple[Job | None, list[ApplyOutcome]]:
-    """Apply a stream in memory through plan_event, as a store would."""
+    """Apply a stream in memory through plan_event, as a store would (keys scoped to the attempt)."""
     job: Job | None = None
     seen: set[str] = set()
     outcomes = []
-    for n, event in enumerate(stream):
+    for n, given_event in enumerate(stream):
+        event = scoped_to_attempt(given_event, job)
         outcome, new = plan_event(job, event, seen=event.dedupe_key in seen, now=1000.0 + n)
         if outcome is not ApplyOutcome.DUPLICATE:
             seen.add(event.dedupe_key)
@@ -54,7 +57,7 @@ def test_state_never_moves_back_without_a_higher_retry_epoch(stream: list[Status
             assert epoch_rose or not job.status.is_terminal
             assert new.retry_epoch >= job.retry_epoch
             assert new.updated_at > job.updated_at
-        if outcome in (ApplyOutcome.DUPLICATE, ApplyOutcome.STALE):
+        if outcome in (ApplyOutcome.DUPLICATE, ApplyOutcome.STALE, ApplyOutcome.NOTED):
             assert new is None
         if new is not None:
             job = new

@@ -50,6 +50,7 @@ def test_terminal_event_survives_a_receiver_that_fails_twice(webhook_receiver):
         assert body == {
             "type": "completed",
             "job_id": "job-1",
+            "attempt": hooks.attempt,
             "status": "COMPLETED",
             "progress": None,
             "output": {"meshes": {}},
@@ -100,7 +101,9 @@ def test_progress_is_coalesced_and_the_terminal_event_comes_last(webhook_receive
     assert all(p["status"] == "IN_PROGRESS" for p in progress)
     assert len({r.headers["webhook-id"] for r in webhook_receiver.requests}) == len(got)
     arrivals = [
-        r.at for r in webhook_receiver.requests if r.headers["webhook-id"].startswith("msg_job-4_progress")
+        r.at
+        for r in webhook_receiver.requests
+        if r.headers["webhook-id"].startswith(f"msg_job-4_{hooks.attempt}_progress")
     ]
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert all(gap >= 0.45 for gap in gaps), gaps  # 500 ms apart, less the receiver's own jitter
@@ -117,8 +120,8 @@ def test_progress_is_tried_once_and_the_terminal_event_still_arrives(webhook_rec
     assert delivery.delivered
     got = webhook_receiver.requests
     assert [(r.headers["webhook-id"], r.status) for r in got] == [
-        ("msg_job-8_progress_1", 503),
-        ("msg_job-8_completed", 200),
+        (f"msg_job-8_{hooks.attempt}_progress_1", 503),
+        (f"msg_job-8_{hooks.attempt}_completed", 200),
     ]
     (progress,) = [d for d in hooks.deliveries if d.event_type == "progress"]
     assert progress.attempts == 1
@@ -172,11 +175,10 @@ def test_the_next_checked_address_is_tried_when_one_refuses(webhook_receiver):
 
 def test_unsigned_when_no_secret_is_known(webhook_receiver):
     """Without a secret the message still carries webhook-id and timestamp, and no signature."""
-    _sender().for_job(_target(webhook_receiver.url, secret=None), "job-7").finish(
-        EventType.COMPLETED, output={}
-    )
+    hooks = _sender().for_job(_target(webhook_receiver.url, secret=None), "job-7")
+    hooks.finish(EventType.COMPLETED, output={})
     got = webhook_receiver.wait_for(1)[0]
-    assert got.headers["webhook-id"] == "msg_job-7_completed"
+    assert got.headers["webhook-id"] == f"msg_job-7_{hooks.attempt}_completed"
     assert "webhook-signature" not in got.headers
     assert json.loads(got.body)["status"] == "COMPLETED"
 
@@ -243,6 +245,37 @@ def test_the_default_secret_applies_when_the_input_names_none():
         ).secret
         == other
     )
+
+
+def test_each_run_of_a_job_names_its_messages_apart(webhook_receiver):
+    """Two runs of one job id (RunPod /retry) send different webhook-ids and say which attempt they are."""
+    first = _sender().for_job(_target(webhook_receiver.url), "job-r")
+    first.finish(EventType.FAILED, error={"code": "x", "message": "first run"})
+    second = _sender().for_job(_target(webhook_receiver.url), "job-r")
+    second.finish(EventType.COMPLETED, output={})
+    got = webhook_receiver.wait_for(2)
+    ids = [r.headers["webhook-id"] for r in got]
+    assert len(set(ids)) == 2
+    assert [_verified(r)["attempt"] for r in got] == [first.attempt, second.attempt]
+    assert first.attempt != second.attempt
+
+
+@pytest.mark.parametrize("receiver", ["answers 500", "hangs"])
+def test_the_terminal_webhook_holds_the_job_a_few_seconds_at_most(webhook_receiver, receiver):
+    """Under the production retry policy, a receiver that fails or hangs holds finish() no longer than
+    the terminal budget (5 s), not the ~110 s of every try timing out."""
+    if receiver == "hangs":
+        webhook_receiver.gate.clear()
+    else:
+        webhook_receiver.statuses = [500] * 50
+    sender = WebhookSender(terminal_budget_s=1.5)
+    hooks = sender.for_job(_target(webhook_receiver.url), "job-slow")
+    started = time.monotonic()
+    delivery = hooks.finish(EventType.COMPLETED, output={})
+    took = time.monotonic() - started
+    assert took < 1.5 + 0.5, took
+    assert delivery is None or not delivery.delivered
+    assert WebhookSender().terminal_budget_s == 5.0
 
 
 def test_the_stated_terminal_retry_budget_is_about_a_minute():

@@ -282,6 +282,22 @@ def test_a_failing_webhook_never_fails_the_job(tmp_path, webhook_receiver):
     assert [r.status for r in webhook_receiver.requests][-FAST.attempts :] == [500] * FAST.attempts
 
 
+def test_a_hanging_webhook_holds_the_worker_a_few_seconds_at_most(tmp_path, webhook_receiver):
+    """With the production retry policy a receiver that never answers delays the job's return by
+    the terminal budget only, and the result still goes back to RunPod."""
+    webhook_receiver.gate.clear()
+    worker = Worker(
+        _settings(),
+        LocalStore(tmp_path),
+        pipeline=ScriptedPipeline(),
+        webhooks=WebhookSender(terminal_budget_s=1.0),
+    )
+    started = time.monotonic()
+    out = worker.run(_job(webhook=webhook_receiver.url))
+    assert time.monotonic() - started < 1.0 + 1.0
+    assert set(out["meshes"]) == {"glb", "stl"}
+
+
 def test_runpod_progress_is_rate_limited(tmp_path):
     """25 progress reports inside a fraction of a second reach RunPod's progress_update once."""
     sent = []

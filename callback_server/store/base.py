@@ -40,6 +40,11 @@ class ApplyOutcome(StrEnum):
     STALE = "stale"  # would move the job backwards or out of a terminal state: not applied
     # Authenticated for another job (its ref is not the job's): not applied, no job event kept.
     WRONG_JOB = "wrong_job"
+    NOTED = "noted"  # a callback whose state could not be read: shown as the last callback only
+
+
+#: The progress a job created by a callback whose state could not be read starts with.
+STATE_UNKNOWN = {"message": "reported, state unknown"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ class Job:
     deadline_at: float | None = None  # past it, a non-terminal job becomes TIMED_OUT
     # The reference its callback credentials are derived from (callback_server/auth.py).
     callback_ref: str | None = None
+    # The last callback that named this job: {"provider", "at", "status"} (its own status word).
+    last_callback: dict[str, Any] | None = None
 
     def to_api(self) -> dict[str, Any]:
         return {
@@ -70,6 +77,7 @@ class Job:
             "error": self.error,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "last_callback": self.last_callback,
         }
 
 
@@ -88,6 +96,9 @@ class StatusEvent:
     deadline_at: float | None = None  # with a higher retry epoch: the new attempt's deadline
     # A callback authenticated by one job's credentials: it may change only the job with this ref.
     callback_ref: str | None = None
+    from_callback: bool = False  # a provider's callback: the job shows it as its last callback
+    word: str | None = None  # the provider's own status word (callbacks only)
+    known: bool = True  # False: the callback named the job but no readable state (NOTED)
 
 
 @dataclass(frozen=True)
@@ -155,9 +166,12 @@ def plan_event(
     `seen` is True when the job already recorded an event with the same dedupe key. The second
     value is None when nothing changes. Rules, in order:
     - unknown job → CREATED in the event's state (another system may have submitted it), with
-      the event's callback ref;
-    - an event bound to a ref (`callback_ref`) that is not the job's → WRONG_JOB;
+      the event's callback ref; an event whose state is not known creates it IN_PROGRESS with
+      STATE_UNKNOWN as its progress;
+    - an event bound to a ref (`callback_ref`) that is not the job's → WRONG_JOB (nothing changes,
+      not even the last callback);
     - same dedupe key → DUPLICATE;
+    - an event whose state is not known → NOTED (the state stays);
     - a retry epoch below the job's → STALE (an event of an earlier attempt);
     - a retry epoch above the job's → APPLIED whatever the state (RunPod /retry: the one way
       back); output and error of the earlier attempt are cleared unless the event brings its own,
@@ -166,25 +180,41 @@ def plan_event(
     - IN_PROGRESS to IN_PROGRESS → APPLIED (a progress update);
     - anything else (backwards, out of a terminal state, a repeated IN_QUEUE) → STALE.
     `updated_at` always grows, even when two changes land within the clock's resolution.
+    A callback's event (`from_callback`) also sets the job's `last_callback`, whatever the
+    outcome: a DUPLICATE, STALE or NOTED one then returns the job with only that changed (and
+    `updated_at` kept, so waiters are not woken by a change of state that did not happen).
     """
+    last = {"provider": event.provider, "at": now, "status": event.word} if event.from_callback else None
     if job is None:
         created = Job(
             id=event.job_id,
-            status=event.status,
+            status=event.status if event.known else JobStatus.IN_PROGRESS,
             created_at=now,
             updated_at=now,
-            progress=event.progress,
+            progress=event.progress if event.known else dict(STATE_UNKNOWN),
             output=event.output,
             error=event.error,
             provider=event.provider,
             retry_epoch=event.retry_epoch or 0,
+            last_callback=last,
             callback_ref=event.callback_ref,
         )
         return ApplyOutcome.CREATED, created
     if event.callback_ref is not None and event.callback_ref != job.callback_ref:
         return ApplyOutcome.WRONG_JOB, None
+    outcome, new = _plan_known_job(job, event, seen=seen, now=now)
+    if last is None:
+        return outcome, new
+    return outcome, dataclasses.replace(new or job, last_callback=last)
+
+
+def _plan_known_job(
+    job: Job, event: StatusEvent, *, seen: bool, now: float
+) -> tuple[ApplyOutcome, Job | None]:
     if seen:
         return ApplyOutcome.DUPLICATE, None
+    if not event.known:
+        return ApplyOutcome.NOTED, None
     updated_at = max(now, job.updated_at + 1e-6)
     epoch = event.retry_epoch
     if epoch is not None and epoch < job.retry_epoch:
@@ -214,6 +244,19 @@ def plan_event(
         error=event.error if event.error is not None else job.error,
     )
     return ApplyOutcome.APPLIED, applied
+
+
+def scoped_to_attempt(event: StatusEvent, job: Job | None) -> StatusEvent:
+    """`event` with its dedupe key scoped to the job's current attempt (RunPod /retry).
+
+    An attempt after a retry sends what the first one sent: the same webhook-id from a worker that
+    names its messages by job, the same body from RunPod's own webhook. Deduplicated across
+    attempts, the retried job's events would be dropped and it would stay IN_QUEUE until its
+    deadline. Keys of the first attempt (epoch 0) are kept as they are; later ones get `@<epoch>`,
+    which also gives the client webhook of each attempt its own message id."""
+    if job is None or job.retry_epoch == 0:
+        return event
+    return dataclasses.replace(event, dedupe_key=f"{event.dedupe_key}@{job.retry_epoch}")
 
 
 def merge_submitted(existing: Job, submitted: Job) -> Job | None:
@@ -257,8 +300,9 @@ JOB_COLUMNS = (
     "upstream_checked_at",
     "deadline_at",
     "callback_ref",
+    "last_callback",
 )
-_JSON_COLUMNS = frozenset({"progress", "output", "error", "input"})
+_JSON_COLUMNS = frozenset({"progress", "output", "error", "input", "last_callback"})
 #: The error a job gets when the leader marks it TIMED_OUT past its deadline.
 TIMED_OUT_ERROR = {"code": "timed_out", "message": "no final status arrived before the job's deadline"}
 TIMED_OUT_DEDUPE_KEY = "deadline:timed-out"
@@ -272,6 +316,44 @@ def timed_out_key(retry_epoch: int) -> str:
 
 # Built once: json.dumps with any keyword builds a new encoder on every call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
+def storable_text(value: str) -> tuple[str, bool]:
+    """`value` fit for a TEXT column on both stores, and whether it had to be escaped.
+
+    PostgreSQL's TEXT cannot hold NUL, and neither store can encode a lone surrogate (a byte
+    that was not UTF-8, kept by surrogateescape). Those characters are percent-encoded (`%00`,
+    `%FF`), which is how a query string spells them anyway: parse_qsl reads the same values back.
+    """
+    if value.isascii() and "\x00" not in value:
+        return value, False
+    if "\x00" not in value:
+        try:
+            value.encode("utf-8")
+            return value, False
+        except UnicodeEncodeError:
+            pass
+    out = []
+    for char in value:
+        code = ord(char)
+        if code == 0:
+            out.append("%00")
+        elif 0xDC80 <= code <= 0xDCFF:  # surrogateescape's stand-in for the byte code - 0xDC00
+            out.append(f"%{code - 0xDC00:02X}")
+        elif 0xD800 <= code <= 0xDFFF:
+            out.append("%EF%BF%BD")  # any other lone surrogate: U+FFFD
+        else:
+            out.append(char)
+    return "".join(out), True
+
+
+def callback_text(query: str, note: str | None) -> tuple[str, str | None]:
+    """A callback's query string as stored, and its note (saying so when the query was escaped)."""
+    stored, escaped = storable_text(query)
+    if escaped:
+        said = "query: NUL or non-UTF-8 characters stored percent-encoded"
+        note = said if not note else f"{note}; {said}"
+    return stored, note
 
 
 def dump_json(value: Any) -> str | None:
@@ -308,7 +390,10 @@ class Store(Protocol):
     """What the app uses; SqliteStore and PostgresStore keep it (see the module docstring).
 
     Semantics beyond the signatures:
-    - `record_callback` stores the body cut to the store's `max_body_bytes` (its full size kept).
+    - `record_callback` stores the body cut to the store's `max_body_bytes` and its full size
+      (`body_size` when given: the size received, of which `body` may be only the first part);
+      any query string and any bytes are taken: a query with NUL or non-UTF-8 characters is stored
+      percent-encoded (`storable_text`) and the row's `note` says so, beside the caller's note.
     - `record_and_apply` records the callback and, in the same transaction, applies `event` (or,
       without one, marks the callback with `job_id`/`outcome`, e.g. "rejected", "no_task_id"):
       one durable write per request, and no crash window between record and apply.
@@ -343,7 +428,15 @@ class Store(Protocol):
 
     # Callbacks: raw, durable, before the 200.
     async def record_callback(
-        self, provider: str, headers: dict[str, str], body: bytes, query: str, *, accepted: bool
+        self,
+        provider: str,
+        headers: dict[str, str],
+        body: bytes,
+        query: str,
+        *,
+        accepted: bool,
+        body_size: int | None = None,
+        note: str | None = None,
     ) -> int: ...
     async def record_and_apply(
         self,
@@ -356,6 +449,8 @@ class Store(Protocol):
         event: StatusEvent | None,
         job_id: str | None = None,
         outcome: str | None = None,
+        body_size: int | None = None,
+        note: str | None = None,
     ) -> RecordedCallback: ...
     async def mark_callback(self, callback_id: int, *, job_id: str | None, outcome: str) -> None: ...
     async def unapplied_callbacks(self, limit: int) -> list[StoredCallback]: ...

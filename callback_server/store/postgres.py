@@ -34,10 +34,12 @@ from callback_server.store.base import (
     StaleEpoch,
     StatusEvent,
     StoredCallback,
+    callback_text,
     job_from_row,
     job_params,
     merge_submitted,
     plan_event,
+    scoped_to_attempt,
     timed_out_key,
 )
 from callback_server.store.outbox import QueuedDelivery, delivery_for
@@ -45,7 +47,9 @@ from callback_server.store.url import DATABASE_URL
 from orfeas.errors import StorageError
 from orfeas.status import JobStatus
 
-SCHEMA_VERSION = 2  # 2: jobs.callback_ref
+# 2: jobs.callback_ref, callbacks.note, jobs.last_callback (added to a version-1 database when it
+# is opened).
+SCHEMA_VERSION = 2
 log = logging.getLogger("callback_server.store")
 
 CHANNEL = "orfeas_jobs"
@@ -72,8 +76,10 @@ CREATE TABLE IF NOT EXISTS callbacks (
     body_size BIGINT NOT NULL,
     accepted BOOLEAN NOT NULL,
     job_id TEXT,
-    outcome TEXT
+    outcome TEXT,
+    note TEXT
 );
+ALTER TABLE callbacks ADD COLUMN IF NOT EXISTS note TEXT;
 CREATE INDEX IF NOT EXISTS callbacks_unmarked ON callbacks (id) WHERE outcome IS NULL;
 CREATE INDEX IF NOT EXISTS callbacks_job ON callbacks (job_id);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -91,9 +97,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     retry_epoch INTEGER NOT NULL DEFAULT 0,
     upstream_checked_at DOUBLE PRECISION,
     deadline_at DOUBLE PRECISION,
-    callback_ref TEXT
+    callback_ref TEXT,
+    last_callback TEXT
 );
 ALTER TABLE jobs ADD COLUMN IF NOT EXISTS callback_ref TEXT;
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS last_callback TEXT;
 CREATE INDEX IF NOT EXISTS jobs_idempotency ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_open ON jobs (updated_at) WHERE status NOT IN {_TERMINAL_SQL};
 CREATE INDEX IF NOT EXISTS jobs_recent ON jobs (updated_at);
@@ -182,6 +190,7 @@ async def _apply(
         if inserted is None:  # another transaction created it first: decide against its row
             job = await _locked_job(conn, event.job_id)
     if job is not None:
+        event = scoped_to_attempt(event, job)
         seen = await conn.fetchval(
             "SELECT 1 FROM job_events WHERE job_id = $1 AND dedupe_key = $2 AND outcome <> 'duplicate'",
             event.job_id,
@@ -409,24 +418,38 @@ class PostgresStore:
         body: bytes,
         query: str,
         accepted: bool,
+        body_size: int | None = None,
+        note: str | None = None,
     ) -> int:
+        query, note = callback_text(query, note)
         return await conn.fetchval(
-            "INSERT INTO callbacks (received_at, provider, headers, query, body, body_size, accepted)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            "INSERT INTO callbacks (received_at, provider, headers, query, body, body_size, accepted, note)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
             time.time(),
             provider,
             json.dumps(headers),
             query,
             bytes(body[: self.max_body_bytes]),
-            len(body),
+            len(body) if body_size is None else body_size,
             accepted,
+            note,
         )
 
     async def record_callback(
-        self, provider: str, headers: dict[str, str], body: bytes, query: str, *, accepted: bool
+        self,
+        provider: str,
+        headers: dict[str, str],
+        body: bytes,
+        query: str,
+        *,
+        accepted: bool,
+        body_size: int | None = None,
+        note: str | None = None,
     ) -> int:
         async with self._conn() as conn:
-            return await self._insert_callback(conn, provider, headers, body, query, accepted)
+            return await self._insert_callback(
+                conn, provider, headers, body, query, accepted, body_size, note
+            )
 
     async def record_and_apply(
         self,
@@ -439,9 +462,13 @@ class PostgresStore:
         event: StatusEvent | None,
         job_id: str | None = None,
         outcome: str | None = None,
+        body_size: int | None = None,
+        note: str | None = None,
     ) -> RecordedCallback:
         async with self._conn(transaction=True) as conn:
-            callback_id = await self._insert_callback(conn, provider, headers, body, query, accepted)
+            callback_id = await self._insert_callback(
+                conn, provider, headers, body, query, accepted, body_size, note
+            )
             if event is not None:
                 return RecordedCallback(callback_id, await _apply(conn, event, callback_id, time.time()))
             if outcome is not None:

@@ -37,10 +37,12 @@ from callback_server.store.base import (
     StaleEpoch,
     StatusEvent,
     StoredCallback,
+    callback_text,
     job_from_row,
     job_params,
     merge_submitted,
     plan_event,
+    scoped_to_attempt,
     timed_out_key,
 )
 from callback_server.store.outbox import QueuedDelivery, delivery_for
@@ -50,7 +52,9 @@ from orfeas.status import JobStatus
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2  # 2: jobs.callback_ref
+# 2: jobs.callback_ref, callbacks.note, jobs.last_callback (added to a version-1 file when it is
+# opened).
+SCHEMA_VERSION = 2
 _TERMINAL = tuple(s.value for s in JobStatus if s.is_terminal)
 _TERMINAL_SQL = "(" + ",".join(f"'{s}'" for s in _TERMINAL) + ")"
 
@@ -69,7 +73,8 @@ CREATE TABLE IF NOT EXISTS callbacks (
     body_size INTEGER NOT NULL,
     accepted INTEGER NOT NULL,
     job_id TEXT,
-    outcome TEXT
+    outcome TEXT,
+    note TEXT
 );
 CREATE INDEX IF NOT EXISTS callbacks_unmarked ON callbacks (id) WHERE outcome IS NULL;
 CREATE INDEX IF NOT EXISTS callbacks_job ON callbacks (job_id);
@@ -88,7 +93,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     retry_epoch INTEGER NOT NULL DEFAULT 0,
     upstream_checked_at REAL,
     deadline_at REAL,
-    callback_ref TEXT
+    callback_ref TEXT,
+    last_callback TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_idempotency ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_open ON jobs (updated_at) WHERE status NOT IN {_TERMINAL_SQL};
@@ -146,6 +152,21 @@ def _connect(path: str, *, readonly: bool) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
     return conn
+
+
+# Columns newer than schema version 1: (table, column, type).
+_ADDED_COLUMNS = (
+    ("jobs", "callback_ref", "TEXT"),
+    ("callbacks", "note", "TEXT"),
+    ("jobs", "last_callback", "TEXT"),
+)
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column, kind in _ADDED_COLUMNS:
+        names = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in names:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
 
 def _storage_error(exc: BaseException) -> StorageError:
@@ -309,6 +330,7 @@ def _apply(
     instead stores the callback, already marked, once the outcome is known (one write, not two)."""
     row = conn.execute("SELECT * FROM jobs WHERE id = ?", (event.job_id,)).fetchone()
     job = job_from_row(row) if row is not None else None
+    event = scoped_to_attempt(event, job)
     seen = (
         job is not None
         and conn.execute(
@@ -385,21 +407,6 @@ def _delivery(row: sqlite3.Row) -> Delivery:
     )
 
 
-def _add_missing_columns(conn: sqlite3.Connection) -> None:
-    """Schema 2 added jobs.callback_ref; a file made by schema 1 gets the column (NULL for old jobs)."""
-    columns = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
-    if "callback_ref" not in columns:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            columns = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
-            if "callback_ref" not in columns:  # another process may have added it meanwhile
-                conn.execute("ALTER TABLE jobs ADD COLUMN callback_ref TEXT")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-
 class SqliteStore:
     """The Store protocol on one SQLite file (see the module docstring for the write path)."""
 
@@ -444,8 +451,8 @@ class SqliteStore:
         try:
             # One script, one transaction: replicas opening the same file at once create it once.
             conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
-            _add_missing_columns(conn)
             conn.execute("BEGIN IMMEDIATE")
+            _add_missing_columns(conn)
             row = conn.execute("SELECT max(version) AS v FROM schema_version").fetchone()
             if row["v"] is not None and row["v"] > SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(
@@ -541,28 +548,44 @@ class SqliteStore:
         accepted: bool,
         job_id: str | None = None,
         outcome: str | None = None,
+        body_size: int | None = None,
+        note: str | None = None,
     ) -> int:
+        query, note = callback_text(query, note)
         cur = conn.execute(
             "INSERT INTO callbacks (received_at, provider, headers, query, body, body_size, accepted,"
-            " job_id, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " job_id, outcome, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 time.time(),
                 provider,
                 json.dumps(headers),
                 query,
                 bytes(body[: self.max_body_bytes]),
-                len(body),
+                len(body) if body_size is None else body_size,
                 int(accepted),
                 job_id,
                 outcome,
+                note,
             ),
         )
         return int(cur.lastrowid)
 
     async def record_callback(
-        self, provider: str, headers: dict[str, str], body: bytes, query: str, *, accepted: bool
+        self,
+        provider: str,
+        headers: dict[str, str],
+        body: bytes,
+        query: str,
+        *,
+        accepted: bool,
+        body_size: int | None = None,
+        note: str | None = None,
     ) -> int:
-        return await self._write(lambda c: self._insert_callback(c, provider, headers, body, query, accepted))
+        return await self._write(
+            lambda c: self._insert_callback(
+                c, provider, headers, body, query, accepted, body_size=body_size, note=note
+            )
+        )
 
     async def record_and_apply(
         self,
@@ -575,11 +598,13 @@ class SqliteStore:
         event: StatusEvent | None,
         job_id: str | None = None,
         outcome: str | None = None,
+        body_size: int | None = None,
+        note: str | None = None,
     ) -> RecordedCallback:
         def op(conn: sqlite3.Connection) -> RecordedCallback:
             if event is None:
                 callback_id = self._insert_callback(
-                    conn, provider, headers, body, query, accepted, job_id, outcome
+                    conn, provider, headers, body, query, accepted, job_id, outcome, body_size, note
                 )
                 return RecordedCallback(callback_id, None)
             ids: list[int] = []
@@ -587,7 +612,16 @@ class SqliteStore:
             def record(applied: ApplyOutcome) -> int:
                 ids.append(
                     self._insert_callback(
-                        conn, provider, headers, body, query, accepted, event.job_id, applied.value
+                        conn,
+                        provider,
+                        headers,
+                        body,
+                        query,
+                        accepted,
+                        event.job_id,
+                        applied.value,
+                        body_size,
+                        note,
                     )
                 )
                 return ids[0]
