@@ -40,7 +40,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(STAMP) lint
+test: $(STAMP) $(TOOLS_STAMP) lint
 	bash scripts/test.sh
 
 check: test

@@ -51,6 +51,9 @@ def python_child(code: str) -> list[str]:
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = (
     "--headless",
+    # Without it a screenshot waits for a frame that a still <model-viewer> (no auto-rotate)
+    # never draws, and Chromium 156 hangs until the timeout.
+    "--run-all-compositor-stages-before-draw",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
@@ -80,5 +83,5 @@ def run_chromium(args: list[str], profile: Path, timeout_s: float = 60.0) -> tup
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        proc.communicate()  # after a timeout too: reaps it and closes its pipes
     return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
