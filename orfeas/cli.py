@@ -1,4 +1,8 @@
-"""`python -m orfeas generate PICTURE --out DIR ...`: the pipeline from a terminal."""
+"""`python -m orfeas generate PICTURE --out DIR ...`: the pipeline from a terminal.
+
+`python -m orfeas tiny-models DIR` writes random-weight models in the published layouts
+(orfeas/gpu/tiny_models.py) and prints the settings that point the GPU backends at them.
+"""
 
 from __future__ import annotations
 
@@ -42,7 +46,25 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int)
     gen.add_argument("--job-id", help="name of the job (default: random)")
     gen.add_argument("--json", action="store_true", help="print the result as JSON (last line)")
+    tiny = sub.add_parser("tiny-models", help="write random-weight models for smoke tests (no download)")
+    tiny.add_argument("dir", type=Path, help="directory to use as ORFEAS_MODEL_DIR")
+    tiny.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def tiny_models(args: argparse.Namespace) -> int:
+    from orfeas.gpu.tiny_models import write_all
+    from orfeas.settings import MODEL_DIR, SEGMENTATION_MODEL, TEXT_TO_IMAGE_MODEL
+
+    folders = write_all(args.dir, seed=args.seed)
+    for name, folder in folders.items():
+        print(f"{name}: {folder}", file=sys.stderr)
+    root = args.dir.resolve()
+    print(
+        f"{MODEL_DIR}={root} {TEXT_TO_IMAGE_MODEL}=tiny/sd-turbo {SEGMENTATION_MODEL}=tiny/segformer-fg"
+        " ORFEAS_DEVICE=cpu"
+    )
+    return 0
 
 
 def _request_dict(args: argparse.Namespace, picture: bytes) -> dict[str, Any]:
@@ -102,6 +124,8 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "tiny-models":
+        return tiny_models(args)
     try:
         result = generate(args)
     except OrfeasError as exc:

@@ -12,10 +12,10 @@ import trimesh
 from orfeas.errors import BackendUnavailable, OutOfMemory
 from orfeas.gpu import hunyuan_shape
 from orfeas.gpu.hunyuan_paint import HunyuanPaintTexture
+from orfeas.gpu.tiny_models import write_tiny_hunyuan, write_tiny_segmentation, write_tiny_text_to_image
 from orfeas.pipeline import Pipeline
 from orfeas.request import JobRequest, parse_request
 from tests.gpu_support import cpu_settings, torch
-from tests.gpu_tiny_models import write_tiny_hunyuan, write_tiny_segmentation, write_tiny_text_to_image
 
 EMBLEM = Path(__file__).resolve().parents[1] / "orfeas" / "samples" / "emblem.png"
 T2I = "tiny/sd-turbo"
