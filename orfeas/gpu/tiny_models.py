@@ -305,7 +305,7 @@ def write_tiny_delight(
 # hy3dgen's UNet2p5DConditionModel fixes two widths in code: the learned text tokens are 1024 wide
 # (cross_attention_dim) and the camera embedding 1280 (the time embedding); the rest shrinks.
 PAINT_UNET_CONFIG: dict[str, Any] = {
-    "sample_size": 8,
+    "sample_size": 16,  # × the tiny VAE's factor 2: 32-pixel views (the published model: 64 × 8)
     "in_channels": 4,
     "out_channels": 4,
     "layers_per_block": 1,

@@ -63,6 +63,8 @@ def export_mesh(mesh: trimesh.Trimesh, fmt: str, *, stage: str = "export") -> Ar
     if writer is None:
         known = ", ".join(sorted(_WRITERS))
         raise InvalidInput(f"unknown mesh format {fmt!r} (one of {known})", field="formats")
+    if fmt != "glb" and uv_texture(mesh) is not None:
+        mesh = _copy(mesh)  # the texture sampled per vertex, seams welded
     try:
         data = writer(mesh)
     except (OrfeasError, MemoryError):
@@ -78,12 +80,17 @@ def _copy(mesh: trimesh.Trimesh, vertices: np.ndarray | None = None) -> trimesh.
     """A bare copy of the mesh (new vertices if given) with its colours as plain vertex colours."""
     import trimesh
 
-    return trimesh.Trimesh(
+    copy = trimesh.Trimesh(
         vertices=np.asarray(mesh.vertices if vertices is None else vertices, dtype=np.float64),
         faces=np.asarray(mesh.faces, dtype=np.int64),
         vertex_colors=vertex_colours(mesh),
         process=False,
     )
+    if uv_texture(mesh) is not None:
+        # A UV atlas splits vertices along its seams: weld the copies so the solid is closed again
+        # (exact positions only; each copy sampled the same texel colour up to the seam's padding).
+        copy.merge_vertices(merge_tex=True, merge_norm=True)
+    return copy
 
 
 def _glb(mesh: trimesh.Trimesh) -> bytes:

@@ -63,9 +63,10 @@ def bake(
 ) -> BakeResult:
     """Texture of `texture_size`² from `images` ((H, H, 3) uint8, one per view) of the normalised mesh."""
     device = torch.device(device)
-    v = torch.as_tensor(np.asarray(vertices), dtype=torch.float32, device=device)
-    f = torch.as_tensor(np.asarray(faces), dtype=torch.int64, device=device)
-    uv = torch.as_tensor(np.asarray(uvs), dtype=torch.float32, device=device)
+    # np.array copies: torch warns on (and must not write through) read-only numpy buffers.
+    v = torch.as_tensor(np.array(vertices, dtype=np.float32), device=device)
+    f = torch.as_tensor(np.array(faces, dtype=np.int64), device=device)
+    uv = torch.as_tensor(np.array(uvs, dtype=np.float32), device=device)
     atlas = uv_raster(f, uv, texture_size)
     covered = atlas.mask
     texel_face = atlas.face[covered]
@@ -74,7 +75,7 @@ def bake(
     total = torch.zeros(len(texel_face), 3, device=device)
     weight = torch.zeros(len(texel_face), device=device)
     for view, image in zip(views, images, strict=True):
-        picture = torch.as_tensor(np.asarray(image), device=device).to(torch.float32) / 255.0
+        picture = torch.as_tensor(np.array(image, dtype=np.float32), device=device) / 255.0
         size = picture.shape[0]
         raster = render(v, f, view, size)
         xy, depth = project(texel_pos, view, size)
