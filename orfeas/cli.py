@@ -105,7 +105,15 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     if not picture:
         raise InvalidInput(f"{path} is empty (0 bytes)", field="image")
     request = parse_request(_request_dict(args, picture))
-    pipeline = Pipeline(Settings.from_env())
+    settings = Settings.from_env()
+    if args.backend == "hunyuan":
+        # pymeshlab (hy3dgen's post-processing) aborts the interpreter at exit when first imported
+        # in a stage's thread after torch; importing it here, in the main thread, avoids that.
+        import contextlib
+
+        with contextlib.suppress(ImportError):
+            import pymeshlab  # noqa: F401
+    pipeline = Pipeline(settings)
     result = pipeline.run(request, job_id=args.job_id, progress=_progress_printer)
     out_dir: Path = args.out / result.job_id
     out_dir.mkdir(parents=True, exist_ok=True)
