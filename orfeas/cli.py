@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--target-faces", type=int, help="face budget (default from quality)")
     gen.add_argument("--backend", default="auto", help="auto|extrude|relief|inflate|hunyuan")
     gen.add_argument("--no-texture", action="store_true", help="skip colours")
+    gen.add_argument(
+        "--texture-backend",
+        choices=("vertex", "hunyuan_paint"),
+        help="vertex colours or a Hunyuan3D-Paint UV texture (default: ORFEAS_TEXTURE_BACKEND)",
+    )
     gen.add_argument("--no-backing", action="store_true", help="leave separate parts loose (no plate)")
     gen.add_argument(
         "--max-colors", type=int, default=4, help="colours (filaments) at most, 1-16 (default 4)"
@@ -106,6 +111,10 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         raise InvalidInput(f"{path} is empty (0 bytes)", field="image")
     request = parse_request(_request_dict(args, picture))
     settings = Settings.from_env()
+    if args.texture_backend is not None:
+        import dataclasses
+
+        settings = dataclasses.replace(settings, texture_backend=args.texture_backend)
     if args.backend == "hunyuan":
         # pymeshlab (hy3dgen's post-processing) aborts the interpreter at exit when first imported
         # in a stage's thread after torch; importing it here, in the main thread, avoids that.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import sys
 from pathlib import Path
 
@@ -67,3 +68,19 @@ def test_an_extruded_logo_gets_a_baked_uv_texture(model_dir, few_steps):
     stl_faces = int.from_bytes(result.artifacts["stl"].data[80:84], "little")
     assert stl_faces == result.mesh.faces == document["accessors"][primitive["indices"]]["count"] // 3
     assert not [m for m in RENDERER_MODULES if m in sys.modules]
+
+
+def test_the_cli_paints_with_texture_backend_hunyuan_paint(
+    model_dir, tmp_path, few_steps, monkeypatch, capsys
+):
+    """`generate --texture-backend hunyuan_paint` on the CPU writes a textured GLB, with no warning."""
+    from orfeas.cli import main
+
+    monkeypatch.setenv("ORFEAS_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv("ORFEAS_DEVICE", "cpu")
+    args = ["generate", str(EMBLEM), "--out", str(tmp_path), "--formats", "glb"]
+    assert main([*args, "--texture-backend", "hunyuan_paint", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert not [w for w in result["warnings"] if "texture degraded" in w], result["warnings"]
+    document, _ = read_glb(Path(result["meshes"]["glb"]["path"]).read_bytes())
+    assert "baseColorTexture" in document["materials"][0]["pbrMetallicRoughness"]
