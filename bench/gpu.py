@@ -280,7 +280,7 @@ def main() -> int:
         print("bench/gpu.py: no CUDA device here; GPU figures need a GPU, nothing measured.")
         return 0
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.gpu_support import import_shapegen
+    from orfeas.gpu.torchvision_standin import import_shapegen
 
     import_shapegen()  # torchvision stand-in only where torchvision cannot load
 

@@ -1,4 +1,8 @@
-"""`python -m orfeas generate PICTURE --out DIR ...`: the pipeline from a terminal."""
+"""`python -m orfeas generate PICTURE --out DIR ...`: the pipeline from a terminal.
+
+`python -m orfeas tiny-models DIR` writes random-weight models in the published layouts
+(orfeas/gpu/tiny_models.py) and prints the settings that point the GPU backends at them.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--target-faces", type=int, help="face budget (default from quality)")
     gen.add_argument("--backend", default="auto", help="auto|extrude|relief|inflate|hunyuan")
     gen.add_argument("--no-texture", action="store_true", help="skip colours")
+    gen.add_argument(
+        "--texture-backend",
+        choices=("vertex", "hunyuan_paint"),
+        help="vertex colours or a Hunyuan3D-Paint UV texture (default: ORFEAS_TEXTURE_BACKEND)",
+    )
     gen.add_argument("--no-backing", action="store_true", help="leave separate parts loose (no plate)")
     gen.add_argument(
         "--max-colors", type=int, default=4, help="colours (filaments) at most, 1-16 (default 4)"
@@ -42,7 +51,25 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int)
     gen.add_argument("--job-id", help="name of the job (default: random)")
     gen.add_argument("--json", action="store_true", help="print the result as JSON (last line)")
+    tiny = sub.add_parser("tiny-models", help="write random-weight models for smoke tests (no download)")
+    tiny.add_argument("dir", type=Path, help="directory to use as ORFEAS_MODEL_DIR")
+    tiny.add_argument("--seed", type=int, default=0)
     return parser
+
+
+def tiny_models(args: argparse.Namespace) -> int:
+    from orfeas.gpu.tiny_models import write_all
+    from orfeas.settings import MODEL_DIR, SEGMENTATION_MODEL, TEXT_TO_IMAGE_MODEL
+
+    folders = write_all(args.dir, seed=args.seed)
+    for name, folder in folders.items():
+        print(f"{name}: {folder}", file=sys.stderr)
+    root = args.dir.resolve()
+    print(
+        f"{MODEL_DIR}={root} {TEXT_TO_IMAGE_MODEL}=tiny/sd-turbo {SEGMENTATION_MODEL}=tiny/segformer-fg"
+        " ORFEAS_DEVICE=cpu"
+    )
+    return 0
 
 
 def _request_dict(args: argparse.Namespace, picture: bytes) -> dict[str, Any]:
@@ -83,7 +110,19 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     if not picture:
         raise InvalidInput(f"{path} is empty (0 bytes)", field="image")
     request = parse_request(_request_dict(args, picture))
-    pipeline = Pipeline(Settings.from_env())
+    settings = Settings.from_env()
+    if args.texture_backend is not None:
+        import dataclasses
+
+        settings = dataclasses.replace(settings, texture_backend=args.texture_backend)
+    if args.backend == "hunyuan":
+        # pymeshlab (hy3dgen's post-processing) aborts the interpreter at exit when first imported
+        # in a stage's thread after torch; importing it here, in the main thread, avoids that.
+        import contextlib
+
+        with contextlib.suppress(ImportError):
+            import pymeshlab  # noqa: F401
+    pipeline = Pipeline(settings)
     result = pipeline.run(request, job_id=args.job_id, progress=_progress_printer)
     out_dir: Path = args.out / result.job_id
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,6 +141,8 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "tiny-models":
+        return tiny_models(args)
     try:
         result = generate(args)
     except OrfeasError as exc:

@@ -178,15 +178,17 @@ class _Job:
         from orfeas.mesh.export import export_mesh
         from orfeas.mesh.finish import finish_mesh
         from orfeas.sizes import check_extents
+        from orfeas.texture.finish_uv import finish_textured, is_watertight
 
-        finished = finish_mesh(
-            mesh,
-            stands=shape.stands,
-            face_budget=self.request.face_budget,
-            dimensions=self.request.dimensions,
-            default_size_mm=self.settings.default_size_mm,
-            ctx=ctx,
-        )
+        finishing = {
+            "stands": shape.stands,
+            "face_budget": self.request.face_budget,
+            "dimensions": self.request.dimensions,
+            "default_size_mm": self.settings.default_size_mm,
+            "ctx": ctx,
+        }
+        # A UV-textured mesh keeps its texture (placed only); anything else is repaired and decimated.
+        finished = finish_textured(mesh, **finishing) or finish_mesh(mesh, **finishing)
         check_extents(finished.extents, self.request.dimensions)  # before any format is written
         ctx.report(0.5)
         artifacts: dict[str, Artifact] = {}
@@ -200,7 +202,7 @@ class _Job:
         stats = MeshStats(
             vertices=len(finished.vertices),
             faces=len(finished.faces),
-            watertight=bool(finished.is_watertight),
+            watertight=is_watertight(finished),
             extents_mm=(extents[0], extents[1], extents[2]),
         )
         return artifacts, stats

@@ -107,3 +107,14 @@ def test_quality_cutout_reports_iou_and_the_ball() -> None:
         assert 0.0 <= row["iou_before"] <= 1.0
         assert row["iou_after"] >= row["iou_before"] - 1e-3
     assert report["ball"]["within_6pct"] is True
+
+
+def test_texture_reports_unwrap_and_bake_per_size() -> None:
+    """bench/texture.py --small: full unwrap, decimate + unwrap and bake each timed with a peak RSS."""
+    pytest.importorskip("xatlas")
+    report = _last_json(_bench("texture", "--small"))
+    (row,) = report["rows"]
+    for step in ("unwrap_full", "decimate_unwrap", "bake"):
+        assert row[step]["seconds"] > 0
+        assert row[step]["peak_rss_mb"] > 0
+        assert row[step]["faces"] > 2_000

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import trimesh
 
-from orfeas.errors import BackendUnavailable, OutOfMemory
+from orfeas.errors import ModelUnavailable, OutOfMemory
 from orfeas.gpu import hunyuan_shape
 from orfeas.gpu.hunyuan_paint import HunyuanPaintTexture
+from orfeas.gpu.tiny_models import write_tiny_hunyuan, write_tiny_segmentation, write_tiny_text_to_image
 from orfeas.pipeline import Pipeline
 from orfeas.request import JobRequest, parse_request
 from tests.gpu_support import cpu_settings, torch
-from tests.gpu_tiny_models import write_tiny_hunyuan, write_tiny_segmentation, write_tiny_text_to_image
 
 EMBLEM = Path(__file__).resolve().parents[1] / "orfeas" / "samples" / "emblem.png"
 T2I = "tiny/sd-turbo"
@@ -83,11 +83,12 @@ def test_out_of_memory_fails_the_job_as_out_of_memory(gpu_settings, tiny_plans, 
     assert freed == [True]
 
 
-def test_paint_without_texgen_is_backend_unavailable(gpu_settings):
-    """Without hy3dgen.texgen's compiled extensions (or a GPU) the paint backend refuses clearly."""
-    with pytest.raises(BackendUnavailable) as info:
+def test_paint_without_its_models_is_model_unavailable(gpu_settings):
+    """Without the delight and paint folders the paint backend refuses at construction, naming the folder."""
+    with pytest.raises(ModelUnavailable) as info:
         HunyuanPaintTexture(gpu_settings)
-    assert info.value.field == "texture"
+    assert info.value.code == "model_unavailable"
+    assert "hunyuan3d-delight-v2-0" in str(info.value)
 
 
 def test_picture_to_a_standing_mesh_through_segmentation_and_hunyuan(gpu_settings, tiny_plans):

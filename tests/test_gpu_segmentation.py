@@ -11,9 +11,9 @@ from PIL import Image
 from orfeas.deadline import Deadline
 from orfeas.errors import BackendUnavailable, ModelUnavailable, OutOfMemory
 from orfeas.gpu.segmentation import SegmentationBackgroundRemover, foreground_probability
+from orfeas.gpu.tiny_models import write_tiny_segmentation
 from orfeas.types import StageContext
 from tests.gpu_support import cpu_settings, torch
-from tests.gpu_tiny_models import write_tiny_segmentation
 
 MODEL = "tiny/segformer-fg"
 

@@ -14,11 +14,11 @@ from PIL import Image
 from orfeas.deadline import Deadline
 from orfeas.errors import BackendUnavailable, ModelUnavailable, OutOfMemory, StageFailed, StageTimeout
 from orfeas.gpu.hunyuan_shape import HunyuanShapeBackend, ShapeParams
+from orfeas.gpu.tiny_models import write_tiny_hunyuan, write_tiny_vae
 from orfeas.registry import Backends
 from orfeas.request import JobRequest
 from orfeas.types import Cutout, StageContext
 from tests.gpu_support import cpu_settings, torch
-from tests.gpu_tiny_models import write_tiny_hunyuan, write_tiny_vae
 
 TINY = ShapeParams(steps=2, octree_resolution=16, guidance=5.0)
 REQUEST = JobRequest(image="unused", backend="hunyuan")

@@ -11,9 +11,9 @@ import pytest
 from orfeas.deadline import Deadline
 from orfeas.errors import BackendUnavailable, ModelUnavailable, OutOfMemory
 from orfeas.gpu.text_to_image import DiffusersTextToImage, SamplerParams, sampler_params
+from orfeas.gpu.tiny_models import write_tiny_text_to_image
 from orfeas.types import StageContext
 from tests.gpu_support import cpu_settings, torch
-from tests.gpu_tiny_models import write_tiny_text_to_image
 
 MODEL = "tiny/sd-turbo"
 TWO_STEPS = SamplerParams(steps=2, guidance=0.0)

@@ -8,6 +8,7 @@ decoding and the guidance scale. Hunyuan3D-2 is under the Tencent Hunyuan 3D com
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import numpy as np
 from orfeas.errors import ModelUnavailable, StageFailed
 from orfeas.gpu import runtime
 from orfeas.gpu.models import resolve_model_dir
+from orfeas.gpu.torchvision_standin import import_shapegen
 from orfeas.settings import Settings
 from orfeas.types import ShapeResult
 
@@ -103,6 +105,10 @@ class HunyuanShapeBackend:
         folder = resolve_model_dir(
             self.settings, model, subfolder=dit_subfolder(model), needs=["config.yaml", "|".join(CHECKPOINTS)]
         )
+        # Without torchvision (a CPU smoke-test image) hy3dgen gets its three tensor transforms from
+        # a stand-in; with it, this is a plain import. A failure is reported by require() below.
+        with contextlib.suppress(ImportError):
+            import_shapegen()
         shapegen = runtime.require("hy3dgen.shapegen", self.name)
         ckpt = _checkpoint(folder)
         try:

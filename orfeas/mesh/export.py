@@ -16,6 +16,11 @@ meters" and "glTF uses a right-handed coordinate system … +Y is up" (glTF 2.0 
 written here rather than by trimesh, whose writer names things with fresh UUIDs: the same mesh
 gives the same bytes (fixed zip timestamps, sorted entries), so caches and checksums hold.
 
+A UV-textured mesh (trimesh TextureVisuals with an image: a baked Hunyuan3D-Paint texture) is
+written to GLB as TEXCOORD_0 with the image as an embedded sRGB PNG baseColorTexture; OBJ, PLY
+and 3MF take the texture sampled at each vertex as vertex colours (one self-contained file per
+format), STL its geometry.
+
 A mesh of colour parts (a flat-colour picture's regions: one closed solid per colour, side by
 side) prints in colour: the 3MF's one object lists its triangles part by part, each part in its
 own base material, and Metadata/Slic3r_PE_model.config makes each part a PrusaSlicer volume with
@@ -58,6 +63,8 @@ def export_mesh(mesh: trimesh.Trimesh, fmt: str, *, stage: str = "export") -> Ar
     if writer is None:
         known = ", ".join(sorted(_WRITERS))
         raise InvalidInput(f"unknown mesh format {fmt!r} (one of {known})", field="formats")
+    if fmt != "glb" and uv_texture(mesh) is not None:
+        mesh = _copy(mesh)  # the texture sampled per vertex, seams welded
     try:
         data = writer(mesh)
     except (OrfeasError, MemoryError):
@@ -73,12 +80,17 @@ def _copy(mesh: trimesh.Trimesh, vertices: np.ndarray | None = None) -> trimesh.
     """A bare copy of the mesh (new vertices if given) with its colours as plain vertex colours."""
     import trimesh
 
-    return trimesh.Trimesh(
+    copy = trimesh.Trimesh(
         vertices=np.asarray(mesh.vertices if vertices is None else vertices, dtype=np.float64),
         faces=np.asarray(mesh.faces, dtype=np.int64),
         vertex_colors=vertex_colours(mesh),
         process=False,
     )
+    if uv_texture(mesh) is not None:
+        # A UV atlas splits vertices along its seams: weld the copies so the solid is closed again
+        # (exact positions only; each copy sampled the same texel colour up to the seam's padding).
+        copy.merge_vertices(merge_tex=True, merge_norm=True)
+    return copy
 
 
 def _glb(mesh: trimesh.Trimesh) -> bytes:
@@ -86,6 +98,15 @@ def _glb(mesh: trimesh.Trimesh) -> bytes:
     from orfeas.mesh.gltf import write_glb
 
     visual = getattr(mesh, "visual", None)
+    texture = uv_texture(mesh)
+    if texture is not None:
+        uvs, png = texture
+        return write_glb(
+            np.asarray(mesh.vertices, dtype=np.float64) @ BUILD_TO_GLTF.T,
+            np.asarray(mesh.faces, dtype=np.int64),
+            uvs=np.column_stack([uvs[:, 0], 1.0 - uvs[:, 1]]),  # trimesh's v counts from the bottom
+            texture_png=png,
+        )
     face_colours = None
     if getattr(visual, "kind", None) == "face":  # colours meant per face: kept sharp along face edges
         face_colours = np.asarray(visual.face_colors, dtype=np.uint8)
@@ -97,6 +118,23 @@ def _glb(mesh: trimesh.Trimesh) -> bytes:
     )
 
 
+def uv_texture(mesh: trimesh.Trimesh) -> tuple[np.ndarray, bytes] | None:
+    """(uv per vertex, sRGB PNG bytes) of a mesh with a UV texture image, else None."""
+    visual = getattr(mesh, "visual", None)
+    if getattr(visual, "kind", None) != "texture":
+        return None
+    uv = getattr(visual, "uv", None)
+    image = getattr(getattr(visual, "material", None), "baseColorTexture", None)
+    if image is None:
+        image = getattr(getattr(visual, "material", None), "image", None)
+    if uv is None or image is None or len(uv) != len(mesh.vertices):
+        return None
+    buffer = io.BytesIO()
+    # compress_level 6: a 1024² baked atlas in ~0.15 s; the PNG is lossless at every level.
+    image.convert("RGB").save(buffer, format="PNG", compress_level=6)
+    return np.asarray(uv, dtype=np.float64), buffer.getvalue()
+
+
 def _stl(mesh: trimesh.Trimesh) -> bytes:
     from trimesh.exchange.stl import export_stl
 
@@ -106,12 +144,17 @@ def _stl(mesh: trimesh.Trimesh) -> bytes:
 def geometry_only(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     """For a format without colour: a closed, coloured mesh as one plain solid.
 
+        A UV-textured mesh (trimesh TextureVisuals with an image: a baked Hunyuan3D-Paint texture) is
+    written to GLB as TEXCOORD_0 with the image as an embedded sRGB PNG baseColorTexture; OBJ, PLY
+    and 3MF take the texture sampled at each vertex as vertex colours (one self-contained file per
+    format), STL its geometry.
+
     A mesh of colour parts (see `colour_parts`: one closed solid per colour, side by side) becomes
-    their union, so the walls where two colours meet are gone and the solid is closed as a whole.
-    Any other closed, coloured mesh has the vertices that only carried colour merged away (a photo
-    extruded as a logo has its caps refined for its colours: 37k faces on the sample emblem at
-    quality 5, 1k without them), the surface moved by at most 1e-5 of the mesh's size.
-    Anything else is returned as it is."""
+        their union, so the walls where two colours meet are gone and the solid is closed as a whole.
+        Any other closed, coloured mesh has the vertices that only carried colour merged away (a photo
+        extruded as a logo has its caps refined for its colours: 37k faces on the sample emblem at
+        quality 5, 1k without them), the surface moved by at most 1e-5 of the mesh's size.
+        Anything else is returned as it is."""
     if vertex_colours(mesh) is None or not mesh.is_watertight:
         return mesh
     from manifold3d import Manifold, OpType

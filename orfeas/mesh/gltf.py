@@ -8,6 +8,8 @@ What a viewer needs to show the picture's colours, and how each is written:
               linear; a viewer multiplies them into baseColor and encodes the result to sRGB
               for the screen). The mesh's 8-bit sRGB colours go through the exact sRGB transfer
               function first; written as sRGB, red (220, 30, 30) would show as (239, 96, 96).
+    TEXCOORD_0  FLOAT VEC2, when the mesh has a UV texture: (0, 0) is the image's top-left corner
+              (glTF's convention; trimesh and OBJ count v from the bottom, `export` flips it)
     material  pbrMetallicRoughness: baseColorFactor white (so COLOR_0 is the colour), metallic 0
               (a painted or printed plastic), roughness 0.8 (a matte print); one-sided, since
               every mesh here is closed with outward faces.
@@ -24,6 +26,11 @@ its side's normal, so an extruded logo's cap stays flat up to its rim and its si
 walls (a shared normal there would point 45° out and shade the whole rim as a bevel). Within a
 smooth surface (a relief, a finely traced round outline) normals are averaged, weighted by each
 face's angle at the vertex. Corners that agree on vertex, normal and colour share one vertex.
+
+A UV texture goes in as PNG bytes, embedded in the BIN chunk (an image bufferView, no target) and
+referenced as the material's baseColorTexture: glTF reads a baseColor image as sRGB, which is
+what a baked or painted picture is, so its bytes are stored as they are. Its sampler is linear
+with mipmaps and clamps at the edges (the atlas is padded around every chart for the mipmaps).
 
 The bytes depend only on the mesh: fixed JSON key order, no timestamps, no generated names.
 """
@@ -44,6 +51,7 @@ GENERATOR = "ORFEAS"
 _FLOAT, _USHORT, _UINT = 5126, 5123, 5125
 _ARRAY_BUFFER, _ELEMENT_ARRAY_BUFFER = 34962, 34963
 _TRIANGLES = 4
+_LINEAR, _LINEAR_MIPMAP_LINEAR, _CLAMP = 9729, 9987, 33071
 _GLB_MAGIC, _GLB_VERSION = 0x46546C67, 2  # b"glTF"
 _CHUNK_JSON, _CHUNK_BIN = 0x4E4F534A, 0x004E4942  # b"JSON", b"BIN\0"
 # Corner pairs compared at once while averaging normals: bounds memory to ~200 MB of temporaries.
@@ -72,11 +80,14 @@ def write_glb(
     colours: np.ndarray | None = None,
     *,
     face_colours: np.ndarray | None = None,
+    uvs: np.ndarray | None = None,
+    texture_png: bytes | None = None,
     crease_deg: float = CREASE_DEG,
 ) -> bytes:
     """A GLB holding one triangle mesh. `vertices` (n, 3) in metres, Y up; `faces` (m, 3);
     `colours` (n, 4) uint8 sRGB RGBA per vertex, or `face_colours` (m, 4) per face (then colours
-    stay sharp along every edge where the face colour changes), or neither."""
+    stay sharp along every edge where the face colour changes), or neither; `uvs` (n, 2) with
+    `texture_png` for a UV texture (glTF's orientation: v = 0 at the image's top)."""
     positions = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
     document: dict = {
@@ -93,7 +104,8 @@ def write_glb(
     elif colours is not None:
         corner_colour = np.asarray(colours, dtype=np.uint8).reshape(-1, 4)[faces.ravel()]
     normals = corner_normals(positions, faces, crease_deg)
-    source, out_faces, out_normals, out_colours = _weld(faces, normals, corner_colour)
+    corner_uv = None if uvs is None else np.asarray(uvs, dtype=np.float32).reshape(-1, 2)[faces.ravel()]
+    source, out_faces, out_normals, out_colours, out_uvs = _weld(faces, normals, corner_colour, corner_uv)
     out_positions = positions[source].astype(np.float32)
 
     blob = bytearray()
@@ -134,6 +146,8 @@ def write_glb(
         attributes["COLOR_0"] = add(
             np.hstack([linear, alpha]), _USHORT, "VEC4", _ARRAY_BUFFER, normalized=True
         )
+    if out_uvs is not None:
+        attributes["TEXCOORD_0"] = add(out_uvs, _FLOAT, "VEC2", _ARRAY_BUFFER)
     # Unsigned short indices while they fit (65535 itself is reserved as the restart value).
     index_type = (np.uint16, _USHORT) if len(source) <= 65535 else (np.uint32, _UINT)
     indices = add(out_faces.ravel().astype(index_type[0]), index_type[1], "SCALAR", _ELEMENT_ARRAY_BUFFER)
@@ -155,6 +169,17 @@ def write_glb(
             "doubleSided": False,
         }
     ]
+    if texture_png is not None and out_uvs is not None:
+        while len(blob) % 4:
+            blob.append(0)
+        views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(texture_png)})
+        blob.extend(texture_png)
+        document["images"] = [{"bufferView": len(views) - 1, "mimeType": "image/png"}]
+        document["samplers"] = [
+            {"magFilter": _LINEAR, "minFilter": _LINEAR_MIPMAP_LINEAR, "wrapS": _CLAMP, "wrapT": _CLAMP}
+        ]
+        document["textures"] = [{"sampler": 0, "source": 0}]
+        document["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"] = {"index": 0, "texCoord": 0}
     document["accessors"] = accessors
     document["bufferViews"] = views
     document["buffers"] = [{"byteLength": len(blob)}]
@@ -286,16 +311,21 @@ def _length(u: np.ndarray) -> np.ndarray:
 
 
 def _weld(
-    faces: np.ndarray, normals: np.ndarray, corner_colour: np.ndarray | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Corners that agree on vertex, normal (float32 bits) and colour become one output vertex,
+    faces: np.ndarray,
+    normals: np.ndarray,
+    corner_colour: np.ndarray | None,
+    corner_uv: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Corners that agree on vertex, normal (float32 bits), colour and UV become one output vertex,
     numbered in order of first use. Returns each output vertex's source vertex, the faces over
-    output vertices, and the output normals and colours."""
+    output vertices, and the output normals, colours and UVs."""
     corner_vertex = faces.ravel()
     normal32 = np.ascontiguousarray(normals, dtype=np.float32)
     fields = [normal32.view(np.uint8)]
     if corner_colour is not None:
         fields.append(np.ascontiguousarray(corner_colour, dtype=np.uint8))
+    if corner_uv is not None:
+        fields.append(np.ascontiguousarray(corner_uv, dtype=np.float32).view(np.uint8))
     attributes = np.hstack(fields)
     # Most corners match their vertex's first corner: they are that vertex. The others (split
     # at a crease or a colour edge) are told apart by their bytes, vertex included.
@@ -324,7 +354,8 @@ def _weld(
     corners = first[by_use]
     out_faces = rank[inverse.ravel()].reshape(-1, 3)
     colours = None if corner_colour is None else corner_colour[corners]
-    return corner_vertex[corners], out_faces, normals[corners], colours
+    uvs = None if corner_uv is None else corner_uv[corners]
+    return corner_vertex[corners], out_faces, normals[corners], colours, uvs
 
 
 def _pack(document: dict, blob: bytes) -> bytes:

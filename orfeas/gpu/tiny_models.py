@@ -1,18 +1,22 @@
-"""Tiny random-weight models in the exact on-disk layouts the GPU backends load, written by the tests.
+"""Tiny random-weight models in the exact on-disk layouts the GPU backends load.
 
 Nothing is downloaded: each builder instantiates the real architecture from a small config,
 saves it where production expects it (a baked `ORFEAS_MODEL_DIR/<org>/<name>` folder), and
-returns that folder.
+returns that folder. `python -m orfeas tiny-models DIR` writes them all (`write_all`), so
+`ORFEAS_MODEL_DIR=DIR` runs every GPU code path on a CPU in seconds: CI, and a smoke test of an
+image without its weights. The outputs are noise; the code paths, shapes and layouts are real.
 """
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
-from tests.gpu_support import import_shapegen, torch
+from orfeas.gpu.torchvision_standin import import_shapegen
 
 # Hunyuan3D-2's own config.yaml, with every width shrunk: the DiT's context width is the image
 # encoder's hidden size, its input channels the VAE's latent width, its rotary dims its head size.
@@ -144,9 +148,9 @@ def write_tiny_text_to_image(model_dir: Path, repo: str = "tiny/sd-turbo", seed:
 
     torch.manual_seed(seed)
     folder = model_dir / repo
-    tok_dir = folder.parent / (folder.name + "-tokenizer-src")
-    write_tiny_clip_tokenizer(tok_dir)
-    tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir))
+    with tempfile.TemporaryDirectory() as tok_dir:
+        write_tiny_clip_tokenizer(Path(tok_dir))
+        tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             vocab_size=len(tokenizer),
@@ -221,3 +225,156 @@ def write_tiny_segmentation(model_dir: Path, repo: str = "tiny/segformer-fg", se
     )
     SegformerForSemanticSegmentation(config).save_pretrained(str(folder))
     return folder
+
+
+def _tiny_sd_parts(*, cross_attention_dim: int = 16) -> dict[str, Any]:
+    """Tokenizer, CLIP text model and VAE of a Stable Diffusion folder, shrunk."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    with tempfile.TemporaryDirectory() as tok_dir:
+        write_tiny_clip_tokenizer(Path(tok_dir))
+        tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=cross_attention_dim,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            projection_dim=16,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+        )
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8, 8),
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=16,
+    )
+    return {"tokenizer": tokenizer, "text_encoder": text_encoder, "vae": vae}
+
+
+def write_tiny_delight(
+    model_dir: Path,
+    repo: str = "tencent/Hunyuan3D-2",
+    subfolder: str = "hunyuan3d-delight-v2-0",
+    seed: int = 0,
+) -> Path:
+    """The delighting model as published: an InstructPix2Pix pipeline folder (a UNet of 8 inputs)."""
+    from diffusers import (
+        EulerAncestralDiscreteScheduler,
+        StableDiffusionInstructPix2PixPipeline,
+        UNet2DConditionModel,
+    )
+
+    torch.manual_seed(seed)
+    folder = model_dir / repo / subfolder
+    parts = _tiny_sd_parts()
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=8,  # the noisy latent and the picture's latent, side by side
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=16,
+        attention_head_dim=4,
+        norm_num_groups=4,
+    )
+    pipe = StableDiffusionInstructPix2PixPipeline(
+        unet=unet,
+        scheduler=EulerAncestralDiscreteScheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+        **parts,
+    )
+    pipe.save_pretrained(str(folder))
+    return folder
+
+
+# hy3dgen's UNet2p5DConditionModel fixes two widths in code: the learned text tokens are 1024 wide
+# (cross_attention_dim) and the camera embedding 1280 (the time embedding); the rest shrinks.
+PAINT_UNET_CONFIG: dict[str, Any] = {
+    "sample_size": 16,  # × the tiny VAE's factor 2: 32-pixel views (the published model: 64 × 8)
+    "in_channels": 4,
+    "out_channels": 4,
+    "layers_per_block": 1,
+    "block_out_channels": [8, 16],
+    "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+    "cross_attention_dim": 1024,
+    "attention_head_dim": 4,
+    "norm_num_groups": 4,
+    "time_embedding_dim": 1280,
+}
+
+
+def write_tiny_paint(
+    model_dir: Path, repo: str = "tencent/Hunyuan3D-2", subfolder: str = "hunyuan3d-paint-v2-0", seed: int = 0
+) -> Path:
+    """The multiview paint model as published: model_index.json, unet/ (config.json, .bin), vae/, ...
+
+    The UNet is hy3dgen's UNet2p5DConditionModel (dual stream, multiview and reference attention,
+    camera embedding) around a tiny UNet2DConditionModel, saved as hy3dgen's own loader reads it.
+    """
+    import json
+
+    from diffusers import EulerAncestralDiscreteScheduler, UNet2DConditionModel
+
+    from orfeas.gpu.texgen_import import import_texgen_module
+
+    UNet2p5DConditionModel = import_texgen_module("hunyuanpaint.unet.modules").UNet2p5DConditionModel
+
+    torch.manual_seed(seed)
+    folder = model_dir / repo / subfolder
+    parts = _tiny_sd_parts()
+    for name in ("vae", "text_encoder", "tokenizer"):
+        parts[name].save_pretrained(str(folder / name))
+    EulerAncestralDiscreteScheduler().save_pretrained(str(folder / "scheduler"))
+    unet = UNet2p5DConditionModel(UNet2DConditionModel(**PAINT_UNET_CONFIG))
+    (folder / "unet").mkdir(parents=True, exist_ok=True)
+    (folder / "unet" / "config.json").write_text(json.dumps(PAINT_UNET_CONFIG, indent=1))
+    torch.save(unet.state_dict(), folder / "unet" / "diffusion_pytorch_model.bin")
+    index = {
+        "_class_name": "HunyuanPaintPipeline",
+        "_diffusers_version": "0.30.0",
+        "feature_extractor": [None, None],
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", "EulerAncestralDiscreteScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["modules", "UNet2p5DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    (folder / "model_index.json").write_text(json.dumps(index, indent=1))
+    return folder
+
+
+def write_all(model_dir: Path, *, seed: int = 0) -> dict[str, Path]:
+    """Every tiny model under `model_dir`, named by what it stands for; returns name -> folder."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    folders = {
+        "shape": write_tiny_hunyuan(model_dir, seed=seed),
+        "shape_turbo_vae": write_tiny_vae(model_dir, "tencent/Hunyuan3D-2", "hunyuan3d-vae-v2-0-turbo"),
+        "shape_mini": write_tiny_hunyuan(
+            model_dir, repo="tencent/Hunyuan3D-2mini", subfolder="hunyuan3d-dit-v2-mini", seed=seed
+        ),
+        "shape_mv": write_tiny_hunyuan(
+            model_dir, repo="tencent/Hunyuan3D-2mv", subfolder="hunyuan3d-dit-v2-mv", seed=seed
+        ),
+        "delight": write_tiny_delight(model_dir, seed=seed),
+        "paint": write_tiny_paint(model_dir, seed=seed),
+        "text_to_image": write_tiny_text_to_image(model_dir, seed=seed),
+        "segmentation": write_tiny_segmentation(model_dir, seed=seed),
+    }
+    return folders
