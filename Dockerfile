@@ -57,6 +57,7 @@ RUN if [ "$BAKE_MODELS" = "1" ]; then \
         done; \
     fi
 
+COPY orfeas_contract/ orfeas_contract/
 COPY orfeas/ orfeas/
 COPY handler.py test_input.json ./
 

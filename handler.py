@@ -16,9 +16,9 @@ from typing import Any
 import runpod
 
 from orfeas.errors import OrfeasError
-from orfeas.redact import configure_logging
 from orfeas.settings import Settings
 from orfeas.worker_job import Worker, worker_concurrency
+from orfeas_contract.redact import configure_logging
 
 SETTINGS = Settings.from_env()
 

@@ -20,7 +20,7 @@ import aiohttp
 from callback_server.outbound import RefusedAddress, check_literal
 from callback_server.runtime import Runtime
 from callback_server.store.base import Delivery, StaleEpoch
-from orfeas import webhook_signing
+from orfeas_contract import webhook_signing
 
 log = logging.getLogger("callback_server.deliveries")
 

@@ -27,7 +27,7 @@ from callback_server.runtime import Runtime
 from callback_server.status_map import interpret, reported_word
 from callback_server.store.base import ApplyOutcome, StatusEvent
 from callback_server.task_id import extract_task_id
-from orfeas.status import JobStatus
+from orfeas_contract.status import JobStatus
 
 log = logging.getLogger("callback_server.ingest")
 

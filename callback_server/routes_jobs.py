@@ -19,9 +19,9 @@ from callback_server.runtime import RUNTIME, Runtime, StoreNotReady, json_error,
 from callback_server.store.base import Job, StatusEvent, storable_text
 from callback_server.task_id import as_task_id
 from callback_server.upstream import UpstreamError, UpstreamNotFound
-from orfeas.errors import InvalidInput, StorageError
-from orfeas.netguard import resolve_public
-from orfeas.status import JobStatus
+from orfeas_contract.errors import InvalidInput, StorageError
+from orfeas_contract.netguard import resolve_public
+from orfeas_contract.status import JobStatus
 
 log = logging.getLogger("callback_server.jobs")
 
@@ -105,7 +105,7 @@ def _worker_input(runtime: Runtime, job_input: dict[str, Any], ref: str) -> dict
 
 
 async def _check_webhook_target(runtime: Runtime, url: str, field: str) -> None:
-    """The worker's address policy (orfeas.netguard), at submit: a target that could never be
+    """The worker's address policy (orfeas_contract.netguard), at submit: a target that could never be
     delivered to is refused now, not after the job ran. Resolution runs in a thread."""
     if runtime.settings.allow_private_webhooks:
         return  # any address goes (tests, one-box setups): nothing to resolve now

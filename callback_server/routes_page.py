@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from orfeas.errors import ConfigError
+from orfeas_contract.errors import ConfigError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 MODEL_ORIGINS = "ORFEAS_PAGE_MODEL_ORIGINS"

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from orfeas.envvars import read_bool, read_float, read_int, read_optional, read_str
-from orfeas.errors import ConfigError
-from orfeas.settings import ALLOW_PRIVATE_WEBHOOKS, WEBHOOK_SECRET, check_webhook_secret
+from orfeas_contract.envvars import read_bool, read_float, read_int, read_optional, read_str
+from orfeas_contract.errors import ConfigError
+from orfeas_contract.webhook_signing import ALLOW_PRIVATE_WEBHOOKS, WEBHOOK_SECRET, check_webhook_secret
 
 PORT = "PORT"
 HOST = "HOST"

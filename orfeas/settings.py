@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orfeas.envvars import (
+from orfeas.errors import ConfigError
+from orfeas_contract.envvars import (
     read_bool,
     read_choice,
     read_float,
@@ -19,8 +20,7 @@ from orfeas.envvars import (
     read_optional,
     read_str,
 )
-from orfeas.errors import ConfigError
-from orfeas.webhook_signing import check_secret
+from orfeas_contract.webhook_signing import ALLOW_PRIVATE_WEBHOOKS, WEBHOOK_SECRET, check_webhook_secret
 
 # Pipeline
 OUTPUT_DIR = "ORFEAS_OUTPUT_DIR"
@@ -36,8 +36,6 @@ BACKGROUND_BACKEND = "ORFEAS_BACKGROUND_BACKEND"
 TEXTURE_BACKEND = "ORFEAS_TEXTURE_BACKEND"
 # Worker
 CONCURRENCY = "ORFEAS_CONCURRENCY"
-WEBHOOK_SECRET = "ORFEAS_WEBHOOK_SECRET"
-ALLOW_PRIVATE_WEBHOOKS = "ORFEAS_ALLOW_PRIVATE_WEBHOOKS"
 LOG_LEVEL = "ORFEAS_LOG_LEVEL"
 # Storage (RunPod's own names for the bucket credentials)
 BUCKET_ENDPOINT_URL = "BUCKET_ENDPOINT_URL"
@@ -91,18 +89,6 @@ def parse_input_buckets(raw: str | None) -> tuple[str, ...]:
             raise ConfigError(f"a prefix of plain path segments, not {prefix!r}", field=INPUT_BUCKETS)
         allowed.append(f"{bucket}/{prefix}" if prefix else bucket)
     return tuple(allowed)
-
-
-def check_webhook_secret(secret: str | None) -> None:
-    """ORFEAS_WEBHOOK_SECRET, checked when settings are built (the worker's and the callback
-    server's): one that cannot sign would otherwise fail, or sign with a key no receiver holds,
-    on every job and every callback."""
-    if secret is None:
-        return
-    try:
-        check_secret(secret)
-    except ValueError as exc:
-        raise ConfigError(str(exc), field=WEBHOOK_SECRET) from None
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import pytest_asyncio
 from aiohttp.test_utils import TestServer
 from standardwebhooks.webhooks import Webhook
 
-from orfeas.events import EventType, make_event
+from orfeas_contract.events import EventType, make_event
 from stack.processes import free_port
 from tests.cb_fakes import FakeRunPod
 

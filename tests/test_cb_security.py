@@ -23,7 +23,7 @@ from callback_server.outbound import PinnedResolver, RefusedAddress
 from callback_server.settings import ApiKey, ServerSettings, parse_api_keys
 from callback_server.store.base import ApplyOutcome, Delivery, Job, StatusEvent, plan_event
 from orfeas.errors import ConfigError
-from orfeas.status import JobStatus
+from orfeas_contract.status import JobStatus
 from tests.cb_fakes import FakeRunPod, Harness, WebhookSink, base_settings, close_harness, start_harness
 
 TOKEN = "master-token-0123456789abcdef"

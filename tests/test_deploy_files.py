@@ -186,7 +186,14 @@ def test_dockerignore_keeps_what_the_image_needs():
         if line.strip() and not line.startswith("#")
     ]
     assert {".git", ".venv", "tests"} <= set(patterns)
-    for needed in ["orfeas", "handler.py", "test_input.json", "requirements.txt", "requirements-gpu.txt"]:
+    for needed in [
+        "orfeas",
+        "orfeas_contract",
+        "handler.py",
+        "test_input.json",
+        "requirements.txt",
+        "requirements-gpu.txt",
+    ]:
         assert not any(fnmatch.fnmatch(needed, p) for p in patterns), needed
 
 

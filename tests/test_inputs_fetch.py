@@ -12,8 +12,8 @@ import pytest
 from orfeas.errors import InvalidInput
 from orfeas.inputs.fetch import fetch_https, parse_https_url
 from orfeas.inputs.sources import read_image_source
-from orfeas.netguard import is_public_address
 from orfeas.settings import Settings
+from orfeas_contract.netguard import is_public_address
 from tests.inputs_support import (
     EMBLEM,
     Certificate,

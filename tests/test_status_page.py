@@ -35,7 +35,7 @@ from callback_server.settings import ApiKey, ServerSettings
 from callback_server.store import open_store
 from callback_server.store.base import Job, StatusEvent
 from orfeas.errors import ConfigError
-from orfeas.status import JobStatus
+from orfeas_contract.status import JobStatus
 from stack.processes import free_port
 from tests.cb_fakes import API_KEY, API_KEY_LABEL
 from tests.moto_server import s3_client

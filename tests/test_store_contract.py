@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 from callback_server.store import LEADER_LEASE, ApplyOutcome, Job, StaleEpoch, StatusEvent, Store
-from orfeas.status import JobStatus
+from orfeas_contract.status import JobStatus
 from tests.store_support import BACKENDS, StoreMaker
 
 pytestmark = pytest.mark.asyncio

@@ -11,9 +11,9 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from orfeas.errors import InvalidInput
-from orfeas.events import EventType
 from orfeas.retry_policy import TERMINAL_WEBHOOK_BACKOFF, Backoff
 from orfeas.webhooks import WebhookSender, parse_webhook
+from orfeas_contract.events import EventType
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 FAST = Backoff(attempts=5, initial_s=0.01, max_s=0.05, jitter_s=0.01)
@@ -49,7 +49,9 @@ def test_terminal_event_survives_a_receiver_that_fails_twice(webhook_receiver):
         body = _verified(received)
         assert body == {
             "type": "completed",
+            "id": "job-1",
             "job_id": "job-1",
+            "error": None,
             "attempt": hooks.attempt,
             "status": "COMPLETED",
             "progress": None,

@@ -47,8 +47,8 @@ from callback_server.store.base import (
 )
 from callback_server.store.outbox import QueuedDelivery, delivery_for
 from callback_server.store.url import DATABASE_URL
-from orfeas.errors import StorageError
-from orfeas.status import JobStatus
+from orfeas_contract.errors import StorageError
+from orfeas_contract.status import JobStatus
 
 T = TypeVar("T")
 

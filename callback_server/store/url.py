@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from orfeas.errors import ConfigError
+from orfeas_contract.errors import ConfigError
 
 DATABASE_URL = "DATABASE_URL"
 DEFAULT_DATABASE_URL = "sqlite:///./callback_server.db"
