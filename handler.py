@@ -17,8 +17,8 @@ import runpod
 
 from orfeas.errors import OrfeasError
 from orfeas.settings import Settings
-from orfeas.worker_job import Worker, worker_concurrency
 from orfeas_contract.redact import configure_logging
+from orfeas_worker.job import Worker, worker_concurrency
 
 SETTINGS = Settings.from_env()
 

@@ -107,7 +107,7 @@ def _measure_jobs(count: int, size: int, hook_url: str) -> dict[str, Any]:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     import handler
     from orfeas.storage import put_all
-    from orfeas.worker_input import parse_worker_input
+    from orfeas_worker.job_input import parse_worker_input
 
     job_input = {
         "image": _picture(size),

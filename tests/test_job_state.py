@@ -15,8 +15,6 @@ from callback_server.store.outbox import delivery_body
 from orfeas.retry_policy import Backoff
 from orfeas.settings import Settings
 from orfeas.storage import LocalStore
-from orfeas.webhooks import WebhookSender
-from orfeas.worker_job import Worker
 from orfeas_contract import errors
 from orfeas_contract.events import EventType, make_event
 from orfeas_contract.job_state import (
@@ -27,6 +25,8 @@ from orfeas_contract.job_state import (
     state_from_runpod,
 )
 from orfeas_contract.schema import json_schema, validate
+from orfeas_worker.job import Worker
+from orfeas_worker.webhooks import WebhookSender
 from tests.cb_fakes import base_settings, close_harness, start_harness
 from tests.test_worker_job import ScriptedPipeline
 

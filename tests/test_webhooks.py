@@ -12,8 +12,8 @@ from standardwebhooks.webhooks import Webhook
 
 from orfeas.errors import InvalidInput
 from orfeas.retry_policy import TERMINAL_WEBHOOK_BACKOFF, Backoff
-from orfeas.webhooks import WebhookSender, parse_webhook
 from orfeas_contract.events import EventType
+from orfeas_worker.webhooks import WebhookSender, parse_webhook
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 FAST = Backoff(attempts=5, initial_s=0.01, max_s=0.05, jitter_s=0.01)
@@ -367,7 +367,7 @@ def tls_receiver(tmp_path):
 
 def test_https_to_the_pinned_address_checks_the_certificate_name(tls_receiver):
     """Over TLS the pinned connection presents and verifies the URL's name; a name the cert lacks fails."""
-    from orfeas.webhooks import PinnedTransport
+    from orfeas_worker.webhooks import PinnedTransport
 
     port, ca, hits = tls_receiver
     sender = WebhookSender(transport=PinnedTransport(ca_certs=ca), backoff=FAST, terminal_timeout_s=2.0)

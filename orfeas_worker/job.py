@@ -24,13 +24,13 @@ from orfeas.pipeline import Pipeline
 from orfeas.progress import ProgressEvent
 from orfeas.settings import Settings
 from orfeas.storage import ArtifactStore, Uploads, check_job_id, open_store
-from orfeas.webhooks import JobWebhooks, WebhookSender
-from orfeas.worker_input import WorkerInput, parse_worker_input, webhook_of_bad_input
 from orfeas_contract.errors import ErrorInfo
 from orfeas_contract.events import EventType
 from orfeas_contract.job_state import Progress, job_state, runpod_result
 from orfeas_contract.netguard import Resolver, system_resolver
 from orfeas_contract.status import JobStatus
+from orfeas_worker.job_input import WorkerInput, parse_worker_input, webhook_of_bad_input
+from orfeas_worker.webhooks import JobWebhooks, WebhookSender
 
 log = logging.getLogger("orfeas.worker")
 
