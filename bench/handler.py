@@ -106,7 +106,7 @@ def _measure_jobs(count: int, size: int, hook_url: str) -> dict[str, Any]:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     import handler
-    from orfeas.storage import put_all
+    from orfeas.storage import Uploads
     from orfeas_worker.job_input import parse_worker_input
 
     job_input = {
@@ -152,7 +152,8 @@ def _measure_jobs(count: int, size: int, hook_url: str) -> dict[str, Any]:
             store.put(f"seq-{i}", art)
         sequential.append(time.perf_counter() - t)
         t = time.perf_counter()
-        put_all(store, f"par-{i}", result.artifacts)
+        with Uploads(store, f"par-{i}") as pool:
+            pool.results(result.artifacts)
         parallel.append(time.perf_counter() - t)
     assert last is not None
     return {

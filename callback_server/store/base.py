@@ -119,16 +119,6 @@ class Delivery:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Lease:
-    """A lease row as stored; `expires_at` is in the store's clock (unix seconds)."""
-
-    name: str
-    holder: str
-    epoch: int
-    expires_at: float
-
-
 class StoredCallback(NamedTuple):
     """A recorded callback as `unapplied_callbacks` reads it back; `accepted` is the authenticity
     verdict given when it arrived (its token is not stored, so it cannot be checked again)."""
@@ -472,9 +462,6 @@ class Store(Protocol):
     async def wait_for_change(self, job_id: str, since: float, wait_s: float) -> None: ...
 
     # Client webhook outbox
-    async def enqueue_delivery(
-        self, job_id: str, url: str, body: bytes, msg_id: str, terminal: bool
-    ) -> None: ...
     async def due_deliveries(self, now: float, limit: int) -> list[Delivery]: ...
     async def finish_delivery(
         self, delivery_id: int, *, ok: bool, next_attempt_at: float | None, epoch: int
@@ -484,7 +471,6 @@ class Store(Protocol):
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> int | None: ...
     async def renew_lease(self, name: str, holder: str, epoch: int, ttl: float) -> bool: ...
     async def release_lease(self, name: str, holder: str, epoch: int) -> None: ...
-    async def current_lease(self, name: str) -> Lease | None: ...
 
     async def __aenter__(self) -> Store: ...
     async def __aexit__(self, *exc: object) -> None: ...

@@ -29,7 +29,6 @@ from callback_server.store.base import (
     ApplyOutcome,
     Delivery,
     Job,
-    Lease,
     RecordedCallback,
     StaleEpoch,
     StatusEvent,
@@ -622,21 +621,6 @@ class PostgresStore:
 
     # -- client webhook outbox --------------------------------------------------------------------
 
-    async def enqueue_delivery(self, job_id: str, url: str, body: bytes, msg_id: str, terminal: bool) -> None:
-        now = time.time()
-        async with self._conn() as conn:
-            await conn.execute(
-                "INSERT INTO deliveries (job_id, url, body, msg_id, terminal, next_attempt_at, created_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (msg_id) DO NOTHING",
-                job_id,
-                url,
-                bytes(body),
-                msg_id,
-                terminal,
-                now,
-                now,
-            )
-
     async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
         async with self._conn() as conn:
             rows = await conn.fetch(
@@ -726,8 +710,3 @@ class PostgresStore:
                 holder,
                 epoch,
             )
-
-    async def current_lease(self, name: str) -> Lease | None:
-        async with self._conn() as conn:
-            row = await conn.fetchrow("SELECT * FROM leases WHERE name = $1", name)
-        return Lease(row["name"], row["holder"], row["epoch"], row["expires_at"]) if row is not None else None

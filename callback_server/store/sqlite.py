@@ -32,7 +32,6 @@ from callback_server.store.base import (
     ApplyOutcome,
     Delivery,
     Job,
-    Lease,
     RecordedCallback,
     StaleEpoch,
     StatusEvent,
@@ -788,16 +787,6 @@ class SqliteStore:
 
     # -- client webhook outbox --------------------------------------------------------------------
 
-    async def enqueue_delivery(self, job_id: str, url: str, body: bytes, msg_id: str, terminal: bool) -> None:
-        now = time.time()
-        await self._write(
-            _statement(
-                "INSERT INTO deliveries (job_id, url, body, msg_id, terminal, next_attempt_at, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (msg_id) DO NOTHING",
-                (job_id, url, bytes(body), msg_id, int(terminal), now, now),
-            )
-        )
-
     async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
         def op(conn: sqlite3.Connection) -> list[Delivery]:
             rows = conn.execute(
@@ -884,14 +873,3 @@ class SqliteStore:
                 (name, holder, epoch),
             )
         )
-
-    async def current_lease(self, name: str) -> Lease | None:
-        def op(conn: sqlite3.Connection) -> Lease | None:
-            row = conn.execute("SELECT * FROM leases WHERE name = ?", (name,)).fetchone()
-            return (
-                Lease(row["name"], row["holder"], row["epoch"], row["expires_at"])
-                if row is not None
-                else None
-            )
-
-        return await self._read(op)

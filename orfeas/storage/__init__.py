@@ -9,7 +9,6 @@ from orfeas.storage.base import (
     Uploads,
     artifact_key,
     check_job_id,
-    put_all,
 )
 from orfeas.storage.local import LocalStore
 
@@ -21,7 +20,6 @@ __all__ = [
     "artifact_key",
     "check_job_id",
     "open_store",
-    "put_all",
 ]
 
 
