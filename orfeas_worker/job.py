@@ -23,7 +23,7 @@ from orfeas.errors import InvalidInput, OrfeasError
 from orfeas.pipeline import Pipeline
 from orfeas.progress import ProgressEvent
 from orfeas.settings import Settings
-from orfeas.storage import ArtifactStore, Uploads, check_job_id, open_store
+from orfeas.storage import ArtifactStore, Uploads, check_job_id, open_artifact_store
 from orfeas_contract.errors import ErrorInfo
 from orfeas_contract.events import EventType
 from orfeas_contract.job_state import Progress, job_state, runpod_result
@@ -42,10 +42,6 @@ INLINE_MAX_BYTES = 2 * 1024 * 1024
 INLINE_TOTAL_BYTES = 6 * 1024 * 1024
 
 RunpodProgress = Callable[[dict[str, Any], dict[str, Any]], None]  # (job, progress) like progress_update
-
-
-def _no_runpod_progress(job: dict[str, Any], progress: dict[str, Any]) -> None:
-    """Progress sink when no RunPod job-done endpoint is there to take updates (local runs)."""
 
 
 class Throttle:
@@ -76,7 +72,7 @@ class Worker:
         *,
         pipeline: Pipeline | None = None,
         webhooks: WebhookSender | None = None,
-        runpod_progress: RunpodProgress = _no_runpod_progress,
+        runpod_progress: RunpodProgress | None = None,
         resolver: Resolver = system_resolver,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -89,10 +85,8 @@ class Worker:
         self.clock = clock
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, *, runpod_progress: RunpodProgress = _no_runpod_progress
-    ) -> Worker:
-        store = open_store(settings)
+    def from_settings(cls, settings: Settings, *, runpod_progress: RunpodProgress | None = None) -> Worker:
+        store = open_artifact_store(settings)
         prewarm = getattr(store, "prewarm", None)
         if prewarm is not None:
             prewarm()  # the S3 client builds while the worker waits for its first job
@@ -133,7 +127,7 @@ class Worker:
                 info = _info(event)
                 if hooks is not None:
                     hooks.progress(info)
-                if throttle.ready():
+                if self.runpod_progress is not None and throttle.ready():
                     self.runpod_progress(job, dict(info))
             except Exception:
                 log.warning("progress report for %s failed", job_id, exc_info=True)

@@ -208,7 +208,7 @@ pinned_transport = PinnedTransport()
 
 # -- delivery -------------------------------------------------------------------------------
 @dataclass
-class Delivery:
+class WebhookReport:
     """What happened to one message (for logs and tests)."""
 
     msg_id: str
@@ -278,11 +278,11 @@ class WebhookSender:
         *,
         retry: bool,
         deadline: float | None = None,
-    ) -> Delivery:
+    ) -> WebhookReport:
         """Send one message now; a terminal one is retried under the backoff, every try and wait
         ending by `deadline` (on `clock`) when given. Never raises."""
         body = json.dumps(event, separators=(",", ":")).encode("utf-8")
-        delivery = Delivery(msg_id=msg_id, event_type=str(event["type"]))
+        delivery = WebhookReport(msg_id=msg_id, event_type=str(event["type"]))
         timeout = self.terminal_timeout_s if retry else self.progress_timeout_s
         backoff = self.backoff if retry else Backoff(attempts=1, initial_s=0.0, max_s=0.0)
 
@@ -339,7 +339,7 @@ class JobWebhooks:
     target: WebhookTarget
     job_id: str
     attempt: str = field(default_factory=new_attempt_id)
-    deliveries: list[Delivery] = field(default_factory=list)
+    deliveries: list[WebhookReport] = field(default_factory=list)
     _pending: Progress | None = None
     _terminal: JobEvent | None = None
     _deadline: float | None = None  # on the sender's clock: when finish() stops waiting
@@ -364,7 +364,7 @@ class JobWebhooks:
         output: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
         progress: Progress | None = None,
-    ) -> Delivery | None:
+    ) -> WebhookReport | None:
         """Send the terminal event (after any progress being sent) and wait for its delivery, at
         most the sender's terminal budget; past it the delivery is abandoned (None or undelivered)."""
         event = make_event(

@@ -9,7 +9,7 @@ import pytest
 
 from orfeas.errors import InvalidInput, StorageError
 from orfeas.settings import Settings
-from orfeas.storage import LocalStore, Uploads, open_store
+from orfeas.storage import LocalStore, Uploads, open_artifact_store
 from orfeas.types import Artifact
 
 
@@ -65,6 +65,6 @@ def test_s3_pictures_need_a_bucket(tmp_path):
 
 def test_open_store_picks_the_local_store_without_a_bucket(tmp_path):
     """No ORFEAS_S3_BUCKET: the output directory store, rooted at ORFEAS_OUTPUT_DIR."""
-    store = open_store(Settings(output_dir=tmp_path))
+    store = open_artifact_store(Settings(output_dir=tmp_path))
     assert isinstance(store, LocalStore)
     assert store.root == tmp_path.resolve()

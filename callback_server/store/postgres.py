@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 
 import asyncpg
 
+from callback_server.settings import DATABASE_URL
 from callback_server.store.base import (
     JOB_COLUMNS,
     LEADER_LEASE,
@@ -42,7 +43,6 @@ from callback_server.store.base import (
     timed_out_key,
 )
 from callback_server.store.outbox import QueuedDelivery, delivery_for
-from callback_server.store.url import DATABASE_URL
 from orfeas_contract.errors import StorageError
 from orfeas_contract.status import JobStatus
 
