@@ -19,16 +19,11 @@ from pathlib import Path
 import pytest
 
 from callback_server.connections import RESERVED_FDS, RateLimitedErrors, connection_cap
+from stack.processes import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FD_LIMIT = 256
 HALF_SENT = b"POST /callbacks/runpod HTTP/1.1\r\nHost: attacker\r\nContent-Length: 10"  # no end
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _low_descriptor_limit() -> None:
@@ -39,7 +34,7 @@ def _low_descriptor_limit() -> None:
 @contextmanager
 def limited_server(tmp_path: Path, **env: str) -> Iterator[tuple[int, Path, Path]]:
     """`python -m callback_server` under a 256-descriptor limit; yields (port, db, log file)."""
-    port = _free_port()
+    port = free_port()
     db = tmp_path / "cb.db"
     log = tmp_path / "server.log"
     full_env = {

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_asyncio
 
 from callback_server.leader import Leadership
 from callback_server.store import LEADER_LEASE, Store
 from orfeas.errors import StorageError
-from tests.store_support import BACKENDS, StoreMaker
+from tests.store_support import StoreMaker
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest_asyncio.fixture(params=BACKENDS)
-async def maker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreMaker]:
-    stores = StoreMaker(request.param, tmp_path)
-    await stores.prepare()
-    try:
-        yield stores
-    finally:
-        await stores.close_all()
 
 
 class FlakyStore:

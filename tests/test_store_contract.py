@@ -12,7 +12,6 @@ import sys
 import textwrap
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -21,21 +20,11 @@ import pytest_asyncio
 
 from callback_server.store import LEADER_LEASE, ApplyOutcome, Job, StaleEpoch, StatusEvent, Store
 from orfeas_contract.status import JobStatus
-from tests.store_support import BACKENDS, StoreMaker
+from tests.store_support import StoreMaker
 
 pytestmark = pytest.mark.asyncio
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest_asyncio.fixture(params=BACKENDS)
-async def maker(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreMaker]:
-    stores = StoreMaker(request.param, tmp_path)
-    await stores.prepare()
-    try:
-        yield stores
-    finally:
-        await stores.close_all()
 
 
 @pytest_asyncio.fixture
