@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -23,6 +25,18 @@ def gone(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, 15 s for a graceful exit (a server drains its requests), then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def wait_gone(pid: int, timeout_s: float = 10.0) -> bool:

@@ -21,6 +21,7 @@ import pytest
 from callback_server.store import LEADER_LEASE, open_store
 from stack.processes import free_port
 from tests.cb_fakes import API_KEY, API_KEY_LABEL, AUTH
+from tests.stack_support import stop
 from tests.store_support import PG_URL, PG_URL_ENV, reset_postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
@@ -49,13 +50,7 @@ def server_process(db: Path | str, port: int, **env: str) -> Iterator[subprocess
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop(proc)
         if proc.stderr:
             proc.stderr.close()
 

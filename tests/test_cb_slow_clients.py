@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import resource
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 
 from callback_server.connections import RESERVED_FDS, RateLimitedErrors, connection_cap
 from stack.processes import free_port
+from tests.stack_support import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 FD_LIMIT = 256
@@ -57,12 +57,7 @@ def limited_server(tmp_path: Path, **env: str) -> Iterator[tuple[int, Path, Path
             _wait_until_up(port)
             yield port, db, log
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop(proc)
 
 
 def _request(port: int, raw: bytes, timeout: float = 5.0) -> bytes:

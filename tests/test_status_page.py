@@ -38,8 +38,8 @@ from orfeas_contract.status import JobStatus
 from stack.processes import free_port
 from tests.cb_fakes import API_KEY, API_KEY_LABEL
 from tests.moto_server import s3_client
+from tests.stack_support import CHROMIUM, CHROMIUM_FLAGS
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 BUCKET = "status-page"
 
@@ -260,21 +260,9 @@ async def _chromium(args: list[str], timeout_s: float = 60.0) -> tuple[int, str,
 )
 async def test_page_renders_jobs_and_preview_in_chromium(page: Page, tmp_path: Path) -> None:
     shot = tmp_path / "status-page.png"
-    common = [
-        "--headless",
-        # Without it a screenshot waits for a frame that a still <model-viewer> (no auto-rotate)
-        # never draws, and Chromium 156 hangs until the timeout.
-        "--run-all-compositor-stages-before-draw",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,900",
-        "--virtual-time-budget=5000",
-    ]
+    # Without --run-all-compositor-stages-before-draw a screenshot waits for a frame that a still
+    # <model-viewer> (no auto-rotate) never draws, and Chromium 156 hangs until the timeout.
+    common = [*CHROMIUM_FLAGS, "--run-all-compositor-stages-before-draw"]
     # Without a key the shell loads and shows no job, only the form that asks for one.
     rc, dom, err = await _chromium(
         [*common, f"--user-data-dir={tmp_path / 'profile-nokey'}", "--dump-dom", page.url + "/?wait=0"]
