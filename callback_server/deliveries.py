@@ -40,7 +40,8 @@ def next_attempt_at(delivery: Delivery, now: float) -> float | None:
     attempts = delivery.attempts + 1
     if not delivery.terminal or attempts >= MAX_ATTEMPTS:
         return None
-    return now + min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (attempts - 1))
+    backoff: float = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (attempts - 1))
+    return now + backoff
 
 
 async def send(runtime: Runtime, delivery: Delivery) -> bool:

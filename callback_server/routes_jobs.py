@@ -6,10 +6,12 @@ import asyncio
 import copy
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import SplitResult, urlencode, urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from callback_server.api_keys import client_label
 from callback_server.auth import REF_PARAM, TOKEN_PARAM, job_secret, job_token, master_key, new_ref
@@ -261,7 +263,7 @@ async def get_job(request: web.Request) -> web.Response:
     return web.json_response(job.to_api())
 
 
-def _sse(event: str, data: dict[str, Any], event_id: str) -> bytes:
+def _sse(event: str, data: Mapping[str, Any], event_id: str) -> bytes:
     return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
 
 
@@ -367,7 +369,7 @@ async def retry_job(request: web.Request) -> web.Response:
 
 
 @web.middleware
-async def store_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def store_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every route: a store that is not open in time or fails answers 503, never a traceback."""
     try:
         return await handler(request)

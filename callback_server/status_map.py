@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeGuard
 
 from orfeas_contract.events import EventType
 from orfeas_contract.job_state import error_info
@@ -200,7 +200,7 @@ def _bare_result(node: Mapping[str, Any]) -> StatusUpdate | None:
     return None
 
 
-def _is_object(value: Any) -> bool:
+def _is_object(value: Any) -> TypeGuard[Mapping[str, Any]]:
     # dict first: parsed JSON is always dicts, and an ABC check costs ten times more.
     return type(value) is dict or isinstance(value, Mapping)
 

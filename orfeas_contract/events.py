@@ -10,7 +10,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from orfeas_contract.job_state import ErrorInfo, JobEvent, Progress
+from orfeas_contract.errors import ErrorInfo
+from orfeas_contract.job_state import JobEvent, Progress
 from orfeas_contract.status import JobStatus
 
 

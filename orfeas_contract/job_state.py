@@ -117,9 +117,11 @@ def _from_text(text: str) -> ErrorInfo:
         stripped = text.strip()
         if stripped.startswith("{"):  # RunPod's SDK reports a handler's exception as JSON text
             try:
-                return error_info(json.loads(stripped))
+                parsed = error_info(json.loads(stripped))
             except ValueError:
-                pass
+                parsed = None
+            if parsed is not None:
+                return parsed
         return {"code": PROVIDER_ERROR, "message": text[:MESSAGE_MAX]}
     rest = match["rest"]
     found = _FIELD.fullmatch(rest) if match["code"] != "internal_error" else None

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 from orfeas import __version__
 from orfeas.errors import InvalidInput
 from orfeas.retry_policy import TERMINAL_WEBHOOK_BACKOFF, Backoff, is_retryable_status
+from orfeas_contract.errors import ErrorInfo
 from orfeas_contract.events import EventType, make_event
 from orfeas_contract.job_state import JobEvent, Progress
 from orfeas_contract.netguard import Resolver, resolve_public, system_resolver
@@ -362,7 +363,7 @@ class JobWebhooks:
         event_type: EventType,
         *,
         output: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
+        error: ErrorInfo | None = None,
         progress: Progress | None = None,
     ) -> WebhookReport | None:
         """Send the terminal event (after any progress being sent) and wait for its delivery, at

@@ -403,7 +403,8 @@ class PostgresStore:
     async def ping(self) -> bool:
         try:
             async with self._conn() as conn:
-                return await conn.fetchval("SELECT 1") == 1
+                one: int = await conn.fetchval("SELECT 1")
+                return one == 1
         except StorageError:
             return False
 
@@ -421,7 +422,7 @@ class PostgresStore:
         note: str | None = None,
     ) -> int:
         query, note = callback_text(query, note)
-        return await conn.fetchval(
+        callback_id: int = await conn.fetchval(
             "INSERT INTO callbacks (received_at, provider, headers, query, body, body_size, accepted, note)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
             time.time(),
@@ -433,6 +434,7 @@ class PostgresStore:
             accepted,
             note,
         )
+        return callback_id
 
     async def record_callback(
         self,
@@ -554,7 +556,7 @@ class PostgresStore:
                 job_id,
                 at - min_interval,
             )
-        return status == "UPDATE 1"
+        return bool(status == "UPDATE 1")
 
     async def stale_jobs(self, *, checked_before: float, created_after: float, limit: int) -> list[Job]:
         async with self._conn() as conn:
@@ -700,7 +702,7 @@ class PostgresStore:
                 holder,
                 epoch,
             )
-        return status == "UPDATE 1"
+        return bool(status == "UPDATE 1")
 
     async def release_lease(self, name: str, holder: str, epoch: int) -> None:
         async with self._conn() as conn:

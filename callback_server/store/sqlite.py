@@ -175,13 +175,18 @@ def _storage_error(exc: BaseException) -> StorageError:
 class _Op:
     __slots__ = ("fn", "future", "loop")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future, loop) -> None:
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        future: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self.fn = fn
         self.future = future
         self.loop = loop
 
 
-def _settle(future: asyncio.Future, result: Any) -> None:
+def _settle(future: asyncio.Future[Any], result: Any) -> None:
     if future.done():
         return
     if isinstance(result, BaseException):
@@ -190,7 +195,7 @@ def _settle(future: asyncio.Future, result: Any) -> None:
         future.set_result(result)
 
 
-def _settle_all(settled: list[tuple[asyncio.Future, Any]]) -> None:
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
     for future, result in settled:
         _settle(future, result)
 
@@ -252,7 +257,7 @@ class _Writer:
         self.ops += len(batch)
         # One wake-up per event loop for the whole batch, not one per caller: each
         # call_soon_threadsafe writes to the loop's self-pipe.
-        by_loop: dict[Any, list[tuple[asyncio.Future, Any]]] = {}
+        by_loop: dict[Any, list[tuple[asyncio.Future[Any], Any]]] = {}
         for op, result in zip(batch, results, strict=True):
             by_loop.setdefault(op.loop, []).append((op.future, result))
         for loop, settled in by_loop.items():
@@ -567,7 +572,9 @@ class SqliteStore:
                 note,
             ),
         )
-        return int(cur.lastrowid)
+        rowid = cur.lastrowid
+        assert rowid is not None  # set by the INSERT just run
+        return rowid
 
     async def record_callback(
         self,
