@@ -65,6 +65,9 @@ def python_child(code: str) -> list[str]:
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = (
     "--headless",
+    # Without it a screenshot waits for a frame that a still <model-viewer> (no auto-rotate) never
+    # draws, and Chromium 156 hangs until the timeout.
+    "--run-all-compositor-stages-before-draw",
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",

@@ -260,9 +260,7 @@ async def _chromium(args: list[str], timeout_s: float = 60.0) -> tuple[int, str,
 )
 async def test_page_renders_jobs_and_preview_in_chromium(page: Page, tmp_path: Path) -> None:
     shot = tmp_path / "status-page.png"
-    # Without --run-all-compositor-stages-before-draw a screenshot waits for a frame that a still
-    # <model-viewer> (no auto-rotate) never draws, and Chromium 156 hangs until the timeout.
-    common = [*CHROMIUM_FLAGS, "--run-all-compositor-stages-before-draw"]
+    common = list(CHROMIUM_FLAGS)
     # Without a key the shell loads and shows no job, only the form that asks for one.
     rc, dom, err = await _chromium(
         [*common, f"--user-data-dir={tmp_path / 'profile-nokey'}", "--dump-dom", page.url + "/?wait=0"]
