@@ -57,7 +57,9 @@ RUN if [ "$BAKE_MODELS" = "1" ]; then \
         done; \
     fi
 
+COPY orfeas_contract/ orfeas_contract/
 COPY orfeas/ orfeas/
+COPY orfeas_worker/ orfeas_worker/
 COPY handler.py test_input.json ./
 
 # Non-root at run time. The cache and output folders exist and belong to the worker user, so the

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
 import runpod
 
 from orfeas.errors import OrfeasError
-from orfeas.redact import configure_logging
 from orfeas.settings import Settings
-from orfeas.worker_job import Worker, worker_concurrency
+from orfeas_contract.redact import configure_logging
+from orfeas_worker.job import Worker, worker_concurrency
 
 SETTINGS = Settings.from_env()
 
@@ -28,14 +27,9 @@ def send_runpod_progress(job: dict[str, Any], progress: dict[str, Any]) -> None:
     runpod.serverless.progress_update(job, progress)
 
 
-def _drop_progress(job: dict[str, Any], progress: dict[str, Any]) -> None:
-    """Local runs have no RunPod job endpoint to take progress; webhooks still get it."""
-
-
-# RunPod sets RUNPOD_WEBHOOK_POST_OUTPUT on its workers: the endpoint progress updates go to.
+# Local runs have no RunPod job endpoint to take progress (webhooks still get it).
 WORKER = Worker.from_settings(
-    SETTINGS,
-    runpod_progress=send_runpod_progress if os.environ.get("RUNPOD_WEBHOOK_POST_OUTPUT") else _drop_progress,
+    SETTINGS, runpod_progress=send_runpod_progress if SETTINGS.runpod_progress_url else None
 )
 
 

@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from callback_server.store import LEADER_LEASE, open_store  # noqa: E402
+from stack.processes import free_port  # noqa: E402
 
 BARE_APP = """
 import sys
@@ -53,12 +53,6 @@ app.router.add_post("/callbacks/{provider}", ok)
 app.router.add_get("/healthz", health)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start(kind: str, port: int, db: Path, root: Path = ROOT) -> subprocess.Popen[bytes]:

@@ -23,14 +23,12 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import http.server
 import io
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,26 +56,10 @@ def _picture(size: int) -> str:
 @contextlib.contextmanager
 def _receiver() -> Iterator[str]:
     """A loopback webhook receiver answering 204; stopped however the run ends."""
+    from tests.receivers import serve_receiver
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(204)
-            self.end_headers()
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_receiver("/hook", default_status=204) as receiver:
+        yield receiver.url
 
 
 def _import_seconds(env: dict[str, str], runs: int) -> tuple[float, float]:
@@ -106,8 +88,8 @@ def _measure_jobs(count: int, size: int, hook_url: str) -> dict[str, Any]:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     import handler
-    from orfeas.storage import put_all
-    from orfeas.worker_input import parse_worker_input
+    from orfeas.storage import Uploads
+    from orfeas_worker.job_input import parse_worker_input
 
     job_input = {
         "image": _picture(size),
@@ -152,7 +134,8 @@ def _measure_jobs(count: int, size: int, hook_url: str) -> dict[str, Any]:
             store.put(f"seq-{i}", art)
         sequential.append(time.perf_counter() - t)
         t = time.perf_counter()
-        put_all(store, f"par-{i}", result.artifacts)
+        with Uploads(store, f"par-{i}") as pool:
+            pool.results(result.artifacts)
         parallel.append(time.perf_counter() - t)
     assert last is not None
     return {

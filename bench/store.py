@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from callback_server.store import StatusEvent  # noqa: E402
 from callback_server.store.sqlite import SqliteStore  # noqa: E402
-from orfeas.status import JobStatus  # noqa: E402
+from orfeas_contract.status import JobStatus  # noqa: E402
 
 HEADERS = {"content-type": "application/json", "user-agent": "RunPod-Webhook/1.0", "webhook-id": ""}
 

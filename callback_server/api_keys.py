@@ -12,9 +12,9 @@ browser even if a key ever leaked into one. Callbacks, the status page's shell, 
 from __future__ import annotations
 
 import hmac
-from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from callback_server.runtime import RUNTIME, json_error
 from callback_server.settings import API_KEYS, ApiKey
@@ -66,7 +66,7 @@ def _protected(request: web.Request) -> bool:
 
 
 @web.middleware
-async def require_api_key(request: web.Request, handler: Any) -> web.StreamResponse:
+async def require_api_key(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not _protected(request):
         return await handler(request)
     keys = request.app[RUNTIME].settings.api_keys

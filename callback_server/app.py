@@ -97,7 +97,7 @@ def create_app(
     add_ops_routes(app)
     add_callback_routes(app)
     add_job_routes(app)
-    add_page_routes(app)  # the status page: GET / and its files under /static/
+    add_page_routes(app, settings.model_origins)  # the status page: GET / and its files under /static/
 
     app.on_startup.append(_open_session)
     app.on_shutdown.append(_begin_stopping)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
 from callback_server.settings import ServerSettings
-from orfeas import webhook_signing
+from orfeas_contract import webhook_signing
 
 TOKEN_HEADER = "X-Callback-Token"
 TOKEN_PARAM = "token"

@@ -113,7 +113,7 @@ def _zstd_module() -> Any:
     try:
         from compression import zstd  # type: ignore[import-not-found]  # Python 3.14+
     except ImportError:
-        from backports import zstd  # type: ignore[import-not-found,no-redef]
+        from backports import zstd  # type: ignore[no-redef,unused-ignore]  # before 3.14
     return zstd
 
 

@@ -20,7 +20,7 @@ import aiohttp
 from callback_server.outbound import RefusedAddress, check_literal
 from callback_server.runtime import Runtime
 from callback_server.store.base import Delivery, StaleEpoch
-from orfeas import webhook_signing
+from orfeas_contract import webhook_signing
 
 log = logging.getLogger("callback_server.deliveries")
 
@@ -40,7 +40,8 @@ def next_attempt_at(delivery: Delivery, now: float) -> float | None:
     attempts = delivery.attempts + 1
     if not delivery.terminal or attempts >= MAX_ATTEMPTS:
         return None
-    return now + min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (attempts - 1))
+    backoff: float = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (attempts - 1))
+    return now + backoff
 
 
 async def send(runtime: Runtime, delivery: Delivery) -> bool:

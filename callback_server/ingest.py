@@ -27,7 +27,7 @@ from callback_server.runtime import Runtime
 from callback_server.status_map import interpret, reported_word
 from callback_server.store.base import ApplyOutcome, StatusEvent
 from callback_server.task_id import extract_task_id
-from orfeas.status import JobStatus
+from orfeas_contract.status import JobStatus
 
 log = logging.getLogger("callback_server.ingest")
 
@@ -155,11 +155,29 @@ async def decide_off_loop(
 ) -> Decision:
     """`decide`, on a worker thread when the body is compressed or large (inflating and parsing
     8 MiB takes tens of milliseconds), else inline (a thread hand-off costs more than a small parse)."""
-    kwargs = {"body_sha256": body_sha256, "truncated": truncated, "authentic": authentic}
     if needs_thread(_wanted_headers(headers).get("content-encoding", ""), body):
-        decision = await asyncio.to_thread(decide, runtime, provider, headers, body, query, **kwargs)
+        decision = await asyncio.to_thread(
+            decide,
+            runtime,
+            provider,
+            headers,
+            body,
+            query,
+            body_sha256=body_sha256,
+            truncated=truncated,
+            authentic=authentic,
+        )
     else:
-        decision = decide(runtime, provider, headers, body, query, **kwargs)
+        decision = decide(
+            runtime,
+            provider,
+            headers,
+            body,
+            query,
+            body_sha256=body_sha256,
+            truncated=truncated,
+            authentic=authentic,
+        )
     count(runtime, decision)
     return decision
 

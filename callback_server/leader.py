@@ -68,10 +68,6 @@ class Leadership:
         """The epoch of the lease while leader, else None."""
         return self._epoch if self.role == "leader" else None
 
-    @property
-    def is_leader(self) -> bool:
-        return self.role == "leader"
-
     def on_change(self, callback: ChangeCallback) -> None:
         """Call `callback(role, epoch)` on every change of role (a coroutine function is awaited)."""
         self._callbacks.append(callback)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from orfeas.status import JobStatus
+from orfeas_contract.status import JobStatus
 
 JSON = "application/json"
 

@@ -1,5 +1,5 @@
 """The server's pinned outbound client for clients' webhooks: the address policy of the worker
-(orfeas.netguard) applied where aiohttp resolves, so what is checked is what is connected to.
+(orfeas_contract.netguard) applied where aiohttp resolves, so what is checked is what is connected to.
 
 aiohttp asks its resolver once per new connection and connects only to the addresses it returns;
 `PinnedResolver` resolves, refuses the name unless every address is public (as the worker's
@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from orfeas.netguard import is_public_address
+from orfeas_contract.netguard import is_public_address
 
 
 class RefusedAddress(aiohttp.ClientConnectionError):

@@ -16,7 +16,7 @@ from aiohttp import web
 from callback_server.body import read_capped
 from callback_server.ingest import ingest
 from callback_server.runtime import RUNTIME, StoreNotReady, json_error
-from orfeas.errors import StorageError
+from orfeas_contract.errors import StorageError
 
 log = logging.getLogger("callback_server.callbacks")
 

@@ -6,10 +6,12 @@ import asyncio
 import copy
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import SplitResult, urlencode, urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from callback_server.api_keys import client_label
 from callback_server.auth import REF_PARAM, TOKEN_PARAM, job_secret, job_token, master_key, new_ref
@@ -19,9 +21,9 @@ from callback_server.runtime import RUNTIME, Runtime, StoreNotReady, json_error,
 from callback_server.store.base import Job, StatusEvent, storable_text
 from callback_server.task_id import as_task_id
 from callback_server.upstream import UpstreamError, UpstreamNotFound
-from orfeas.errors import InvalidInput, StorageError
-from orfeas.netguard import resolve_public
-from orfeas.status import JobStatus
+from orfeas_contract.errors import InvalidInput, StorageError
+from orfeas_contract.netguard import resolve_public
+from orfeas_contract.status import JobStatus
 
 log = logging.getLogger("callback_server.jobs")
 
@@ -105,7 +107,7 @@ def _worker_input(runtime: Runtime, job_input: dict[str, Any], ref: str) -> dict
 
 
 async def _check_webhook_target(runtime: Runtime, url: str, field: str) -> None:
-    """The worker's address policy (orfeas.netguard), at submit: a target that could never be
+    """The worker's address policy (orfeas_contract.netguard), at submit: a target that could never be
     delivered to is refused now, not after the job ran. Resolution runs in a thread."""
     if runtime.settings.allow_private_webhooks:
         return  # any address goes (tests, one-box setups): nothing to resolve now
@@ -261,7 +263,7 @@ async def get_job(request: web.Request) -> web.Response:
     return web.json_response(job.to_api())
 
 
-def _sse(event: str, data: dict[str, Any], event_id: str) -> bytes:
+def _sse(event: str, data: Mapping[str, Any], event_id: str) -> bytes:
     return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data, default=str)}\n\n".encode()
 
 
@@ -367,7 +369,7 @@ async def retry_job(request: web.Request) -> web.Response:
 
 
 @web.middleware
-async def store_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def store_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every route: a store that is not open in time or fails answers 503, never a traceback."""
     try:
         return await handler(request)

@@ -3,24 +3,17 @@
 Nothing is fetched from the internet: the page, its script and the 3D viewer are served from
 callback_server/static/. Every answer carries a Content-Security-Policy that allows only this
 origin, plus the S3 endpoints the meshes come from (for the viewer's fetch of the GLB):
-`ORFEAS_PAGE_MODEL_ORIGINS` (comma-separated origins), else the origin of `BUCKET_ENDPOINT_URL`
-when this process has one. Without either, models from any https origin may be previewed.
+`ServerSettings.model_origins` (ORFEAS_PAGE_MODEL_ORIGINS, else the origin of BUCKET_ENDPOINT_URL,
+else any https origin).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from orfeas.errors import ConfigError
-
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-MODEL_ORIGINS = "ORFEAS_PAGE_MODEL_ORIGINS"
-BUCKET_ENDPOINT_URL = "BUCKET_ENDPOINT_URL"
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -33,26 +26,7 @@ CONTENT_TYPES = {
 _CSP = web.AppKey("page_csp", str)
 
 
-def _origin(value: str, name: str) -> str:
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"expected an http(s) origin, got {value!r}", field=name)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def model_origins(env: Mapping[str, str] | None = None) -> list[str]:
-    """The origins meshes may be loaded from, besides this server's own."""
-    e = os.environ if env is None else env
-    listed = (e.get(MODEL_ORIGINS) or "").strip()
-    if listed:
-        return [_origin(item, MODEL_ORIGINS) for item in listed.split(",") if item.strip()]
-    endpoint = (e.get(BUCKET_ENDPOINT_URL) or "").strip()
-    if endpoint:
-        return [_origin(endpoint, BUCKET_ENDPOINT_URL)]
-    return ["https:"]
-
-
-def content_security_policy(origins: list[str]) -> str:
+def content_security_policy(origins: tuple[str, ...]) -> str:
     models = " ".join(["'self'", *origins, "blob:", "data:"])
     return "; ".join(
         [
@@ -95,8 +69,8 @@ async def static_file(request: web.Request) -> web.FileResponse:
     return web.FileResponse(path, headers=_headers(request, content_type, "public, max-age=300"))
 
 
-def add_page_routes(app: web.Application, *, env: Mapping[str, str] | None = None) -> None:
-    """Add GET / and GET /static/{path}; the model origins are read once, here."""
-    app[_CSP] = content_security_policy(model_origins(env))
+def add_page_routes(app: web.Application, model_origins: tuple[str, ...]) -> None:
+    """Add GET / and GET /static/{path}, meshes previewed from `model_origins` (ServerSettings)."""
+    app[_CSP] = content_security_policy(model_origins)
     app.router.add_get("/", index)
     app.router.add_get("/static/{path:.+}", static_file)

@@ -29,7 +29,7 @@ from callback_server.connections import (
 )
 from callback_server.settings import ServerSettings
 from callback_server.store import open_store
-from orfeas.redact import install_redaction
+from orfeas_contract.redact import install_redaction
 
 SHUTDOWN_TIMEOUT_S = 10.0
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -48,7 +48,7 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 data[key] = value
-        if record.exc_text:  # set (and redacted) by orfeas.redact.RedactingFilter
+        if record.exc_text:  # set (and redacted) by orfeas_contract.redact.RedactingFilter
             data["exc"] = record.exc_text
         elif record.exc_info:
             data["exc"] = self.formatException(record.exc_info)

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from orfeas.envvars import read_bool, read_float, read_int, read_optional, read_str
-from orfeas.errors import ConfigError
-from orfeas.settings import ALLOW_PRIVATE_WEBHOOKS, WEBHOOK_SECRET, check_webhook_secret
+from orfeas_contract.envvars import read_bool, read_float, read_int, read_optional, read_str
+from orfeas_contract.errors import ConfigError
+from orfeas_contract.webhook_signing import ALLOW_PRIVATE_WEBHOOKS, WEBHOOK_SECRET, check_webhook_secret
 
 PORT = "PORT"
 HOST = "HOST"
@@ -37,6 +37,8 @@ API_KEYS = "API_KEYS"
 HEAD_TIMEOUT_S = "CALLBACK_HEAD_TIMEOUT_S"
 BODY_TIMEOUT_S = "CALLBACK_BODY_TIMEOUT_S"
 MAX_CONNECTIONS = "CALLBACK_MAX_CONNECTIONS"
+MODEL_ORIGINS = "ORFEAS_PAGE_MODEL_ORIGINS"
+BUCKET_ENDPOINT_URL = "BUCKET_ENDPOINT_URL"
 
 DEFAULT_DATABASE_URL = "sqlite:///./callback_server.db"
 RUNPOD_API_BASE = "https://api.runpod.ai/v2/"
@@ -93,6 +95,23 @@ def _http_url(value: str | None, name: str) -> str | None:
     return value.rstrip("/")
 
 
+def _origin(value: str, name: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"expected an http(s) origin, got {value!r}", field=name)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def parse_model_origins(listed: str | None, bucket_endpoint: str | None) -> tuple[str, ...]:
+    """Where the status page may load meshes from besides this server: ORFEAS_PAGE_MODEL_ORIGINS
+    (comma-separated origins), else the origin of BUCKET_ENDPOINT_URL, else any https origin."""
+    if listed:
+        return tuple(_origin(item, MODEL_ORIGINS) for item in listed.split(",") if item.strip())
+    if bucket_endpoint:
+        return (_origin(bucket_endpoint, BUCKET_ENDPOINT_URL),)
+    return ("https:",)
+
+
 def is_loopback_url(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":
@@ -133,6 +152,7 @@ class ServerSettings:
     lease_s: float = 10.0
     log_level: str = "INFO"
     api_keys: tuple[ApiKey, ...] = field(default=(), repr=False)  # empty: the job API (/v1/*) is closed
+    model_origins: tuple[str, ...] = ("https:",)  # the status page's mesh sources (parse_model_origins)
 
     def __post_init__(self) -> None:
         check_webhook_secret(self.webhook_secret)
@@ -145,6 +165,7 @@ class ServerSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
         e = os.environ if env is None else env
+        d = cls()  # each default is written once, on its field
         endpoint = _http_url(read_optional(e, RUNPOD_ENDPOINT_URL), RUNPOD_ENDPOINT_URL)
         endpoint_id = read_optional(e, RUNPOD_ENDPOINT_ID)
         if endpoint is None and endpoint_id is not None:
@@ -152,35 +173,38 @@ class ServerSettings:
                 raise ConfigError(f"not an endpoint id: {endpoint_id!r}", field=RUNPOD_ENDPOINT_ID)
             endpoint = RUNPOD_API_BASE + endpoint_id
         local_default = endpoint is not None and is_loopback_url(endpoint)
-        database_url = read_str(e, DATABASE_URL, DEFAULT_DATABASE_URL)
+        database_url = read_str(e, DATABASE_URL, d.database_url)
         if not database_url.startswith(("sqlite://", "postgresql://", "postgres://")):
             raise ConfigError(
                 f"expected sqlite:///path or postgresql://..., got {database_url!r}", field=DATABASE_URL
             )
-        log_level = read_str(e, LOG_LEVEL, "INFO").upper()
+        log_level = read_str(e, LOG_LEVEL, d.log_level).upper()
         if log_level not in _LOG_LEVELS:
             raise ConfigError(f"expected one of {sorted(_LOG_LEVELS)}, got {log_level!r}", field=LOG_LEVEL)
         return cls(
-            host=read_str(e, HOST, "0.0.0.0"),
-            port=read_int(e, PORT, 8080, lo=0, hi=65535),
+            host=read_str(e, HOST, d.host),
+            port=read_int(e, PORT, d.port, lo=0, hi=65535),
             database_url=database_url,
             public_url=_http_url(read_optional(e, PUBLIC_URL), PUBLIC_URL),
             callback_token=read_optional(e, CALLBACK_TOKEN),
             webhook_secret=read_optional(e, WEBHOOK_SECRET),
-            allow_private_webhooks=read_bool(e, ALLOW_PRIVATE_WEBHOOKS, False),
+            allow_private_webhooks=read_bool(e, ALLOW_PRIVATE_WEBHOOKS, d.allow_private_webhooks),
             runpod_endpoint_url=endpoint,
             runpod_api_key=read_optional(e, RUNPOD_API_KEY),
             runpod_local=read_bool(e, RUNPOD_LOCAL, local_default),
-            refresh_s=read_float(e, REFRESH_SECONDS, 10.0, lo=0.0, hi=3600.0),
-            upstream_timeout_s=read_float(e, UPSTREAM_TIMEOUT_S, 5.0, lo=0.1, hi=120.0),
-            max_body_bytes=read_int(e, MAX_BODY_BYTES, 8 * 1024 * 1024, lo=1024, hi=256 * 1024 * 1024),
-            head_timeout_s=read_float(e, HEAD_TIMEOUT_S, 10.0, lo=0.1, hi=3600.0),
-            body_timeout_s=read_float(e, BODY_TIMEOUT_S, 60.0, lo=0.1, hi=3600.0),
-            max_connections=read_int(e, MAX_CONNECTIONS, 4096, lo=16, hi=1 << 20),
-            store_wait_s=read_float(e, STORE_WAIT_S, 10.0, lo=0.0, hi=300.0),
-            job_deadline_s=read_float(e, JOB_DEADLINE_S, 2 * 3600.0, lo=1.0, hi=7 * 24 * 3600.0),
-            reconcile_s=read_float(e, RECONCILE_SECONDS, 5.0, lo=0.05, hi=600.0),
-            lease_s=read_float(e, LEADER_LEASE_SECONDS, 10.0, lo=0.5, hi=600.0),
+            refresh_s=read_float(e, REFRESH_SECONDS, d.refresh_s, lo=0.0, hi=3600.0),
+            upstream_timeout_s=read_float(e, UPSTREAM_TIMEOUT_S, d.upstream_timeout_s, lo=0.1, hi=120.0),
+            max_body_bytes=read_int(e, MAX_BODY_BYTES, d.max_body_bytes, lo=1024, hi=256 * 1024 * 1024),
+            head_timeout_s=read_float(e, HEAD_TIMEOUT_S, d.head_timeout_s, lo=0.1, hi=3600.0),
+            body_timeout_s=read_float(e, BODY_TIMEOUT_S, d.body_timeout_s, lo=0.1, hi=3600.0),
+            max_connections=read_int(e, MAX_CONNECTIONS, d.max_connections, lo=16, hi=1 << 20),
+            store_wait_s=read_float(e, STORE_WAIT_S, d.store_wait_s, lo=0.0, hi=300.0),
+            job_deadline_s=read_float(e, JOB_DEADLINE_S, d.job_deadline_s, lo=1.0, hi=7 * 24 * 3600.0),
+            reconcile_s=read_float(e, RECONCILE_SECONDS, d.reconcile_s, lo=0.05, hi=600.0),
+            lease_s=read_float(e, LEADER_LEASE_SECONDS, d.lease_s, lo=0.5, hi=600.0),
             log_level=log_level,
             api_keys=parse_api_keys(read_optional(e, API_KEYS)),
+            model_origins=parse_model_origins(
+                read_optional(e, MODEL_ORIGINS), read_optional(e, BUCKET_ENDPOINT_URL)
+            ),
         )

@@ -9,18 +9,20 @@ or `{"error": …}` with no status at all: that is a finished job.
 KIE also signals the outcome without a state word: `callbackType` (`text`/`first` while the task
 runs, `complete`, `error`), `successFlag` (0 running, 1 done, 2/3 failed), or only the envelope's
 `code`/`msg` (`code: 200` is a finished task whose result is `data`; any other code a failure,
-`msg` saying why). The nodes are read in order: the one that held the task id, the root, the
+`msg` saying why). Every error comes out as the job-state document's `{"code", "message",
+"field"?}`. The nodes are read in order: the one that held the task id, the root, the
 root's `data`; the root need not be an object (an array or a JSON string holding one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, TypeGuard
 
-from orfeas.events import EventType
-from orfeas.status import JobStatus
+from orfeas_contract.events import EventType
+from orfeas_contract.job_state import error_info
+from orfeas_contract.status import JobStatus
 
 _WORDS: dict[str, JobStatus] = {
     # RunPod (and ours), case-insensitively
@@ -198,7 +200,7 @@ def _bare_result(node: Mapping[str, Any]) -> StatusUpdate | None:
     return None
 
 
-def _is_object(value: Any) -> bool:
+def _is_object(value: Any) -> TypeGuard[Mapping[str, Any]]:
     # dict first: parsed JSON is always dicts, and an ABC check costs ten times more.
     return type(value) is dict or isinstance(value, Mapping)
 
@@ -217,6 +219,12 @@ def interpret(provider: str, body: Any, container: Mapping[str, Any] | None) -> 
     data = root.get("data") if root is not None else None
     if _is_object(data) and data is not container:
         nodes.append(data)
+    return _with_error_info(_interpret(provider, root, nodes))
+
+
+def _interpret(
+    provider: str, root: Mapping[str, Any] | None, nodes: list[Mapping[str, Any]]
+) -> StatusUpdate | None:
     for node in nodes:
         update = _event_update(node) or _word_update(node)
         if update is not None:
@@ -228,3 +236,11 @@ def interpret(provider: str, body: Any, container: Mapping[str, Any] | None) -> 
     if root is not None and provider in ("runpod", "generic"):
         return _bare_result(root)
     return None
+
+
+def _with_error_info(update: StatusUpdate | None) -> StatusUpdate | None:
+    """Every reported error in the job-state document's shape, `{"code", "message", "field"?}`:
+    RunPod's string `error` (our `"<code>: <field>: <why>"`, or a provider's own text) included."""
+    if update is None or update.error is None:
+        return update
+    return replace(update, error=error_info(update.error))

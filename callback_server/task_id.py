@@ -53,9 +53,9 @@ def as_task_id(value: Any) -> str | None:
     if isinstance(value, int):
         value = str(value)
     if isinstance(value, str):
-        value = value.strip()
-        if _ID_RE.match(value):
-            return value
+        text: str = value.strip()
+        if _ID_RE.match(text):
+            return text
     return None
 
 

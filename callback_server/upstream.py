@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from callback_server.metrics import Metrics
-from orfeas.errors import OrfeasError
+from orfeas_contract.errors import OrfeasError
 
 
 class UpstreamError(OrfeasError):

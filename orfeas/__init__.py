@@ -20,7 +20,7 @@ _EXPORTS = {
     "JobRequest": "orfeas.request",
     "parse_request": "orfeas.request",
     "Settings": "orfeas.settings",
-    "JobStatus": "orfeas.status",
+    "JobStatus": "orfeas_contract.status",
 }
 
 __all__ = [
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from orfeas.errors import InvalidInput, OrfeasError
     from orfeas.request import JobRequest, parse_request
     from orfeas.settings import Settings
-    from orfeas.status import JobStatus
+    from orfeas_contract.status import JobStatus
 
 
 def __getattr__(name: str) -> Any:

@@ -1,116 +1,26 @@
-"""Every error ORFEAS raises on purpose, each with a stable `code` the CLI, the worker and the API return.
+"""The pipeline's error tree, which is the contract's (`orfeas_contract.errors`): the worker and the
+callback server return the same stable codes, so the tree lives where both can import it."""
 
-    OrfeasError                      code             meaning
-    ├── ConfigError (ValueError)     config_error     a setting is malformed; names the variable
-    ├── InvalidInput (ValueError)    invalid_input    the request is at fault; names the field
-    ├── BackendUnavailable           backend_unavailable  the asked backend is not installed here
-    ├── ModelUnavailable             model_unavailable    weights missing; names the model and path
-    ├── StageFailed                  stage_failed     a required stage could not produce its output
-    │   ├── StageTimeout (TimeoutError)  stage_timeout    a stage overran its time or the job deadline
-    │   └── OutOfMemory (MemoryError)    out_of_memory    the device ran out of memory (fatal)
-    └── StorageError (OSError)       storage_error    artifacts could not be stored or read
+from orfeas_contract.errors import (
+    BackendUnavailable,
+    ConfigError,
+    InvalidInput,
+    ModelUnavailable,
+    OrfeasError,
+    OutOfMemory,
+    StageFailed,
+    StageTimeout,
+    StorageError,
+)
 
-`str(error)` is `"<code>: <field or stage>: <message>"`, the text the worker returns as its error.
-Lower libraries' errors (PIL, trimesh, boto3, torch) are translated into these where they enter.
-"""
-
-from __future__ import annotations
-
-from typing import Any
-
-
-class OrfeasError(Exception):
-    """Base of every deliberate ORFEAS error."""
-
-    code: str = "internal_error"
-    #: A fatal error leaves the worker process in a doubtful state (device memory, a stuck thread):
-    #: the RunPod handler asks for the worker to be recycled after it.
-    fatal: bool = False
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-    def __str__(self) -> str:
-        where = f"{self.field}: " if self.field else ""
-        return f"{self.code}: {where}{self.message}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The error as the API returns it."""
-        data: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.field:
-            data["field"] = self.field
-        return data
-
-
-class ConfigError(OrfeasError, ValueError):
-    """A setting from the environment is malformed; `field` is the variable's name."""
-
-    code = "config_error"
-
-
-class InvalidInput(OrfeasError, ValueError):
-    """The request is at fault; `field` names the offending field (dotted path)."""
-
-    code = "invalid_input"
-
-
-class BackendUnavailable(OrfeasError):
-    """The requested backend cannot run in this installation (e.g. GPU extras missing)."""
-
-    code = "backend_unavailable"
-
-
-class ModelUnavailable(OrfeasError):
-    """Model weights are not where they were looked for."""
-
-    code = "model_unavailable"
-
-    def __init__(self, message: str, *, model: str, path: str | None = None) -> None:
-        super().__init__(message, field=model)
-        self.model = model
-        self.path = path
-
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        data["model"] = self.model
-        if self.path:
-            data["path"] = self.path
-        return data
-
-
-class StageFailed(OrfeasError):
-    """A required stage could not produce its output; `field` is the stage's name."""
-
-    code = "stage_failed"
-
-    def __init__(self, message: str, *, stage: str) -> None:
-        super().__init__(message, field=stage)
-        self.stage = stage
-
-    def to_dict(self) -> dict[str, Any]:
-        data = super().to_dict()
-        data["stage"] = data.pop("field")
-        return data
-
-
-class StageTimeout(StageFailed, TimeoutError):
-    """A stage overran its own time limit or the job's deadline."""
-
-    code = "stage_timeout"
-    # The overrunning stage may still be running in its thread: recycle the worker.
-    fatal = True
-
-
-class OutOfMemory(StageFailed, MemoryError):
-    """The device (or host) ran out of memory during a stage."""
-
-    code = "out_of_memory"
-    fatal = True
-
-
-class StorageError(OrfeasError, OSError):
-    """Artifacts could not be written to, or read from, the artifact store."""
-
-    code = "storage_error"
+__all__ = [
+    "BackendUnavailable",
+    "ConfigError",
+    "InvalidInput",
+    "ModelUnavailable",
+    "OrfeasError",
+    "OutOfMemory",
+    "StageFailed",
+    "StageTimeout",
+    "StorageError",
+]

@@ -124,16 +124,18 @@ class _Job:
             self.request.image, settings=self.settings, object_reader=self.p.object_reader
         )
         ctx.report(0.5)
-        return decode_image(data, max_pixels=self.settings.max_image_pixels)
+        image: Image.Image = decode_image(data, max_pixels=self.settings.max_image_pixels)
+        return image
 
     def _text_to_image(self, ctx: StageContext) -> Image.Image:
         assert self.request.prompt is not None
-        return self.p.backends.text_to_image().generate(self.request.prompt, ctx)
+        image: Image.Image = self.p.backends.text_to_image().generate(self.request.prompt, ctx)
+        return image
 
     def _remove_bg(self, image: Image.Image, ctx: StageContext) -> Cutout:
         from orfeas.sizes import check_subject
 
-        cutout = self.p.backends.background().remove(image, ctx)
+        cutout: Cutout = self.p.backends.background().remove(image, ctx)
         check_subject(cutout.mask, self.request.dimensions)  # before the shape is made
         return cutout
 
@@ -158,16 +160,20 @@ class _Job:
     def _texture(self, shape: ShapeResult, cutout: Cutout) -> trimesh.Trimesh:
         """Texture is optional: a failure degrades to the weights-free colours, then to none."""
         try:
-            return self._stage("texture", lambda ctx: self.p.backends.texture().apply(shape, cutout, ctx))
+            textured: trimesh.Trimesh = self._stage(
+                "texture", lambda ctx: self.p.backends.texture().apply(shape, cutout, ctx)
+            )
+            return textured
         except OutOfMemory:
             raise
         except OrfeasError as exc:
             self.warnings.append(f"texture degraded: {exc}")
         if self.settings.texture_backend != "vertex":
             try:
-                return self._stage(
+                coloured: trimesh.Trimesh = self._stage(
                     "texture", lambda ctx: self.p.backends.vertex_texture().apply(shape, cutout, ctx)
                 )
+                return coloured
             except OrfeasError as exc:
                 self.warnings.append(f"vertex colours skipped: {exc}")
         return shape.mesh
@@ -246,7 +252,8 @@ class _Job:
         if "error" in box:
             raise _translate(box["error"], name) from box["error"]
         ctx.report(1.0)
-        return box["value"]
+        value: T = box["value"]
+        return value
 
 
 def _translate(exc: BaseException, stage: str) -> BaseException:

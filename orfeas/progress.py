@@ -24,9 +24,6 @@ class ProgressEvent:
     fraction: float  # of the whole job, 0..1
     eta_seconds: float | None
 
-    def as_dict(self) -> dict[str, object]:
-        return {"stage": self.stage, "fraction": round(self.fraction, 4), "eta_seconds": self.eta_seconds}
-
 
 ProgressSink = Callable[[ProgressEvent], None]
 

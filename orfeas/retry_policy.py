@@ -73,7 +73,7 @@ class Backoff:
 STORAGE_BACKOFF = Backoff(attempts=5, initial_s=0.2, max_s=2.0, jitter_s=0.25)
 
 # Terminal webhooks: 5 tries, waiting at most 3 + 7 + 19 + 30 = 59 s in all, plus each try's own
-# request timeout (10 s). The worker stops at orfeas.webhooks.TERMINAL_BUDGET_S (5 s) in all,
+# request timeout (10 s). The worker stops at orfeas_worker.webhooks.TERMINAL_BUDGET_S (5 s) in all,
 # which leaves the first two tries: RunPod's own webhook and /status carry the result after that.
 TERMINAL_WEBHOOK_BACKOFF = Backoff(attempts=5, initial_s=2.0, max_s=30.0, exp_base=3.0, jitter_s=1.0)
 

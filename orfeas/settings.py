@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orfeas.envvars import (
+from orfeas.errors import ConfigError
+from orfeas_contract.envvars import (
     read_bool,
     read_choice,
     read_float,
@@ -19,8 +20,7 @@ from orfeas.envvars import (
     read_optional,
     read_str,
 )
-from orfeas.errors import ConfigError
-from orfeas.webhook_signing import check_secret
+from orfeas_contract.webhook_signing import ALLOW_PRIVATE_WEBHOOKS, WEBHOOK_SECRET, check_webhook_secret
 
 # Pipeline
 OUTPUT_DIR = "ORFEAS_OUTPUT_DIR"
@@ -36,9 +36,9 @@ BACKGROUND_BACKEND = "ORFEAS_BACKGROUND_BACKEND"
 TEXTURE_BACKEND = "ORFEAS_TEXTURE_BACKEND"
 # Worker
 CONCURRENCY = "ORFEAS_CONCURRENCY"
-WEBHOOK_SECRET = "ORFEAS_WEBHOOK_SECRET"
-ALLOW_PRIVATE_WEBHOOKS = "ORFEAS_ALLOW_PRIVATE_WEBHOOKS"
 LOG_LEVEL = "ORFEAS_LOG_LEVEL"
+# Set by RunPod on its workers: the endpoint progress updates go to (absent in local runs).
+RUNPOD_WEBHOOK_POST_OUTPUT = "RUNPOD_WEBHOOK_POST_OUTPUT"
 # Storage (RunPod's own names for the bucket credentials)
 BUCKET_ENDPOINT_URL = "BUCKET_ENDPOINT_URL"
 BUCKET_ACCESS_KEY_ID = "BUCKET_ACCESS_KEY_ID"
@@ -93,18 +93,6 @@ def parse_input_buckets(raw: str | None) -> tuple[str, ...]:
     return tuple(allowed)
 
 
-def check_webhook_secret(secret: str | None) -> None:
-    """ORFEAS_WEBHOOK_SECRET, checked when settings are built (the worker's and the callback
-    server's): one that cannot sign would otherwise fail, or sign with a key no receiver holds,
-    on every job and every callback."""
-    if secret is None:
-        return
-    try:
-        check_secret(secret)
-    except ValueError as exc:
-        raise ConfigError(str(exc), field=WEBHOOK_SECRET) from None
-
-
 @dataclass(frozen=True)
 class Settings:
     """Validated settings; build with `Settings.from_env()` (or pass a mapping in tests)."""
@@ -127,6 +115,8 @@ class Settings:
     webhook_secret: str | None = None
     allow_private_webhooks: bool = False
     log_level: str = "INFO"  # the worker's (handler.py); DEBUG shows boto3's and urllib3's requests
+    # RunPod's job endpoint for progress updates; None (local runs): progress goes to webhooks only.
+    runpod_progress_url: str | None = field(default=None, repr=False)
 
     bucket_endpoint_url: str | None = None
     bucket_access_key_id: str | None = None
@@ -155,46 +145,50 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         e = os.environ if env is None else env
+        d = cls()  # each default is written once, on its field
         model_dir = read_optional(e, MODEL_DIR)
         return cls(
-            output_dir=Path(read_str(e, OUTPUT_DIR, "output")),
-            default_size_mm=read_float(e, DEFAULT_SIZE_MM, 100.0, lo=1.0, hi=2000.0),
-            max_image_bytes=read_int(e, MAX_IMAGE_BYTES, 20 * 1024 * 1024, lo=1024),
-            max_image_pixels=read_int(e, MAX_IMAGE_PIXELS, 40_000_000, lo=64 * 64),
-            fetch_timeout_s=read_float(e, FETCH_TIMEOUT_S, 10.0, lo=0.1, hi=300.0),
+            output_dir=Path(read_str(e, OUTPUT_DIR, str(d.output_dir))),
+            default_size_mm=read_float(e, DEFAULT_SIZE_MM, d.default_size_mm, lo=1.0, hi=2000.0),
+            max_image_bytes=read_int(e, MAX_IMAGE_BYTES, d.max_image_bytes, lo=1024),
+            max_image_pixels=read_int(e, MAX_IMAGE_PIXELS, d.max_image_pixels, lo=64 * 64),
+            fetch_timeout_s=read_float(e, FETCH_TIMEOUT_S, d.fetch_timeout_s, lo=0.1, hi=300.0),
             input_buckets=parse_input_buckets(read_optional(e, INPUT_BUCKETS)),
-            job_timeout_s=read_float(e, JOB_TIMEOUT_S, 600.0, lo=1.0),
-            stage_timeout_s=read_float(e, STAGE_TIMEOUT_S, 300.0, lo=1.0),
+            job_timeout_s=read_float(e, JOB_TIMEOUT_S, d.job_timeout_s, lo=1.0),
+            stage_timeout_s=read_float(e, STAGE_TIMEOUT_S, d.stage_timeout_s, lo=1.0),
             auto_shape_backend=read_choice(
-                e, AUTO_SHAPE_BACKEND, "weights_free", frozenset({"weights_free", "hunyuan"})
+                e, AUTO_SHAPE_BACKEND, d.auto_shape_backend, frozenset({"weights_free", "hunyuan"})
             ),
             background_backend=read_choice(
-                e, BACKGROUND_BACKEND, "classic", frozenset({"classic", "segmentation"})
+                e, BACKGROUND_BACKEND, d.background_backend, frozenset({"classic", "segmentation"})
             ),
-            texture_backend=read_choice(e, TEXTURE_BACKEND, "vertex", frozenset({"vertex", "hunyuan_paint"})),
+            texture_backend=read_choice(
+                e, TEXTURE_BACKEND, d.texture_backend, frozenset({"vertex", "hunyuan_paint"})
+            ),
             concurrency=read_int(e, CONCURRENCY, 1, lo=1, hi=64),
             webhook_secret=read_optional(e, WEBHOOK_SECRET),
-            allow_private_webhooks=read_bool(e, ALLOW_PRIVATE_WEBHOOKS, False),
+            allow_private_webhooks=read_bool(e, ALLOW_PRIVATE_WEBHOOKS, d.allow_private_webhooks),
             log_level=read_choice(
-                e, LOG_LEVEL, "info", frozenset({"debug", "info", "warning", "error"})
+                e, LOG_LEVEL, d.log_level.lower(), frozenset({"debug", "info", "warning", "error"})
             ).upper(),
+            runpod_progress_url=read_optional(e, RUNPOD_WEBHOOK_POST_OUTPUT),
             bucket_endpoint_url=read_optional(e, BUCKET_ENDPOINT_URL),
             bucket_access_key_id=read_optional(e, BUCKET_ACCESS_KEY_ID),
             bucket_secret_access_key=read_optional(e, BUCKET_SECRET_ACCESS_KEY),
             s3_bucket=read_optional(e, S3_BUCKET),
-            s3_prefix=read_str(e, S3_PREFIX, "orfeas").strip("/"),
+            s3_prefix=read_str(e, S3_PREFIX, d.s3_prefix).strip("/"),
             s3_region=read_optional(e, S3_REGION),
-            presign_seconds=read_int(e, PRESIGN_SECONDS, 3600, lo=1, hi=7 * 24 * 3600),
+            presign_seconds=read_int(e, PRESIGN_SECONDS, d.presign_seconds, lo=1, hi=7 * 24 * 3600),
             model_dir=Path(model_dir) if model_dir else None,
-            hf_home=read_optional(e, HF_HOME) or _default_hf_home(),
-            hf_hub_offline=read_bool(e, HF_HUB_OFFLINE, False),
-            device=read_choice(e, DEVICE, "auto", frozenset({"auto", "cuda", "cpu"})),
-            dtype=read_choice(e, DTYPE, "auto", frozenset({"auto", "fp16", "bf16", "fp32"})),
-            eager_load=read_bool(e, EAGER_LOAD, False),
-            torch_compile=read_bool(e, TORCH_COMPILE, False),
-            flashvdm=read_bool(e, FLASHVDM, False),
+            hf_home=read_optional(e, HF_HOME) or d.hf_home,
+            hf_hub_offline=read_bool(e, HF_HUB_OFFLINE, d.hf_hub_offline),
+            device=read_choice(e, DEVICE, d.device, frozenset({"auto", "cuda", "cpu"})),
+            dtype=read_choice(e, DTYPE, d.dtype, frozenset({"auto", "fp16", "bf16", "fp32"})),
+            eager_load=read_bool(e, EAGER_LOAD, d.eager_load),
+            torch_compile=read_bool(e, TORCH_COMPILE, d.torch_compile),
+            flashvdm=read_bool(e, FLASHVDM, d.flashvdm),
             text_to_image_model=read_optional(e, TEXT_TO_IMAGE_MODEL),
-            shape_model=read_str(e, SHAPE_MODEL, "tencent/Hunyuan3D-2"),
+            shape_model=read_str(e, SHAPE_MODEL, d.shape_model),
             paint_model=read_optional(e, PAINT_MODEL),
             segmentation_model=read_optional(e, SEGMENTATION_MODEL),
         )

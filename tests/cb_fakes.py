@@ -253,3 +253,34 @@ class ServedApp:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         self.loop.close()
+
+
+class CbEnv:
+    """Apps the test serves (`serve`, `upstream` for a fake RunPod) and callback servers
+    (`harness`), all closed by `close`."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self._servers: list[TestServer] = []
+        self._harnesses: list[Harness] = []
+
+    async def serve(self, app: web.Application) -> TestServer:
+        server = TestServer(app)
+        await server.start_server()
+        self._servers.append(server)
+        return server
+
+    async def upstream(self, fake: FakeRunPod) -> str:
+        return str((await self.serve(fake.app())).make_url("")).rstrip("/")
+
+    async def harness(self, **kwargs: Any) -> Harness:
+        app_kwargs = {k: kwargs.pop(k) for k in ("clock", "db_path") if k in kwargs}
+        h = await start_harness(self.tmp_path, base_settings(**kwargs), **app_kwargs)
+        self._harnesses.append(h)
+        return h
+
+    async def close(self) -> None:
+        for h in self._harnesses:
+            await close_harness(h)
+        for server in self._servers:
+            await server.close()

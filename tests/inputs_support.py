@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 from PIL import Image
 
-from orfeas.netguard import Resolver, is_public_address
+from orfeas_contract.netguard import Resolver, is_public_address
 
 ROOT = Path(__file__).resolve().parents[1]
 EMBLEM = ROOT / "orfeas" / "samples" / "emblem.png"

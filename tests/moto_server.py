@@ -18,12 +18,6 @@ ACCESS_KEY = "testing-key"
 SECRET_KEY = "testing-secret"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def moto_s3() -> Iterator[str]:
     """Run moto's server on a free loopback port; yield its endpoint URL; stop it afterwards."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -23,6 +25,18 @@ def gone(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, 15 s for a graceful exit (a server drains its requests), then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def wait_gone(pid: int, timeout_s: float = 10.0) -> bool:
@@ -51,8 +65,8 @@ def python_child(code: str) -> list[str]:
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = (
     "--headless",
-    # Without it a screenshot waits for a frame that a still <model-viewer> (no auto-rotate)
-    # never draws, and Chromium 156 hangs until the timeout.
+    # Without it a screenshot waits for a frame that a still <model-viewer> (no auto-rotate) never
+    # draws, and Chromium 156 hangs until the timeout.
     "--run-all-compositor-stages-before-draw",
     "--no-sandbox",
     "--disable-gpu",
@@ -83,5 +97,5 @@ def run_chromium(args: list[str], profile: Path, timeout_s: float = 60.0) -> tup
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()  # after a timeout too: reaps it and closes its pipes
+        proc.wait()
     return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")

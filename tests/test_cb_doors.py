@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -26,9 +25,10 @@ import pytest_asyncio
 from aiohttp.test_utils import TestServer
 from standardwebhooks.webhooks import Webhook
 
-from orfeas.events import EventType, make_event
+from orfeas_contract.events import EventType, make_event
 from stack.processes import free_port
 from tests.cb_fakes import FakeRunPod
+from tests.stack_support import stop
 
 pytestmark = pytest.mark.asyncio  # each test about a second: run by default
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,13 +71,7 @@ def _process(
     try:
         yield proc, log
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop(proc)
 
 
 async def _up(base: str) -> None:

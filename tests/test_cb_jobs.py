@@ -22,6 +22,7 @@ from callback_server.auth import job_secret, job_token, master_key
 from callback_server.reconciler import reconcile_once
 from tests.cb_fakes import (
     API_KEY_LABEL,
+    CbEnv,
     FakeRunPod,
     Harness,
     WebhookSink,
@@ -46,28 +47,10 @@ class Clock:
 
 
 @pytest_asyncio.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Any]:
-    servers: list[TestServer] = []
-    harnesses: list[Harness] = []
-
-    class Env:
-        async def upstream(self, fake: FakeRunPod) -> str:
-            server = TestServer(fake.app())
-            await server.start_server()
-            servers.append(server)
-            return str(server.make_url("")).rstrip("/")
-
-        async def harness(self, **kwargs: Any) -> Harness:
-            app_kwargs = {k: kwargs.pop(k) for k in ("clock", "db_path") if k in kwargs}
-            h = await start_harness(tmp_path, base_settings(**kwargs), **app_kwargs)
-            harnesses.append(h)
-            return h
-
-    yield Env()
-    for h in harnesses:
-        await close_harness(h)
-    for server in servers:
-        await server.close()
+async def env(tmp_path: Path) -> AsyncIterator[CbEnv]:
+    cb = CbEnv(tmp_path)
+    yield cb
+    await cb.close()
 
 
 async def test_unknown_job_is_404(env):

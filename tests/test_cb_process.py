@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,17 +19,13 @@ import aiohttp
 import pytest
 
 from callback_server.store import LEADER_LEASE, open_store
+from stack.processes import free_port
 from tests.cb_fakes import API_KEY, API_KEY_LABEL, AUTH
+from tests.stack_support import stop
 from tests.store_support import PG_URL, PG_URL_ENV, reset_postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager
@@ -55,13 +50,7 @@ def server_process(db: Path | str, port: int, **env: str) -> Iterator[subprocess
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop(proc)
         if proc.stderr:
             proc.stderr.close()
 

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestServer
 from callback_server import deliveries
 from callback_server.decoding import _zstd_module
 from callback_server.store.base import Job, StatusEvent
-from orfeas.status import JobStatus
+from orfeas_contract.status import JobStatus
 from tests.cb_fakes import FakeRunPod, Harness, WebhookSink, base_settings, close_harness, start_harness
 from tests.store_support import BACKENDS, PG_URL, reset_postgres
 
@@ -170,7 +170,7 @@ async def test_any_body_bytes_are_stored_on_both_stores(harness, backend):
     for body in bodies:
         assert (await h.client.post("/callbacks/runpod", data=body)).status == 200
     assert [bytes(r["body"]) for r in await h.callback_rows()] == bodies
-    assert (await h.job("nul-1"))["error"] == "a\x00b"
+    assert (await h.job("nul-1"))["error"] == {"code": "provider_error", "message": "a\x00b"}
 
 
 @pytest.mark.parametrize("field", ["webhook", "idempotency_key"])

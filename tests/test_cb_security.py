@@ -14,7 +14,6 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.test_utils import TestServer
 
 from callback_server.api_keys import match_key
 from callback_server.auth import job_token, master_key, new_ref
@@ -23,34 +22,25 @@ from callback_server.outbound import PinnedResolver, RefusedAddress
 from callback_server.settings import ApiKey, ServerSettings, parse_api_keys
 from callback_server.store.base import ApplyOutcome, Delivery, Job, StatusEvent, plan_event
 from orfeas.errors import ConfigError
-from orfeas.status import JobStatus
-from tests.cb_fakes import FakeRunPod, Harness, WebhookSink, base_settings, close_harness, start_harness
+from orfeas_contract.status import JobStatus
+from tests.cb_fakes import (
+    CbEnv,
+    FakeRunPod,
+    Harness,
+    WebhookSink,
+    base_settings,
+    close_harness,
+    start_harness,
+)
 
 TOKEN = "master-token-0123456789abcdef"
 
 
 @pytest_asyncio.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Any]:
-    servers: list[TestServer] = []
-    harnesses: list[Harness] = []
-
-    class Env:
-        async def serve(self, app: Any) -> TestServer:
-            server = TestServer(app)
-            await server.start_server()
-            servers.append(server)
-            return server
-
-        async def harness(self, **kwargs: Any) -> Harness:
-            h = await start_harness(tmp_path, base_settings(**kwargs))
-            harnesses.append(h)
-            return h
-
-    yield Env()
-    for h in harnesses:
-        await close_harness(h)
-    for server in servers:
-        await server.close()
+async def env(tmp_path: Path) -> AsyncIterator[CbEnv]:
+    cb = CbEnv(tmp_path)
+    yield cb
+    await cb.close()
 
 
 def test_an_event_bound_to_another_ref_changes_nothing():

@@ -101,3 +101,8 @@ def test_a_webhook_secret_that_cannot_sign_fails_at_start():
             ServerSettings.from_env({"ORFEAS_WEBHOOK_SECRET": short})
         assert info.value.field == "ORFEAS_WEBHOOK_SECRET"
         assert "at least 24" in str(info.value)
+
+
+def test_an_empty_environment_gives_the_fields_defaults():
+    """Every default is the dataclass field's: from_env of nothing equals ServerSettings()."""
+    assert ServerSettings.from_env({}) == ServerSettings()

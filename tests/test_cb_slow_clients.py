@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import resource
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -19,16 +18,12 @@ from pathlib import Path
 import pytest
 
 from callback_server.connections import RESERVED_FDS, RateLimitedErrors, connection_cap
+from stack.processes import free_port
+from tests.stack_support import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 FD_LIMIT = 256
 HALF_SENT = b"POST /callbacks/runpod HTTP/1.1\r\nHost: attacker\r\nContent-Length: 10"  # no end
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _low_descriptor_limit() -> None:
@@ -39,7 +34,7 @@ def _low_descriptor_limit() -> None:
 @contextmanager
 def limited_server(tmp_path: Path, **env: str) -> Iterator[tuple[int, Path, Path]]:
     """`python -m callback_server` under a 256-descriptor limit; yields (port, db, log file)."""
-    port = _free_port()
+    port = free_port()
     db = tmp_path / "cb.db"
     log = tmp_path / "server.log"
     full_env = {
@@ -62,12 +57,7 @@ def limited_server(tmp_path: Path, **env: str) -> Iterator[tuple[int, Path, Path
             _wait_until_up(port)
             yield port, db, log
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            stop(proc)
 
 
 def _request(port: int, raw: bytes, timeout: float = 5.0) -> bytes:

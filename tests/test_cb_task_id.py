@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from callback_server.payload import MAX_PARSE_DEPTH, parse_body
 from callback_server.status_map import interpret
 from callback_server.task_id import MAX_DEPTH, extract_task_id
-from orfeas.status import JobStatus
+from orfeas_contract.status import JobStatus
 
 CASES = [
     # (provider, body, query, headers, expected id)
@@ -91,9 +91,9 @@ def test_status_mapping(provider, body, status):
 
 
 def test_kie_failure_keeps_its_message_and_worker_progress_is_kept():
-    """A KIE failure carries failMsg as the error; a worker progress event keeps its progress dict."""
+    """A KIE failure carries failMsg as the error's message; a worker progress event keeps its progress."""
     body = {"data": {"taskId": "a", "state": "fail", "failMsg": "bad prompt"}}
-    assert interpret("kie", body, body["data"]).error == "bad prompt"
+    assert interpret("kie", body, body["data"]).error == {"code": "provider_error", "message": "bad prompt"}
     event = {"type": "progress", "job_id": "a", "status": "IN_PROGRESS", "progress": {"stage": "shape"}}
     assert interpret("orfeas", event, event).progress == {"stage": "shape"}
 

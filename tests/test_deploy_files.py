@@ -22,7 +22,7 @@ from packaging.version import Version
 
 from orfeas import settings as settings_module
 from orfeas.settings import Settings
-from orfeas.worker_input import parse_worker_input
+from orfeas_worker.job_input import parse_worker_input
 
 ROOT = Path(__file__).resolve().parent.parent
 # requirements-dev.txt holds the test and lint tools: never in the image.
@@ -186,7 +186,15 @@ def test_dockerignore_keeps_what_the_image_needs():
         if line.strip() and not line.startswith("#")
     ]
     assert {".git", ".venv", "tests"} <= set(patterns)
-    for needed in ["orfeas", "handler.py", "test_input.json", "requirements.txt", "requirements-gpu.txt"]:
+    for needed in [
+        "orfeas",
+        "orfeas_contract",
+        "orfeas_worker",
+        "handler.py",
+        "test_input.json",
+        "requirements.txt",
+        "requirements-gpu.txt",
+    ]:
         assert not any(fnmatch.fnmatch(needed, p) for p in patterns), needed
 
 

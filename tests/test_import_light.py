@@ -48,7 +48,7 @@ def test_package_names_resolve_on_first_use():
     """`orfeas.parse_request` and the other exported names resolve lazily to their modules' objects."""
     import orfeas
     from orfeas.request import parse_request
-    from orfeas.status import JobStatus
+    from orfeas_contract.status import JobStatus
 
     assert orfeas.parse_request is parse_request
     assert orfeas.JobStatus is JobStatus

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import re
-import socket
 from collections.abc import Iterator
 
 import pytest
@@ -12,8 +11,9 @@ import pytest
 from orfeas.errors import InvalidInput
 from orfeas.inputs.fetch import fetch_https, parse_https_url
 from orfeas.inputs.sources import read_image_source
-from orfeas.netguard import is_public_address
 from orfeas.settings import Settings
+from orfeas_contract.netguard import is_public_address
+from stack.processes import free_port
 from tests.inputs_support import (
     EMBLEM,
     Certificate,
@@ -185,9 +185,7 @@ def test_untrusted_certificate_is_refused(server: PictureServer) -> None:
 
 def test_closed_port_and_unknown_name(certificate: Certificate) -> None:
     """A refused connection and a name that does not resolve are input errors, not crashes."""
-    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
-        probe.bind(("127.0.0.1", 0))
-        state = PictureServer(port=probe.getsockname()[1])
+    state = PictureServer(port=free_port())  # a port that was free a moment ago: nothing listens there
     with pytest.raises(InvalidInput, match="cannot fetch"):
         fetch(state, certificate, state.url("/emblem.png"))
     with pytest.raises(InvalidInput, match=re.escape("cannot resolve host 'nowhere.test'")):

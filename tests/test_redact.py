@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from orfeas.redact import REDACTED, RedactingFilter, install_redaction, redact
+from orfeas_contract.redact import REDACTED, RedactingFilter, install_redaction, redact
 from tests.moto_server import ACCESS_KEY, REGION, SECRET_KEY, s3_client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +82,7 @@ def test_the_workers_debug_output_of_presigned_urls_is_redacted(s3_endpoint: str
     s3_client(s3_endpoint).create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
     script = """
 import hashlib, logging, urllib3
-from orfeas.redact import configure_logging
+from orfeas_contract.redact import configure_logging
 from orfeas.settings import Settings
 from orfeas.storage.s3 import S3Store
 from orfeas.types import Artifact

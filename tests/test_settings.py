@@ -85,3 +85,8 @@ def test_worker_log_level():
     with pytest.raises(ConfigError) as info:
         Settings.from_env({"ORFEAS_LOG_LEVEL": "loud"})
     assert info.value.field == "ORFEAS_LOG_LEVEL"
+
+
+def test_an_empty_environment_gives_the_fields_defaults():
+    """Every default is the dataclass field's: from_env of nothing equals Settings()."""
+    assert Settings.from_env({}) == Settings()

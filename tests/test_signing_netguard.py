@@ -6,8 +6,8 @@ import pytest
 import standardwebhooks
 
 from orfeas.errors import InvalidInput
-from orfeas.netguard import is_public_address, resolve_public
-from orfeas.webhook_signing import signature_headers, verify
+from orfeas_contract.netguard import is_public_address, resolve_public
+from orfeas_contract.webhook_signing import signature_headers, verify
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 
@@ -115,7 +115,7 @@ def test_secrets_decode_as_the_reference_library_decodes_them_both_ways(secret):
     verifies, with and without the whsec_ prefix, padded or not."""
     from datetime import UTC, datetime
 
-    from orfeas.webhook_signing import check_secret
+    from orfeas_contract.webhook_signing import check_secret
 
     assert check_secret(secret) == secret
     body = b'{"type":"progress","job_id":"j9"}'
@@ -136,7 +136,7 @@ def test_secrets_decode_as_the_reference_library_decodes_them_both_ways(secret):
 )
 def test_secrets_under_24_bytes_or_not_base64_are_refused(secret):
     """A secret whose key is under 24 bytes (or that does not decode) cannot be used."""
-    from orfeas.webhook_signing import check_secret
+    from orfeas_contract.webhook_signing import check_secret
 
     with pytest.raises(ValueError, match=r"at least 24|not base64|non-empty"):
         check_secret(secret)
@@ -144,7 +144,7 @@ def test_secrets_under_24_bytes_or_not_base64_are_refused(secret):
 
 def test_a_rejected_signature_says_why():
     """rejection() names the reason: missing header, malformed or stale timestamp, bad signature."""
-    from orfeas.webhook_signing import rejection
+    from orfeas_contract.webhook_signing import rejection
 
     body = b'{"a":1}'
     good = signature_headers(SECRET, "m1", body, timestamp=1_000_000)

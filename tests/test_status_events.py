@@ -2,8 +2,8 @@
 
 import pytest
 
-from orfeas.events import EventType, make_event
-from orfeas.status import JobStatus
+from orfeas_contract.events import EventType, make_event
+from orfeas_contract.status import JobStatus
 
 
 def test_terminal_states_are_exactly_the_four_endings():
@@ -37,11 +37,13 @@ def test_status_is_its_runpod_name_as_text():
 
 
 def test_completed_event_carries_output_and_terminal_status():
-    """A completed event has status COMPLETED and the output, and no error key."""
+    """A completed event is the job-state document: status COMPLETED, the output, a null error."""
     event = make_event(EventType.COMPLETED, "job-1", output={"meshes": {}})
     assert event == {
         "type": "completed",
+        "id": "job-1",
         "job_id": "job-1",
+        "error": None,
         "status": "COMPLETED",
         "progress": None,
         "output": {"meshes": {}},
@@ -53,6 +55,6 @@ def test_completed_event_carries_output_and_terminal_status():
 def test_event_refuses_output_on_a_failure():
     """Output belongs to completed events and error to failed ones; mixing them is refused."""
     with pytest.raises(ValueError, match="output"):
-        make_event(EventType.FAILED, "j", output={}, error={"code": "x"})
+        make_event(EventType.FAILED, "j", output={}, error={"code": "x", "message": "y"})
     with pytest.raises(ValueError, match="error"):
         make_event(EventType.FAILED, "j")

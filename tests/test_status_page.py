@@ -28,19 +28,18 @@ from callback_server.routes_page import (
     STATIC_DIR,
     add_page_routes,
     content_security_policy,
-    model_origins,
 )
 from callback_server.runtime import RUNTIME
 from callback_server.settings import ApiKey, ServerSettings
 from callback_server.store import open_store
 from callback_server.store.base import Job, StatusEvent
 from orfeas.errors import ConfigError
-from orfeas.status import JobStatus
+from orfeas_contract.status import JobStatus
 from stack.processes import free_port
 from tests.cb_fakes import API_KEY, API_KEY_LABEL
 from tests.moto_server import s3_client
+from tests.stack_support import CHROMIUM, CHROMIUM_FLAGS
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 BUCKET = "status-page"
 
@@ -118,7 +117,7 @@ async def _put_jobs(app: web.Application, glb_url: str, glb: bytes) -> None:
 
 
 @pytest_asyncio.fixture
-async def page(tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Page]:
+async def page(tmp_path: Path, s3_endpoint: str) -> AsyncIterator[Page]:
     client: Any = s3_client(s3_endpoint)
     glb = _glb_bytes()
     client.create_bucket(Bucket=BUCKET)
@@ -129,13 +128,16 @@ async def page(tmp_path: Path, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
         "get_object", Params={"Bucket": BUCKET, "Key": "jobs/page-done/model.glb"}, ExpiresIn=600
     )
     settings = replace(
-        ServerSettings(), host="127.0.0.1", port=0, lease_s=3.0, api_keys=(ApiKey(API_KEY_LABEL, API_KEY),)
+        ServerSettings.from_env({"ORFEAS_PAGE_MODEL_ORIGINS": s3_endpoint}),
+        host="127.0.0.1",
+        port=0,
+        lease_s=3.0,
+        api_keys=(ApiKey(API_KEY_LABEL, API_KEY),),
     )
     store = open_store(f"sqlite:///{tmp_path / 'page.db'}")
-    monkeypatch.setenv("ORFEAS_PAGE_MODEL_ORIGINS", s3_endpoint)  # read once, when the app is made
     app = create_app(settings, store)
     if not any(resource.canonical == "/" for resource in app.router.resources()):
-        add_page_routes(app)  # an app without the page wired in
+        add_page_routes(app, settings.model_origins)  # an app without the page wired in
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -213,16 +215,21 @@ async def test_s3_server_allows_the_page_to_fetch_the_model(page: Page) -> None:
 
 
 def test_model_origins_come_from_the_environment() -> None:
-    assert model_origins({"ORFEAS_PAGE_MODEL_ORIGINS": "http://127.0.0.1:9000/x, https://r2.example"}) == [
+    """The page's mesh origins are read by the settings: listed, else the bucket's, else https."""
+
+    def origins(env: dict[str, str]) -> tuple[str, ...]:
+        return ServerSettings.from_env(env).model_origins
+
+    assert origins({"ORFEAS_PAGE_MODEL_ORIGINS": "http://127.0.0.1:9000/x, https://r2.example"}) == (
         "http://127.0.0.1:9000",
         "https://r2.example",
-    ]
-    assert model_origins({"BUCKET_ENDPOINT_URL": "http://minio:9000"}) == ["http://minio:9000"]
-    assert model_origins({}) == ["https:"]
+    )
+    assert origins({"BUCKET_ENDPOINT_URL": "http://minio:9000"}) == ("http://minio:9000",)
+    assert origins({}) == ("https:",)
     with pytest.raises(ConfigError) as caught:
-        model_origins({"ORFEAS_PAGE_MODEL_ORIGINS": "ftp://x"})
+        origins({"ORFEAS_PAGE_MODEL_ORIGINS": "ftp://x"})
     assert caught.value.field == "ORFEAS_PAGE_MODEL_ORIGINS"
-    policy = content_security_policy(["http://s3.local:9000"])
+    policy = content_security_policy(("http://s3.local:9000",))
     assert "connect-src 'self' http://s3.local:9000 blob: data:" in policy
 
 
@@ -253,21 +260,7 @@ async def _chromium(args: list[str], timeout_s: float = 60.0) -> tuple[int, str,
 )
 async def test_page_renders_jobs_and_preview_in_chromium(page: Page, tmp_path: Path) -> None:
     shot = tmp_path / "status-page.png"
-    common = [
-        "--headless",
-        # Without it a screenshot waits for a frame that a still <model-viewer> (no auto-rotate)
-        # never draws, and Chromium 156 hangs until the timeout.
-        "--run-all-compositor-stages-before-draw",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,900",
-        "--virtual-time-budget=5000",
-    ]
+    common = list(CHROMIUM_FLAGS)
     # Without a key the shell loads and shows no job, only the form that asks for one.
     rc, dom, err = await _chromium(
         [*common, f"--user-data-dir={tmp_path / 'profile-nokey'}", "--dump-dom", page.url + "/?wait=0"]

@@ -9,8 +9,14 @@ import pytest
 
 from orfeas.errors import InvalidInput, StorageError
 from orfeas.settings import Settings
-from orfeas.storage import LocalStore, open_store, put_all
+from orfeas.storage import LocalStore, Uploads, open_artifact_store
 from orfeas.types import Artifact
+
+
+def _store_all(store, job_id, artifacts):
+    """Every mesh of a job stored in parallel, as the worker does."""
+    with Uploads(store, job_id) as uploads:
+        return uploads.results(artifacts)
 
 
 def _artifact(fmt: str, data: bytes) -> Artifact:
@@ -20,7 +26,7 @@ def _artifact(fmt: str, data: bytes) -> Artifact:
 def test_meshes_are_written_under_deterministic_paths_with_file_urls(tmp_path):
     """Each mesh goes to {root}/{prefix}/{job}/model.{fmt}; the URL is that file's file:// URL."""
     store = LocalStore(tmp_path, prefix="out")
-    stored = put_all(
+    stored = _store_all(
         store, "job-1", {"stl": _artifact("stl", b"solid a"), "obj": _artifact("obj", b"v 0 0 0")}
     )
     for fmt, item in stored.items():
@@ -59,6 +65,6 @@ def test_s3_pictures_need_a_bucket(tmp_path):
 
 def test_open_store_picks_the_local_store_without_a_bucket(tmp_path):
     """No ORFEAS_S3_BUCKET: the output directory store, rooted at ORFEAS_OUTPUT_DIR."""
-    store = open_store(Settings(output_dir=tmp_path))
+    store = open_artifact_store(Settings(output_dir=tmp_path))
     assert isinstance(store, LocalStore)
     assert store.root == tmp_path.resolve()

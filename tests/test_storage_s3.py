@@ -12,7 +12,7 @@ import pytest
 from orfeas.errors import InvalidInput, StorageError
 from orfeas.retry_policy import Backoff
 from orfeas.settings import Settings
-from orfeas.storage import put_all
+from orfeas.storage import Uploads
 from orfeas.storage.s3 import S3Store
 from orfeas.types import Artifact
 from tests.moto_server import ACCESS_KEY, REGION, SECRET_KEY, FaultPlan, FlakyProxy, s3_client
@@ -25,6 +25,12 @@ TYPES = {
     "ply": "application/ply",
     "3mf": "model/3mf",
 }
+
+
+def _store_all(store, job_id, artifacts):
+    """Every mesh of a job stored in parallel, as the worker does."""
+    with Uploads(store, job_id) as uploads:
+        return uploads.results(artifacts)
 
 
 def _artifact(fmt: str, size: int = 4096, seed: int = 0) -> Artifact:
@@ -68,7 +74,7 @@ def test_every_format_lands_under_its_deterministic_key_with_type_and_checksums(
     """Each mesh lands at {prefix}/{job_id}/model.{fmt} with content type, SHA-256 checksum and metadata."""
     store = _store(s3_endpoint, bucket)
     artifacts = {fmt: _artifact(fmt) for fmt in TYPES}
-    stored = put_all(store, "job-abc", artifacts)
+    stored = _store_all(store, "job-abc", artifacts)
     assert _keys(s3_endpoint, bucket) == sorted(f"meshes/job-abc/model.{fmt}" for fmt in TYPES)
     client = s3_client(s3_endpoint)
     for fmt, art in artifacts.items():
@@ -98,9 +104,9 @@ def test_presigned_urls_download_the_exact_bytes_over_http(s3_endpoint, bucket):
 def test_a_retried_job_overwrites_its_own_objects(s3_endpoint, bucket):
     """Running the same job id twice leaves exactly one object per format, holding the second run's bytes."""
     store = _store(s3_endpoint, bucket)
-    put_all(store, "job-retry", {f: _artifact(f, seed=1) for f in ("glb", "stl")})
+    _store_all(store, "job-retry", {f: _artifact(f, seed=1) for f in ("glb", "stl")})
     second = {f: _artifact(f, seed=2) for f in ("glb", "stl")}
-    put_all(store, "job-retry", second)
+    _store_all(store, "job-retry", second)
     assert _keys(s3_endpoint, bucket) == ["meshes/job-retry/model.glb", "meshes/job-retry/model.stl"]
     got = s3_client(s3_endpoint).get_object(Bucket=bucket, Key="meshes/job-retry/model.stl")
     assert got["Body"].read() == second["stl"].data
@@ -127,7 +133,7 @@ def test_throttling_and_broken_connections_are_retried(s3_endpoint, bucket, mode
     plan = FaultPlan(count=2, mode=mode)
     with FlakyProxy(s3_endpoint, plan) as proxy:
         store = _store(proxy.endpoint, bucket)
-        stored = put_all(store, "job-flaky", {f: _artifact(f) for f in ("glb", "stl")})
+        stored = _store_all(store, "job-flaky", {f: _artifact(f) for f in ("glb", "stl")})
     assert len([s for s in plan.seen if s[2] == "fault"]) == 2
     assert _keys(s3_endpoint, bucket) == ["meshes/job-flaky/model.glb", "meshes/job-flaky/model.stl"]
     assert stored["glb"].sha256 == _artifact("glb").sha256

@@ -9,7 +9,7 @@ import pytest
 from callback_server.store import StatusEvent
 from callback_server.store.postgres import PostgresStore
 from orfeas.errors import StorageError
-from orfeas.status import JobStatus
+from orfeas_contract.status import JobStatus
 from tests.store_support import PG_URL, PG_URL_ENV, reset_postgres
 
 pytestmark = pytest.mark.asyncio

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from callback_server.store import ApplyOutcome, Job, StatusEvent, plan_event
 from callback_server.store.base import scoped_to_attempt
 from callback_server.store.sqlite import SqliteStore
-from orfeas.status import JobStatus
+from orfeas_contract.status import JobStatus
 
 events = st.builds(
     StatusEvent,

@@ -13,7 +13,7 @@ import pytest_asyncio
 from callback_server.store import LEADER_LEASE, Job, StaleEpoch
 from callback_server.store.sqlite import SqliteStore
 from orfeas.errors import StorageError
-from orfeas.status import JobStatus
+from orfeas_contract.status import JobStatus
 
 pytestmark = pytest.mark.asyncio
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from callback_server.settings import ServerSettings
 from callback_server.store import DatabaseUrl, open_store, parse_database_url
 from callback_server.store.sqlite import SqliteStore
 from orfeas.errors import ConfigError
@@ -65,19 +66,16 @@ def test_password_is_not_echoed() -> None:
     assert "hunter2" not in str(info.value)
 
 
-def test_open_store_reads_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Without a URL, open_store uses $DATABASE_URL, else the default SQLite file."""
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/env.db")
-    store = open_store()
+def test_the_store_is_the_one_database_url_names(tmp_path: Path) -> None:
+    """DATABASE_URL (read by the settings) names the store; unset, it is the default SQLite file."""
+    store = open_store(ServerSettings.from_env({"DATABASE_URL": f"sqlite:///{tmp_path}/env.db"}).database_url)
     assert isinstance(store, SqliteStore)
     assert store.path == f"{tmp_path}/env.db"
-    monkeypatch.delenv("DATABASE_URL")
-    default = open_store()
+    default = open_store(ServerSettings.from_env({}).database_url)
     assert isinstance(default, SqliteStore)
     assert default.path == "./callback_server.db"
-    monkeypatch.setenv("DATABASE_URL", "redis://nope")
     with pytest.raises(ConfigError):
-        open_store()
+        open_store("redis://nope")
 
 
 def test_asyncpg_is_imported_only_for_postgresql() -> None:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
 import time
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
 from orfeas.errors import InvalidInput
-from orfeas.events import EventType
 from orfeas.retry_policy import TERMINAL_WEBHOOK_BACKOFF, Backoff
-from orfeas.webhooks import WebhookSender, parse_webhook
+from orfeas_contract.events import EventType
+from orfeas_worker.webhooks import WebhookSender, parse_webhook
+from stack.processes import free_port
+from tests.receivers import serve_receiver
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 FAST = Backoff(attempts=5, initial_s=0.01, max_s=0.05, jitter_s=0.01)
@@ -49,7 +50,9 @@ def test_terminal_event_survives_a_receiver_that_fails_twice(webhook_receiver):
         body = _verified(received)
         assert body == {
             "type": "completed",
+            "id": "job-1",
             "job_id": "job-1",
+            "error": None,
             "attempt": hooks.attempt,
             "status": "COMPLETED",
             "progress": None,
@@ -73,9 +76,7 @@ def test_a_permanent_refusal_is_not_retried(webhook_receiver, status):
 
 def test_an_unreachable_receiver_costs_bounded_tries_and_never_raises():
     """Connection refused on every try: all tries are spent, the error is recorded, nothing is raised."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed when the block ends: nothing listens there
+    port = free_port()  # a port that was free a moment ago: nothing listens there
     hooks = _sender().for_job(_target(f"http://127.0.0.1:{port}/x"), "job-3")
     delivery = hooks.finish(EventType.COMPLETED, output={})
     assert delivery is not None
@@ -332,49 +333,28 @@ def _tls_files(tmp_path, name):
 
 @pytest.fixture
 def tls_receiver(tmp_path):
-    """HTTPS receiver on loopback with a certificate for hooks.example.test; yields (port, CA file, hits)."""
-    import http.server
+    """HTTPS receiver on loopback, its certificate for hooks.example.test; yields (port, CA, receiver)."""
     import ssl
-    import threading
 
     ca, cert, key = _tls_files(tmp_path, "hooks.example.test")
-    hits = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def log_message(self, format, *args):
-            pass
-
-        def do_POST(self):
-            hits.append((self.headers["Host"], self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], ca, hits
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_receiver(default_status=204, tls=context) as receiver:
+        yield receiver.port, ca, receiver
 
 
 def test_https_to_the_pinned_address_checks_the_certificate_name(tls_receiver):
     """Over TLS the pinned connection presents and verifies the URL's name; a name the cert lacks fails."""
-    from orfeas.webhooks import PinnedTransport
+    from orfeas_worker.webhooks import PinnedTransport
 
-    port, ca, hits = tls_receiver
+    port, ca, receiver = tls_receiver
     sender = WebhookSender(transport=PinnedTransport(ca_certs=ca), backoff=FAST, terminal_timeout_s=2.0)
     loopback = lambda host, p: ["127.0.0.1"]  # noqa: E731
     good = parse_webhook(f"https://hooks.example.test:{port}/cb", allow_private=True, resolver=loopback)
     delivery = sender.for_job(good, "job-tls").finish(EventType.COMPLETED, output={})
     assert delivery is not None
     assert delivery.delivered
-    assert hits[0][0] == f"hooks.example.test:{port}"
+    assert receiver.requests[0].headers["Host"] == f"hooks.example.test:{port}"
     wrong = parse_webhook(f"https://other.example.test:{port}/cb", allow_private=True, resolver=loopback)
     refused = sender.for_job(wrong, "job-tls-wrong")
     result = refused.finish(EventType.COMPLETED, output={})
@@ -382,4 +362,4 @@ def test_https_to_the_pinned_address_checks_the_certificate_name(tls_receiver):
     assert not result.delivered
     assert result.attempts == 1  # a wrong certificate is not retried
     assert "certificate" in (result.error or "").lower() or "hostname" in (result.error or "").lower()
-    assert len(hits) == 1
+    assert len(receiver.requests) == 1

@@ -26,7 +26,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.moto_server import ACCESS_KEY, REGION, SECRET_KEY, free_port, s3_client
+from stack.processes import free_port
+from tests.moto_server import ACCESS_KEY, REGION, SECRET_KEY, s3_client
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

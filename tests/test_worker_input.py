@@ -6,7 +6,7 @@ import pytest
 
 from orfeas.errors import InvalidInput
 from orfeas.settings import Settings
-from orfeas.worker_input import parse_worker_input, webhook_of_bad_input
+from orfeas_worker.job_input import parse_worker_input, webhook_of_bad_input
 
 PUBLIC = lambda host, port: ["93.184.216.34"]  # noqa: E731
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

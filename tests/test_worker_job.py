@@ -24,8 +24,8 @@ from orfeas.settings import Settings
 from orfeas.storage import LocalStore
 from orfeas.storage.s3 import S3Store
 from orfeas.types import Artifact, MeshStats, PipelineResult
-from orfeas.webhooks import WebhookSender
-from orfeas.worker_job import Throttle, Worker, worker_concurrency
+from orfeas_worker.job import Throttle, Worker, worker_concurrency
+from orfeas_worker.webhooks import WebhookSender
 from tests.moto_server import ACCESS_KEY, REGION, SECRET_KEY, FaultPlan, FlakyProxy, s3_client
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -7,14 +7,12 @@ PostgreSQL URL is used, so `import callback_server.store` stays light.
 
 from __future__ import annotations
 
-import os
-
+from callback_server.settings import ServerSettings
 from callback_server.store.base import (
     LEADER_LEASE,
     ApplyOutcome,
     Delivery,
     Job,
-    Lease,
     RecordedCallback,
     StaleEpoch,
     StatusEvent,
@@ -22,17 +20,14 @@ from callback_server.store.base import (
     StoredCallback,
     plan_event,
 )
-from callback_server.store.url import DATABASE_URL, DEFAULT_DATABASE_URL, DatabaseUrl, parse_database_url
+from callback_server.store.url import DatabaseUrl, parse_database_url
 
 __all__ = [
-    "DATABASE_URL",
-    "DEFAULT_DATABASE_URL",
     "LEADER_LEASE",
     "ApplyOutcome",
     "DatabaseUrl",
     "Delivery",
     "Job",
-    "Lease",
     "RecordedCallback",
     "StaleEpoch",
     "StatusEvent",
@@ -44,14 +39,12 @@ __all__ = [
 ]
 
 
-def open_store(url: str | None = None, *, max_body_bytes: int = 8 * 1024 * 1024) -> Store:
-    """The store `url` names (None: $DATABASE_URL, else the default SQLite file); not yet opened.
+def open_store(url: str, *, max_body_bytes: int = ServerSettings.max_body_bytes) -> Store:
+    """The store `url` names (ServerSettings.database_url, DATABASE_URL); not yet opened.
 
     Raises ConfigError (field DATABASE_URL) for a malformed URL. Bodies longer than
     `max_body_bytes` are stored truncated (their full size is kept beside them).
     """
-    if url is None:
-        url = os.environ.get(DATABASE_URL) or DEFAULT_DATABASE_URL
     parsed = parse_database_url(url)
     if parsed.kind == "sqlite":
         from callback_server.store.sqlite import SqliteStore

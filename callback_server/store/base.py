@@ -7,7 +7,7 @@ Rules every implementation keeps:
 - Leader-only writes pass the leader's `epoch`; a write with an epoch older than the lease's
   current one changes nothing (returns False / raises StaleEpoch).
 - No method blocks the event loop.
-- Errors of the database drivers are translated into `orfeas.errors.StorageError` (field
+- Errors of the database drivers are translated into `orfeas_contract.errors.StorageError` (field
   DATABASE_URL) where they enter; `StaleEpoch` is the one other error a method raises.
 
 The rules of `apply_event` live once, in `plan_event` below, and both stores call it inside the
@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-from orfeas.status import JobStatus
+from orfeas_contract.job_state import ApiJob, error_info
+from orfeas_contract.status import JobStatus
 
 #: The lease the callback server's leader holds; leader-only writes check their epoch against it.
 LEADER_LEASE = "leader"
@@ -68,16 +69,18 @@ class Job:
     # The last callback that named this job: {"provider", "at", "status"} (its own status word).
     last_callback: dict[str, Any] | None = None
 
-    def to_api(self) -> dict[str, Any]:
+    def to_api(self) -> ApiJob:
+        """The job-state document as the API shows it (orfeas_contract.job_state.ApiJob)."""
         return {
             "id": self.id,
-            "status": self.status.value,
-            "progress": self.progress,
+            "status": self.status,
+            "progress": self.progress,  # type: ignore[typeddict-item]  # stored as the callback sent it
             "output": self.output,
-            "error": self.error,
+            # A row written before errors were documents may hold a string.
+            "error": error_info(self.error),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
-            "last_callback": self.last_callback,
+            "last_callback": self.last_callback,  # type: ignore[typeddict-item]  # stored as written
         }
 
 
@@ -114,16 +117,6 @@ class Delivery:
     terminal: bool  # only terminal events are retried
     next_attempt_at: float
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Lease:
-    """A lease row as stored; `expires_at` is in the store's clock (unix seconds)."""
-
-    name: str
-    holder: str
-    epoch: int
-    expires_at: float
 
 
 class StoredCallback(NamedTuple):
@@ -469,9 +462,6 @@ class Store(Protocol):
     async def wait_for_change(self, job_id: str, since: float, wait_s: float) -> None: ...
 
     # Client webhook outbox
-    async def enqueue_delivery(
-        self, job_id: str, url: str, body: bytes, msg_id: str, terminal: bool
-    ) -> None: ...
     async def due_deliveries(self, now: float, limit: int) -> list[Delivery]: ...
     async def finish_delivery(
         self, delivery_id: int, *, ok: bool, next_attempt_at: float | None, epoch: int
@@ -481,7 +471,6 @@ class Store(Protocol):
     async def acquire_lease(self, name: str, holder: str, ttl: float) -> int | None: ...
     async def renew_lease(self, name: str, holder: str, epoch: int, ttl: float) -> bool: ...
     async def release_lease(self, name: str, holder: str, epoch: int) -> None: ...
-    async def current_lease(self, name: str) -> Lease | None: ...
 
     async def __aenter__(self) -> Store: ...
     async def __aexit__(self, *exc: object) -> None: ...

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 
 import asyncpg
 
+from callback_server.settings import DATABASE_URL
 from callback_server.store.base import (
     JOB_COLUMNS,
     LEADER_LEASE,
@@ -29,7 +30,6 @@ from callback_server.store.base import (
     ApplyOutcome,
     Delivery,
     Job,
-    Lease,
     RecordedCallback,
     StaleEpoch,
     StatusEvent,
@@ -43,9 +43,8 @@ from callback_server.store.base import (
     timed_out_key,
 )
 from callback_server.store.outbox import QueuedDelivery, delivery_for
-from callback_server.store.url import DATABASE_URL
-from orfeas.errors import StorageError
-from orfeas.status import JobStatus
+from orfeas_contract.errors import StorageError
+from orfeas_contract.status import JobStatus
 
 # 2: jobs.callback_ref, callbacks.note, jobs.last_callback (added to a version-1 database when it
 # is opened).
@@ -404,7 +403,8 @@ class PostgresStore:
     async def ping(self) -> bool:
         try:
             async with self._conn() as conn:
-                return await conn.fetchval("SELECT 1") == 1
+                one: int = await conn.fetchval("SELECT 1")
+                return one == 1
         except StorageError:
             return False
 
@@ -422,7 +422,7 @@ class PostgresStore:
         note: str | None = None,
     ) -> int:
         query, note = callback_text(query, note)
-        return await conn.fetchval(
+        callback_id: int = await conn.fetchval(
             "INSERT INTO callbacks (received_at, provider, headers, query, body, body_size, accepted, note)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
             time.time(),
@@ -434,6 +434,7 @@ class PostgresStore:
             accepted,
             note,
         )
+        return callback_id
 
     async def record_callback(
         self,
@@ -555,7 +556,7 @@ class PostgresStore:
                 job_id,
                 at - min_interval,
             )
-        return status == "UPDATE 1"
+        return bool(status == "UPDATE 1")
 
     async def stale_jobs(self, *, checked_before: float, created_after: float, limit: int) -> list[Job]:
         async with self._conn() as conn:
@@ -621,21 +622,6 @@ class PostgresStore:
                     del self._waiters[job_id]
 
     # -- client webhook outbox --------------------------------------------------------------------
-
-    async def enqueue_delivery(self, job_id: str, url: str, body: bytes, msg_id: str, terminal: bool) -> None:
-        now = time.time()
-        async with self._conn() as conn:
-            await conn.execute(
-                "INSERT INTO deliveries (job_id, url, body, msg_id, terminal, next_attempt_at, created_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (msg_id) DO NOTHING",
-                job_id,
-                url,
-                bytes(body),
-                msg_id,
-                terminal,
-                now,
-                now,
-            )
 
     async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
         async with self._conn() as conn:
@@ -716,7 +702,7 @@ class PostgresStore:
                 holder,
                 epoch,
             )
-        return status == "UPDATE 1"
+        return bool(status == "UPDATE 1")
 
     async def release_lease(self, name: str, holder: str, epoch: int) -> None:
         async with self._conn() as conn:
@@ -726,8 +712,3 @@ class PostgresStore:
                 holder,
                 epoch,
             )
-
-    async def current_lease(self, name: str) -> Lease | None:
-        async with self._conn() as conn:
-            row = await conn.fetchrow("SELECT * FROM leases WHERE name = $1", name)
-        return Lease(row["name"], row["holder"], row["epoch"], row["expires_at"]) if row is not None else None

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from callback_server.settings import DATABASE_URL
 from callback_server.store.base import (
     JOB_COLUMNS,
     LEADER_LEASE,
@@ -32,7 +33,6 @@ from callback_server.store.base import (
     ApplyOutcome,
     Delivery,
     Job,
-    Lease,
     RecordedCallback,
     StaleEpoch,
     StatusEvent,
@@ -46,9 +46,8 @@ from callback_server.store.base import (
     timed_out_key,
 )
 from callback_server.store.outbox import QueuedDelivery, delivery_for
-from callback_server.store.url import DATABASE_URL
-from orfeas.errors import StorageError
-from orfeas.status import JobStatus
+from orfeas_contract.errors import StorageError
+from orfeas_contract.status import JobStatus
 
 T = TypeVar("T")
 
@@ -176,13 +175,18 @@ def _storage_error(exc: BaseException) -> StorageError:
 class _Op:
     __slots__ = ("fn", "future", "loop")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any], future: asyncio.Future, loop) -> None:
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        future: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self.fn = fn
         self.future = future
         self.loop = loop
 
 
-def _settle(future: asyncio.Future, result: Any) -> None:
+def _settle(future: asyncio.Future[Any], result: Any) -> None:
     if future.done():
         return
     if isinstance(result, BaseException):
@@ -191,7 +195,7 @@ def _settle(future: asyncio.Future, result: Any) -> None:
         future.set_result(result)
 
 
-def _settle_all(settled: list[tuple[asyncio.Future, Any]]) -> None:
+def _settle_all(settled: list[tuple[asyncio.Future[Any], Any]]) -> None:
     for future, result in settled:
         _settle(future, result)
 
@@ -253,7 +257,7 @@ class _Writer:
         self.ops += len(batch)
         # One wake-up per event loop for the whole batch, not one per caller: each
         # call_soon_threadsafe writes to the loop's self-pipe.
-        by_loop: dict[Any, list[tuple[asyncio.Future, Any]]] = {}
+        by_loop: dict[Any, list[tuple[asyncio.Future[Any], Any]]] = {}
         for op, result in zip(batch, results, strict=True):
             by_loop.setdefault(op.loop, []).append((op.future, result))
         for loop, settled in by_loop.items():
@@ -568,7 +572,9 @@ class SqliteStore:
                 note,
             ),
         )
-        return int(cur.lastrowid)
+        rowid = cur.lastrowid
+        assert rowid is not None  # set by the INSERT just run
+        return rowid
 
     async def record_callback(
         self,
@@ -788,16 +794,6 @@ class SqliteStore:
 
     # -- client webhook outbox --------------------------------------------------------------------
 
-    async def enqueue_delivery(self, job_id: str, url: str, body: bytes, msg_id: str, terminal: bool) -> None:
-        now = time.time()
-        await self._write(
-            _statement(
-                "INSERT INTO deliveries (job_id, url, body, msg_id, terminal, next_attempt_at, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (msg_id) DO NOTHING",
-                (job_id, url, bytes(body), msg_id, int(terminal), now, now),
-            )
-        )
-
     async def due_deliveries(self, now: float, limit: int) -> list[Delivery]:
         def op(conn: sqlite3.Connection) -> list[Delivery]:
             rows = conn.execute(
@@ -884,14 +880,3 @@ class SqliteStore:
                 (name, holder, epoch),
             )
         )
-
-    async def current_lease(self, name: str) -> Lease | None:
-        def op(conn: sqlite3.Connection) -> Lease | None:
-            row = conn.execute("SELECT * FROM leases WHERE name = ?", (name,)).fetchone()
-            return (
-                Lease(row["name"], row["holder"], row["epoch"], row["expires_at"])
-                if row is not None
-                else None
-            )
-
-        return await self._read(op)

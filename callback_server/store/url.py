@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from orfeas.errors import ConfigError
+from callback_server.settings import DATABASE_URL
+from orfeas_contract.errors import ConfigError
 
-DATABASE_URL = "DATABASE_URL"
-DEFAULT_DATABASE_URL = "sqlite:///./callback_server.db"
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 

@@ -1,7 +1,7 @@
 """Fetch a picture over https without letting the URL reach inside the network (SSRF).
 
 - Only https. The host is resolved first and every address it resolves to must be public
-  (orfeas.netguard: no private, loopback, link-local/metadata, shared, unspecified or multicast
+  (orfeas_contract.netguard: no private, loopback, link-local/metadata, shared, unspecified or multicast
   address). The connection then goes to the checked address itself, with the original name as
   the Host header and the TLS server name, so a second DNS answer cannot swap a private address
   in (rebinding) and the certificate is still verified against the name.
@@ -31,7 +31,7 @@ from urllib.parse import urljoin, urlsplit
 
 from orfeas.errors import InvalidInput
 from orfeas.inputs.headers import sniff_format
-from orfeas.netguard import Resolver, is_public_address, system_resolver
+from orfeas_contract.netguard import Resolver, is_public_address, system_resolver
 
 if TYPE_CHECKING:
     from urllib3.connection import HTTPSConnection

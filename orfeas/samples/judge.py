@@ -84,7 +84,7 @@ def off_colour_share(mesh: trimesh.Trimesh, sample: Sample, threshold: float = O
     """Share of the top surface's area whose displayed colour is off the truth (see the module)."""
     from scipy.ndimage import distance_transform_edt
 
-    colours = np.asarray(mesh.visual.vertex_colors)[:, :3].astype(np.float64)
+    colours = np.asarray(mesh.visual.vertex_colors)[:, :3].astype(np.float64)  # type: ignore[union-attr]  # a coloured mesh: ColorVisuals
     points, face, weights, z = _top_raster(mesh, GRID)
     v = np.asarray(mesh.vertices)
     design = v[:, 2] > PLATE_CUT * v[:, 2].max()  # the parts' own vertices, not a plate's

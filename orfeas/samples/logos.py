@@ -54,7 +54,11 @@ class Sample:
 
 
 def render(
-    name: str, size: tuple[int, int], colours: list[tuple[int, int, int]], draw: Drawing, backdrop=None
+    name: str,
+    size: tuple[int, int],
+    colours: list[tuple[int, int, int]],
+    draw: Drawing,
+    backdrop: tuple[int, int, int] | None = None,
 ) -> Sample:
     """Draw at SUPERSAMPLE × `size`, shrink by averaging; transparent unless `backdrop` is a colour."""
     w, h, s = size[0], size[1], SUPERSAMPLE

@@ -43,7 +43,8 @@ def _coverage(height: int, width: int, inside: Callable[[np.ndarray, np.ndarray]
     k = SUPERSAMPLE
     y, x = np.mgrid[0 : height * k, 0 : width * k].astype(np.float64)
     hits = inside((x + 0.5) / k, (y + 0.5) / k).astype(np.float64)
-    return hits.reshape(height, k, width, k).mean(axis=(1, 3))
+    share: np.ndarray = hits.reshape(height, k, width, k).mean(axis=(1, 3))
+    return share
 
 
 def _shaded(
@@ -59,7 +60,8 @@ def _shaded(
     shade = 0.25 + 0.75 * lambert
     rgb = np.asarray(colour, dtype=np.float64) * shade[..., None]
     highlight = np.clip(lambert, 0.0, 1.0) ** 40 * 120.0
-    return rgb + highlight[..., None]
+    lit: np.ndarray = rgb + highlight[..., None]
+    return lit
 
 
 def _compose(
@@ -68,7 +70,8 @@ def _compose(
     rng = np.random.default_rng(seed)
     rgb = backdrop * (1.0 - coverage[..., None]) + subject * coverage[..., None]
     rgb += rng.normal(0.0, noise, rgb.shape)
-    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+    pixels: np.ndarray = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+    return pixels
 
 
 def _png(rgb: np.ndarray) -> bytes:
@@ -84,10 +87,13 @@ def _sample(name: str, data: bytes, coverage: np.ndarray) -> PhotoSample:
     return PhotoSample(name=name, data=data, image=image, truth=coverage >= 0.5)
 
 
-def _vertical_gradient(height: int, width: int, top: tuple, bottom: tuple, tilt: float = 0.0) -> np.ndarray:
+def _vertical_gradient(
+    height: int, width: int, top: tuple[int, int, int], bottom: tuple[int, int, int], tilt: float = 0.0
+) -> np.ndarray:
     y, x = np.mgrid[0:height, 0:width].astype(np.float64)
     t = np.clip(y / (height - 1) + tilt * (x / (width - 1) - 0.5), 0.0, 1.0)[..., None]
-    return np.asarray(top, dtype=np.float64) * (1 - t) + np.asarray(bottom, dtype=np.float64) * t
+    blend: np.ndarray = np.asarray(top, dtype=np.float64) * (1 - t) + np.asarray(bottom, dtype=np.float64) * t
+    return blend
 
 
 def ball_on_gradient(height: int = 480, width: int = 640, seed: int = 0) -> PhotoSample:
@@ -99,7 +105,9 @@ def ball_on_gradient(height: int = 480, width: int = 640, seed: int = 0) -> Phot
     return _sample("ball_on_gradient", _png(_compose(backdrop, subject, cover, 4.0, seed)), cover)
 
 
-def _bottle(cx: float, top: float, bottom: float, body_r: float, neck_r: float):
+def _bottle(
+    cx: float, top: float, bottom: float, body_r: float, neck_r: float
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """A bottle: an elliptical body, a neck and a round lip (x, y in pixels, y down)."""
     body_cy = bottom - 1.1 * body_r
     neck_top = top + 0.12 * (bottom - top)

@@ -9,7 +9,6 @@ from orfeas.storage.base import (
     Uploads,
     artifact_key,
     check_job_id,
-    put_all,
 )
 from orfeas.storage.local import LocalStore
 
@@ -20,12 +19,11 @@ __all__ = [
     "Uploads",
     "artifact_key",
     "check_job_id",
-    "open_store",
-    "put_all",
+    "open_artifact_store",
 ]
 
 
-def open_store(settings: Settings) -> ArtifactStore:
+def open_artifact_store(settings: Settings) -> ArtifactStore:
     """The S3 store when `ORFEAS_S3_BUCKET` is set (boto3 is imported only then), else the local one."""
     if settings.s3_bucket:
         from orfeas.storage.s3 import S3Store

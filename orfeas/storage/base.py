@@ -106,24 +106,3 @@ class Uploads:
 
     def __exit__(self, *exc: object) -> None:
         self._pool.shutdown(wait=True)
-
-
-def put_all(
-    store: ArtifactStore,
-    job_id: str,
-    artifacts: Mapping[str, Artifact],
-    *,
-    presign_seconds: int | None = None,
-) -> dict[str, StoredArtifact]:
-    """Store every mesh of a job at once, one thread per format; the first failure is raised.
-
-    Uploads are network-bound: done one after another, five formats cost five round trips of
-    latency; in parallel they cost about one. The pool waits for all before raising, so no upload
-    is still running when the caller reports the job.
-    """
-    if len(artifacts) <= 1:
-        return {
-            fmt: store.put(job_id, art, presign_seconds=presign_seconds) for fmt, art in artifacts.items()
-        }
-    with Uploads(store, job_id, presign_seconds=presign_seconds) as uploads:
-        return uploads.results(artifacts)

@@ -231,7 +231,8 @@ class S3Store:
             return data
 
         try:
-            return self._retry(fetch, f"read of s3://{bucket}/{key}")
+            data: bytes = self._retry(fetch, f"read of s3://{bucket}/{key}")
+            return data
         except StorageError as exc:
             cause = exc.__cause__
             if isinstance(cause, ClientError) and _code(cause) in _NOT_FOUND_CODES:

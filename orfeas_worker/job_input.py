@@ -13,10 +13,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from orfeas.errors import InvalidInput
-from orfeas.netguard import Resolver, system_resolver
 from orfeas.request import JobRequest, invalid_input_from, parse_request
 from orfeas.settings import Settings
-from orfeas.webhooks import WebhookTarget, parse_webhook
+from orfeas_contract.netguard import Resolver, system_resolver
+from orfeas_worker.webhooks import WebhookTarget, parse_webhook
 
 
 class OutputOptions(BaseModel):

@@ -1,21 +1,18 @@
-"""The one event shape sent by the worker's webhooks and understood by the callback server.
+"""The worker's webhook events: the job-state document (orfeas_contract.job_state) with a type.
 
-{"type": "progress" | "completed" | "failed",
- "job_id": str,
- "attempt": str,   # this run of the job (RunPod's /retry runs the same id again); worker events
- "status": JobStatus value,
- "progress": {"stage": str, "fraction": float, "eta_seconds": float | None} | None,
- "output": {...}   # completed only
- "error": {"code": str, "message": str, ...}   # failed only
-}
+{"type": "progress" | "completed" | "failed", "id": str, "job_id": str (the same),
+ "attempt": str (this run of the job), "status", "progress", "output" (completed only, else
+ null), "error" ({"code", "message", "field"?}, failed only, else null)}
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any
 
-from orfeas.status import JobStatus
+from orfeas_contract.errors import ErrorInfo
+from orfeas_contract.job_state import JobEvent, Progress
+from orfeas_contract.status import JobStatus
 
 
 class EventType(StrEnum):
@@ -39,29 +36,13 @@ _STATUS_OF = {
 }
 
 
-class ProgressInfo(TypedDict):
-    stage: str
-    fraction: float
-    eta_seconds: float | None
-
-
-class JobEvent(TypedDict, total=False):
-    type: str
-    job_id: str
-    attempt: str
-    status: str
-    progress: ProgressInfo | None
-    output: dict[str, Any]
-    error: dict[str, Any]
-
-
 def make_event(
     event_type: EventType,
     job_id: str,
     *,
-    progress: ProgressInfo | None = None,
+    progress: Progress | None = None,
     output: dict[str, Any] | None = None,
-    error: dict[str, Any] | None = None,
+    error: ErrorInfo | None = None,
     attempt: str | None = None,
 ) -> JobEvent:
     """Build an event body; `output` belongs to `completed`, `error` to `failed`."""
@@ -71,14 +52,13 @@ def make_event(
         raise ValueError("error is carried by failed events only, and always")
     event: JobEvent = {
         "type": event_type.value,
+        "id": job_id,
         "job_id": job_id,
-        "status": event_type.status.value,
+        "status": event_type.status,
         "progress": progress,
+        "output": output,
+        "error": error,
     }
     if attempt is not None:
         event["attempt"] = attempt
-    if output is not None:
-        event["output"] = output
-    if error is not None:
-        event["error"] = error
     return event

@@ -2,10 +2,11 @@
 
 The worker is built once per process (settings, pipeline with its loaded models, artifact store,
 webhook sender) and `run(job)` is called for every job, possibly from several threads at once.
-It never raises: every outcome is a dict RunPod understands. Errors are `{"error": "<code>:
-<field>: <why>"}` (never a traceback), plus `refresh_worker: true` after a fatal error (out of
-memory, a stage that overran, a CUDA/cuBLAS/cuDNN fault, an unforeseen exception) so RunPod
-replaces a process whose device or threads are in doubt.
+It never raises: every outcome is a job-state document (orfeas_contract.job_state) in the form
+RunPod understands: the output, or `{"error": "<code>: <field>: <why>"}` (never a traceback), plus
+`refresh_worker: true` after a fatal error (out of memory, a stage that overran, a
+CUDA/cuBLAS/cuDNN fault, an unforeseen exception) so RunPod replaces a process whose device or
+threads are in doubt.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ from collections.abc import Callable
 from typing import Any
 
 from orfeas.errors import InvalidInput, OrfeasError
-from orfeas.events import EventType, ProgressInfo
-from orfeas.netguard import Resolver, system_resolver
 from orfeas.pipeline import Pipeline
 from orfeas.progress import ProgressEvent
 from orfeas.settings import Settings
-from orfeas.storage import ArtifactStore, Uploads, check_job_id, open_store
-from orfeas.webhooks import JobWebhooks, WebhookSender
-from orfeas.worker_input import WorkerInput, parse_worker_input, webhook_of_bad_input
+from orfeas.storage import ArtifactStore, Uploads, check_job_id, open_artifact_store
+from orfeas_contract.errors import ErrorInfo
+from orfeas_contract.events import EventType
+from orfeas_contract.job_state import Progress, job_state, runpod_result
+from orfeas_contract.netguard import Resolver, system_resolver
+from orfeas_contract.status import JobStatus
+from orfeas_worker.job_input import WorkerInput, parse_worker_input, webhook_of_bad_input
+from orfeas_worker.webhooks import JobWebhooks, WebhookSender
 
 log = logging.getLogger("orfeas.worker")
 
@@ -38,10 +42,6 @@ INLINE_MAX_BYTES = 2 * 1024 * 1024
 INLINE_TOTAL_BYTES = 6 * 1024 * 1024
 
 RunpodProgress = Callable[[dict[str, Any], dict[str, Any]], None]  # (job, progress) like progress_update
-
-
-def _no_runpod_progress(job: dict[str, Any], progress: dict[str, Any]) -> None:
-    """Progress sink when no RunPod job-done endpoint is there to take updates (local runs)."""
 
 
 class Throttle:
@@ -72,7 +72,7 @@ class Worker:
         *,
         pipeline: Pipeline | None = None,
         webhooks: WebhookSender | None = None,
-        runpod_progress: RunpodProgress = _no_runpod_progress,
+        runpod_progress: RunpodProgress | None = None,
         resolver: Resolver = system_resolver,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -85,10 +85,8 @@ class Worker:
         self.clock = clock
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, *, runpod_progress: RunpodProgress = _no_runpod_progress
-    ) -> Worker:
-        store = open_store(settings)
+    def from_settings(cls, settings: Settings, *, runpod_progress: RunpodProgress | None = None) -> Worker:
+        store = open_artifact_store(settings)
         prewarm = getattr(store, "prewarm", None)
         if prewarm is not None:
             prewarm()  # the S3 client builds while the worker waits for its first job
@@ -102,20 +100,21 @@ class Worker:
             parsed = parse_worker_input(raw, self.settings, resolver=self.resolver)
         except InvalidInput as exc:
             self._report_bad_input(job, raw, exc)
-            return {"error": str(exc)}
+            job_key = job.get("id") if isinstance(job, dict) else None
+            return runpod_result(job_state(str(job_key), JobStatus.FAILED, error=exc.to_dict()))
         hooks = self.webhooks.for_job(parsed.webhook, job_id) if parsed.webhook else None
         try:
             output = self._run_valid(job, job_id, parsed, hooks)
         except OrfeasError as exc:
             log.info("job %s failed: %s", job_id, exc)
-            return self._failed(hooks, str(exc), exc.to_dict(), refresh=exc.fatal or is_device_fault(exc))
+            return self._failed(hooks, job_id, exc.to_dict(), refresh=exc.fatal or is_device_fault(exc))
         except Exception as exc:  # a bug or an unforeseen library error: report it, keep serving
             log.exception("job %s failed unexpectedly", job_id)
             internal = OrfeasError(f"{type(exc).__name__}: {exc}")
-            return self._failed(hooks, str(internal), internal.to_dict(), refresh=True)
+            return self._failed(hooks, job_id, internal.to_dict(), refresh=True)
         if hooks is not None:
             hooks.finish(EventType.COMPLETED, output=output, progress=_done())
-        return output
+        return runpod_result(job_state(job_id, JobStatus.COMPLETED, output=output))
 
     def _run_valid(
         self, job: dict[str, Any], job_id: str, parsed: WorkerInput, hooks: JobWebhooks | None
@@ -128,7 +127,7 @@ class Worker:
                 info = _info(event)
                 if hooks is not None:
                     hooks.progress(info)
-                if throttle.ready():
+                if self.runpod_progress is not None and throttle.ready():
                     self.runpod_progress(job, dict(info))
             except Exception:
                 log.warning("progress report for %s failed", job_id, exc_info=True)
@@ -150,14 +149,12 @@ class Worker:
         return _json_safe(output)
 
     def _failed(
-        self, hooks: JobWebhooks | None, text: str, error: dict[str, Any], *, refresh: bool
+        self, hooks: JobWebhooks | None, job_id: str, error: ErrorInfo, *, refresh: bool
     ) -> dict[str, Any]:
+        """The same error to the webhook (the dict) and to RunPod (its text: RunPod's FAILED)."""
         if hooks is not None:
             hooks.finish(EventType.FAILED, error=error)
-        answer: dict[str, Any] = {"error": text}
-        if refresh:
-            answer["refresh_worker"] = True
-        return answer
+        return runpod_result(job_state(job_id, JobStatus.FAILED, error=error), refresh_worker=refresh)
 
     def _report_bad_input(self, job: Any, raw: Any, exc: InvalidInput) -> None:
         """Tell the job's webhook, when it alone is valid, that the input was refused."""
@@ -219,11 +216,11 @@ def _json_safe(value: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _info(event: ProgressEvent) -> ProgressInfo:
+def _info(event: ProgressEvent) -> Progress:
     return {"stage": event.stage, "fraction": round(event.fraction, 4), "eta_seconds": event.eta_seconds}
 
 
-def _done() -> ProgressInfo:
+def _done() -> Progress:
     return {"stage": "export", "fraction": 1.0, "eta_seconds": 0.0}
 
 

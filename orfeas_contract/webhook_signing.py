@@ -20,6 +20,12 @@ import hmac
 import time
 from collections.abc import Mapping
 
+from orfeas_contract.errors import ConfigError
+
+# The environment variables both deployables read for webhooks (each in its own settings object).
+WEBHOOK_SECRET = "ORFEAS_WEBHOOK_SECRET"
+ALLOW_PRIVATE_WEBHOOKS = "ORFEAS_ALLOW_PRIVATE_WEBHOOKS"
+
 # Standard Webhooks recommends refusing timestamps more than 5 minutes off (replay window).
 DEFAULT_TOLERANCE_S = 300
 PREFIX = "whsec_"
@@ -54,6 +60,18 @@ def check_secret(secret: object) -> str:
             f"(whsec_ followed by the base64 of {MIN_KEY_BYTES} to 64 random bytes)"
         )
     return secret
+
+
+def check_webhook_secret(secret: str | None) -> None:
+    """ORFEAS_WEBHOOK_SECRET, checked when settings are built (the worker's and the callback
+    server's): one that cannot sign would otherwise fail, or sign with a key no receiver holds,
+    on every job and every callback."""
+    if secret is None:
+        return
+    try:
+        check_secret(secret)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field=WEBHOOK_SECRET) from None
 
 
 def new_secret(key: bytes) -> str:

@@ -10,7 +10,7 @@ import ipaddress
 import socket
 from collections.abc import Callable
 
-from orfeas.errors import InvalidInput
+from orfeas_contract.errors import InvalidInput
 
 Resolver = Callable[[str, int], list[str]]
 

@@ -22,7 +22,7 @@ Messages follow Standard Webhooks: `webhook-id` is fixed per message and kept ac
 `webhook-timestamp` is the try's time, `webhook-signature` is v1 HMAC-SHA256 over
 `id.timestamp.body`. A failing webhook is logged and never fails the job.
 
-Targets are checked against orfeas.netguard when the input is parsed, and the connection goes to
+Targets are checked against orfeas_contract.netguard when the input is parsed, and the connection goes to
 the checked address itself (Host header and TLS name kept), so DNS cannot swap in a private one
 afterwards. Redirects are not followed: a 3xx could point anywhere.
 """
@@ -41,10 +41,12 @@ from urllib.parse import urlsplit
 
 from orfeas import __version__
 from orfeas.errors import InvalidInput
-from orfeas.events import EventType, JobEvent, ProgressInfo, make_event
-from orfeas.netguard import Resolver, resolve_public, system_resolver
 from orfeas.retry_policy import TERMINAL_WEBHOOK_BACKOFF, Backoff, is_retryable_status
-from orfeas.webhook_signing import check_secret, signature_headers
+from orfeas_contract.errors import ErrorInfo
+from orfeas_contract.events import EventType, make_event
+from orfeas_contract.job_state import JobEvent, Progress
+from orfeas_contract.netguard import Resolver, resolve_public, system_resolver
+from orfeas_contract.webhook_signing import check_secret, signature_headers
 
 log = logging.getLogger("orfeas.webhooks")
 
@@ -207,7 +209,7 @@ pinned_transport = PinnedTransport()
 
 # -- delivery -------------------------------------------------------------------------------
 @dataclass
-class Delivery:
+class WebhookReport:
     """What happened to one message (for logs and tests)."""
 
     msg_id: str
@@ -277,11 +279,11 @@ class WebhookSender:
         *,
         retry: bool,
         deadline: float | None = None,
-    ) -> Delivery:
+    ) -> WebhookReport:
         """Send one message now; a terminal one is retried under the backoff, every try and wait
         ending by `deadline` (on `clock`) when given. Never raises."""
         body = json.dumps(event, separators=(",", ":")).encode("utf-8")
-        delivery = Delivery(msg_id=msg_id, event_type=str(event["type"]))
+        delivery = WebhookReport(msg_id=msg_id, event_type=str(event["type"]))
         timeout = self.terminal_timeout_s if retry else self.progress_timeout_s
         backoff = self.backoff if retry else Backoff(attempts=1, initial_s=0.0, max_s=0.0)
 
@@ -338,8 +340,8 @@ class JobWebhooks:
     target: WebhookTarget
     job_id: str
     attempt: str = field(default_factory=new_attempt_id)
-    deliveries: list[Delivery] = field(default_factory=list)
-    _pending: ProgressInfo | None = None
+    deliveries: list[WebhookReport] = field(default_factory=list)
+    _pending: Progress | None = None
     _terminal: JobEvent | None = None
     _deadline: float | None = None  # on the sender's clock: when finish() stops waiting
     _seq: int = 0
@@ -347,7 +349,7 @@ class JobWebhooks:
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _thread: threading.Thread | None = None
 
-    def progress(self, info: ProgressInfo) -> None:
+    def progress(self, info: Progress) -> None:
         """Queue the latest progress; older unsent progress is replaced. Returns at once."""
         with self._cond:
             if self._terminal is not None:
@@ -361,9 +363,9 @@ class JobWebhooks:
         event_type: EventType,
         *,
         output: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
-        progress: ProgressInfo | None = None,
-    ) -> Delivery | None:
+        error: ErrorInfo | None = None,
+        progress: Progress | None = None,
+    ) -> WebhookReport | None:
         """Send the terminal event (after any progress being sent) and wait for its delivery, at
         most the sender's terminal budget; past it the delivery is abandoned (None or undelivered)."""
         event = make_event(
