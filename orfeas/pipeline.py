@@ -11,13 +11,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from orfeas.deadline import Deadline
 from orfeas.errors import OrfeasError, OutOfMemory, StageFailed, StageTimeout
 from orfeas.progress import ProgressSink, ProgressTracker, discard_progress
 from orfeas.registry import WEIGHTS_FREE_SHAPES, Backends
-from orfeas.request import JobRequest
+from orfeas.request import Dimensions, JobRequest
 from orfeas.settings import Settings
 from orfeas.types import Artifact, MeshStats, PipelineResult, StageContext
 from orfeas.vram import peak_mb, reset_peak
@@ -33,6 +33,16 @@ ObjectReader = Callable[[str, str], bytes]  # (bucket, key) -> bytes
 # Called with each mesh file as soon as it is written (from the export stage's thread), so a
 # caller can start storing it while the other formats are still being written.
 ArtifactSink = Callable[[Artifact], None]
+
+
+class _Finishing(TypedDict):
+    """The keyword arguments `finish_textured` and `finish_mesh` share."""
+
+    stands: bool
+    face_budget: int
+    dimensions: Dimensions | None
+    default_size_mm: float
+    ctx: StageContext
 
 
 class Pipeline:
@@ -186,7 +196,7 @@ class _Job:
         from orfeas.sizes import check_extents
         from orfeas.texture.finish_uv import finish_textured, is_watertight
 
-        finishing = {
+        finishing: _Finishing = {
             "stands": shape.stands,
             "face_budget": self.request.face_budget,
             "dimensions": self.request.dimensions,

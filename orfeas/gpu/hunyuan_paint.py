@@ -172,7 +172,7 @@ class HunyuanPaintTexture:
         baked = bake(paint_frame, uvm.faces, uvm.uvs, PAINT_VIEWS, views, texture_size, device=self.device)
         image = PILImage.fromarray(baked.texture)
         uv_trimesh = np.column_stack([uvm.uvs[:, 0], 1.0 - uvm.uvs[:, 1]])  # trimesh counts v from the bottom
-        visual = tm.visual.TextureVisuals(uv=uv_trimesh, image=image)
+        visual = tm.visual.TextureVisuals(uv=uv_trimesh, image=image)  # type: ignore[no-untyped-call]  # trimesh leaves it unannotated
         ctx.report(0.95)
         return tm.Trimesh(uvm.vertices, uvm.faces, visual=visual, process=False)
 
@@ -195,10 +195,16 @@ class HunyuanPaintTexture:
             image_guidance_scale=1.5,  # hy3dgen's cfg_image and cfg_text
             guidance_scale=1.0,
         ).images[0]
-        return out.convert("RGB")
+        delit: Image.Image = out.convert("RGB")
+        return delit
 
     def _paint_views(
-        self, models: _Models, reference: Image.Image, normals: list, positions: list, size: int
+        self,
+        models: _Models,
+        reference: Image.Image,
+        normals: list[np.ndarray],
+        positions: list[np.ndarray],
+        size: int,
     ) -> list[np.ndarray]:
         """Six views painted by the multiview model, (size, size, 3) uint8 each."""
         import torch
@@ -206,7 +212,9 @@ class HunyuanPaintTexture:
         pipe = models.paint
         dtype = pipe.vae.dtype
 
-        def stack(images: list) -> torch.Tensor:  # (1, N, 3, H, W) in 0..1, what encode_images takes
+        def stack(
+            images: list[np.ndarray],
+        ) -> torch.Tensor:  # (1, N, 3, H, W) in 0..1, what encode_images takes
             t = torch.as_tensor(np.stack(images), dtype=torch.float32).permute(0, 3, 1, 2) / 255.0
             return t[None].to(device=self.device, dtype=dtype)
 

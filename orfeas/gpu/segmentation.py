@@ -114,5 +114,7 @@ def foreground_probability(outputs: Any) -> torch.Tensor:
     if logits.dim() == 4:
         logits = logits[0]
     if logits.dim() == 3 and logits.shape[0] > 1:
-        return 1.0 - logits.softmax(dim=0)[0]
-    return logits.reshape(logits.shape[-2], logits.shape[-1]).sigmoid()
+        background: torch.Tensor = logits.softmax(dim=0)[0]
+        return 1.0 - background
+    foreground: torch.Tensor = logits.reshape(logits.shape[-2], logits.shape[-1]).sigmoid()
+    return foreground

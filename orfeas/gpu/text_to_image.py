@@ -96,4 +96,5 @@ class DiffusersTextToImage:
         images = getattr(output, "images", None)
         if not images:
             raise StageFailed("the text-to-image model returned no picture", stage=ctx.stage)
-        return images[0].convert("RGB")
+        picture: Image.Image = images[0].convert("RGB")
+        return picture

@@ -137,7 +137,7 @@ def write_tiny_clip_tokenizer(folder: Path) -> None:
     merges = ["a n", "t h", "th e</w>", "c u", "cu b", "cub e</w>"]
     tokens += ["an", "th", "the</w>", "cu", "cub", "cube</w>"]
     vocab = {t: i for i, t in enumerate(tokens)}
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[tuple(m.split()) for m in merges], model_max_length=16)
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[tuple(m.split()) for m in merges], model_max_length=16)  # type: ignore[misc]  # the slow tokenizer takes merge pairs; its stub says list[str]
     tokenizer.save_pretrained(str(folder))
 
 
@@ -197,7 +197,7 @@ def write_tiny_text_to_image(model_dir: Path, repo: str = "tiny/sd-turbo", seed:
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipe.save_pretrained(str(folder))
+    pipe.save_pretrained(str(folder))  # type: ignore[attr-defined]  # save_pretrained comes from DiffusionPipeline, which diffusers' lazy module hides
     return folder
 
 
@@ -207,7 +207,7 @@ def write_tiny_segmentation(model_dir: Path, repo: str = "tiny/segformer-fg", se
 
     torch.manual_seed(seed)
     folder = model_dir / repo
-    config = SegformerConfig(
+    config = SegformerConfig(  # type: ignore[call-arg]  # num_labels and image_size go through PretrainedConfig **kwargs, untyped
         num_channels=3,
         num_encoder_blocks=2,
         depths=[1, 1],
@@ -298,7 +298,7 @@ def write_tiny_delight(
         requires_safety_checker=False,
         **parts,
     )
-    pipe.save_pretrained(str(folder))
+    pipe.save_pretrained(str(folder))  # type: ignore[attr-defined]  # save_pretrained comes from DiffusionPipeline, which diffusers' lazy module hides
     return folder
 
 
@@ -340,7 +340,7 @@ def write_tiny_paint(
     parts = _tiny_sd_parts()
     for name in ("vae", "text_encoder", "tokenizer"):
         parts[name].save_pretrained(str(folder / name))
-    EulerAncestralDiscreteScheduler().save_pretrained(str(folder / "scheduler"))
+    EulerAncestralDiscreteScheduler().save_pretrained(str(folder / "scheduler"))  # type: ignore[attr-defined]  # save_pretrained comes from ConfigMixin, which diffusers' lazy module hides
     unet = UNet2p5DConditionModel(UNet2DConditionModel(**PAINT_UNET_CONFIG))
     (folder / "unet").mkdir(parents=True, exist_ok=True)
     (folder / "unet" / "config.json").write_text(json.dumps(PAINT_UNET_CONFIG, indent=1))

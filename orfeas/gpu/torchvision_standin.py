@@ -27,10 +27,10 @@ class InterpolationMode(enum.Enum):
 
 
 class Compose:
-    def __init__(self, transforms: Sequence[Callable]) -> None:
+    def __init__(self, transforms: Sequence[Callable[[torch.Tensor], torch.Tensor]]) -> None:
         self.transforms = list(transforms)
 
-    def __call__(self, x):
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         for t in self.transforms:
             x = t(x)
         return x
@@ -39,13 +39,19 @@ class Compose:
 class Resize:
     """Resize so the shorter side is `size` (an int), as torchvision does for tensors."""
 
-    def __init__(self, size, interpolation=InterpolationMode.BILINEAR, antialias=True) -> None:
+    def __init__(
+        self,
+        size: int | Sequence[int],
+        interpolation: InterpolationMode = InterpolationMode.BILINEAR,
+        antialias: bool = True,
+    ) -> None:
         self.size = size
         self.mode = interpolation.value
         self.antialias = antialias
 
-    def __call__(self, x):
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
+        out: tuple[int, ...]
         if isinstance(self.size, int):
             short = min(h, w)
             out = (
@@ -61,10 +67,10 @@ class Resize:
 
 
 class CenterCrop:
-    def __init__(self, size) -> None:
+    def __init__(self, size: int | Sequence[int]) -> None:
         self.size = (size, size) if isinstance(size, int) else tuple(size)
 
-    def __call__(self, x):
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         th, tw = self.size
         top, left = (h - th) // 2, (w - tw) // 2
@@ -72,11 +78,11 @@ class CenterCrop:
 
 
 class Normalize:
-    def __init__(self, mean, std) -> None:
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         self.mean = mean
         self.std = std
 
-    def __call__(self, x):
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
         std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
         return (x - mean) / std
@@ -102,7 +108,7 @@ def import_shapegen() -> None:
     transforms = types.ModuleType("torchvision.transforms")
     for obj in (Compose, Resize, CenterCrop, Normalize, InterpolationMode):
         setattr(transforms, obj.__name__, obj)
-    package.transforms = transforms
+    setattr(package, "transforms", transforms)  # noqa: B010 - a module attribute mypy cannot see
     sys.modules["torchvision"] = package
     sys.modules["torchvision.transforms"] = transforms
     try:
