@@ -111,8 +111,10 @@ def _inverse_covariance(error: np.ndarray) -> np.ndarray:
     cov = np.cov(error, rowvar=False) if len(error) > 3 else np.zeros((3, 3))
     values, vectors = np.linalg.eigh(cov)
     values = np.maximum(values, MIN_SPREAD**2)
-    return (vectors / values) @ vectors.T
+    result: np.ndarray = (vectors / values) @ vectors.T
+    return result
 
 
 def _mahalanobis(error: np.ndarray, inverse: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.maximum(np.einsum("ni,ij,nj->n", error, inverse, error), 0.0))
+    result: np.ndarray = np.sqrt(np.maximum(np.einsum("ni,ij,nj->n", error, inverse, error), 0.0))
+    return result

@@ -435,7 +435,8 @@ def drop_small_parts(mask: np.ndarray, *, min_px: int, share_of_largest: float) 
     keep[0] = False
     if keep[1:].all():
         return mask
-    return keep[labels]
+    result: np.ndarray = keep[labels]
+    return result
 
 
 def fill_small_holes(mask: np.ndarray, *, max_px: int) -> np.ndarray:
@@ -452,7 +453,8 @@ def fill_small_holes(mask: np.ndarray, *, max_px: int) -> np.ndarray:
     fill[0] = False
     if not fill.any():
         return mask
-    return mask | fill[labels]
+    result: np.ndarray = mask | fill[labels]
+    return result
 
 
 def scale_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

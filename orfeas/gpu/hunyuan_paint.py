@@ -172,7 +172,7 @@ class HunyuanPaintTexture:
         baked = bake(paint_frame, uvm.faces, uvm.uvs, PAINT_VIEWS, views, texture_size, device=self.device)
         image = PILImage.fromarray(baked.texture)
         uv_trimesh = np.column_stack([uvm.uvs[:, 0], 1.0 - uvm.uvs[:, 1]])  # trimesh counts v from the bottom
-        visual = tm.visual.TextureVisuals(uv=uv_trimesh, image=image)  # type: ignore[no-untyped-call]  # trimesh leaves it unannotated
+        visual = tm.visual.TextureVisuals(uv=uv_trimesh, image=image)
         ctx.report(0.95)
         return tm.Trimesh(uvm.vertices, uvm.faces, visual=visual, process=False)
 

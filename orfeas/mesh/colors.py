@@ -45,4 +45,5 @@ def nearest_colours(source_points: np.ndarray, source_colours: np.ndarray, point
     if len(points) == 0:
         return np.zeros((0, 4), np.uint8)
     _, index = cKDTree(source_points).query(points, k=1, workers=-1)
-    return source_colours[index]
+    result: np.ndarray = source_colours[index]
+    return result

@@ -233,7 +233,8 @@ def corner_normals(positions: np.ndarray, faces: np.ndarray, crease_deg: float =
         normals[missing] = smooth[corner_vertex[missing]]
         normals[missing & (_length(normals) < 1e-300)] = (0.0, 1.0, 0.0)
         length = _length(normals)
-    return normals / length[:, None]
+    result: np.ndarray = normals / length[:, None]
+    return result
 
 
 def _paired_sums(
@@ -303,11 +304,13 @@ def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def _dot(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return u[:, 0] * v[:, 0] + u[:, 1] * v[:, 1] + u[:, 2] * v[:, 2]
+    result: np.ndarray = u[:, 0] * v[:, 0] + u[:, 1] * v[:, 1] + u[:, 2] * v[:, 2]
+    return result
 
 
 def _length(u: np.ndarray) -> np.ndarray:
-    return np.sqrt(_dot(u, u))
+    result: np.ndarray = np.sqrt(_dot(u, u))
+    return result
 
 
 def _weld(
@@ -414,5 +417,6 @@ def read_accessor(document: dict, blob: bytes, index: int) -> np.ndarray:
     rows = np.lib.stride_tricks.as_strided(raw, shape=(count, dtype.itemsize * width), strides=(stride, 1))
     values = np.ascontiguousarray(rows).view(dtype).reshape(count, width)
     if accessor.get("normalized"):
-        return np.maximum(values.astype(np.float64) / float(np.iinfo(dtype).max), -1.0)
+        result: np.ndarray = np.maximum(values.astype(np.float64) / float(np.iinfo(dtype).max), -1.0)
+        return result
     return values

@@ -23,7 +23,8 @@ def to_build_frame(vertices: np.ndarray, *, stands: bool) -> np.ndarray:
     """A flat piece lies on its back as it is (picture Z is up); a standing one is turned upright."""
     if not stands:
         return vertices
-    return vertices @ STANDING_TO_BUILD.T
+    result: np.ndarray = vertices @ STANDING_TO_BUILD.T
+    return result
 
 
 def scale_factor(vertices: np.ndarray, dimensions: Dimensions | None, default_size_mm: float) -> float:
@@ -56,7 +57,7 @@ def place_on_plate(vertices: np.ndarray) -> np.ndarray:
     """Translate so the lowest point is at z = 0 and the bounding box is centred on x = y = 0."""
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
     shift = np.array([-(lo[0] + hi[0]) / 2.0, -(lo[1] + hi[1]) / 2.0, -lo[2]])
-    placed = vertices + shift
+    placed: np.ndarray = vertices + shift
     # Float rounding can leave the minimum a hair off zero: pin it exactly.
     placed[:, 2] -= placed[:, 2].min()
     return placed

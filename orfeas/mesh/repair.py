@@ -195,7 +195,8 @@ class EdgeTable:
 
     def uses(self) -> np.ndarray:
         """For each directed edge, how many faces use its undirected edge."""
-        return self.counts[self.group]
+        result: np.ndarray = self.counts[self.group]
+        return result
 
     def manifold_pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(face, neighbour, same_direction) for every edge shared by exactly two faces."""
@@ -211,6 +212,7 @@ class EdgeTable:
 
         heads = self.order[np.repeat(self.starts, self.counts)]
         graph = coo_matrix((np.ones(len(heads), np.int8), (self.order // 3, heads // 3)), shape=(f, f))
+        labels: np.ndarray
         _, labels = connected_components(graph, directed=False)
         return labels
 

@@ -82,7 +82,8 @@ def trace_contours(field: np.ndarray, level: float = 0.5, outside: float = 0.0) 
 
 def _fraction(a: np.ndarray, b: np.ndarray, level: float) -> np.ndarray:
     """Where along an edge from value `a` to `b` the level falls, kept off the edge's ends."""
-    return np.clip((level - a) / (b - a), EDGE_MARGIN, 1.0 - EDGE_MARGIN)
+    result: np.ndarray = np.clip((level - a) / (b - a), EDGE_MARGIN, 1.0 - EDGE_MARGIN)
+    return result
 
 
 def _link(seg: np.ndarray, n_points: int) -> list[np.ndarray]:

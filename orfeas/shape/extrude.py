@@ -22,6 +22,7 @@ regions tile whatever outline they are given, area no colour covers going to the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -146,13 +147,15 @@ class WorkingGrid:
 
         crop = mask[self.r0 : self.r0 + self.crop[0], self.c0 : self.c0 + self.crop[1]]
         if crop.dtype == bool:
-            return gaussian_filter(coverage_field(crop, self.shape), sigma=0.5)
+            coverage: np.ndarray = gaussian_filter(coverage_field(crop, self.shape), sigma=0.5)
+            return coverage
         rows, cols = self.shape
         resample = Image.Resampling.BOX if rows < crop.shape[0] else Image.Resampling.BILINEAR
         values = np.asarray(
             Image.fromarray(np.asarray(crop, dtype=np.float32), "F").resize((cols, rows), resample)
         )
-        return gaussian_filter(values, sigma=0.5)
+        result: np.ndarray = gaussian_filter(values, sigma=0.5)
+        return result
 
     def rings(self, field: np.ndarray, frame: PictureFrame) -> list[np.ndarray]:
         """Where `field` crosses 0.5, as (x, y) rings in model units."""
@@ -270,7 +273,7 @@ def _add_plate(
     return plate_thickness
 
 
-def label_lookup(labels: np.ndarray, frame: PictureFrame):
+def label_lookup(labels: np.ndarray, frame: PictureFrame) -> Callable[[np.ndarray], np.ndarray]:
     """(n, 2) model points → the label of the pixel under each (-1 outside the picture)."""
 
     def lookup(points: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ the back each take two triangles per cell).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -174,7 +174,9 @@ def two_sided_solid(xs: np.ndarray, ys: np.ndarray, h: np.ndarray) -> trimesh.Tr
     return trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
 
 
-def stand_or_lie(body, outline: MultiPolygon, depth: float):  # manifold3d.Manifold in and out
+def stand_or_lie(
+    body: Any, outline: MultiPolygon, depth: float
+) -> tuple[Any, bool, float]:  # manifold3d.Manifold (untyped) in and out
     """Cut a flat base under the body and say whether it stands on it; else cut a flat back.
 
     Returns (solid, stands, base): `base` is the height cut off (standing) or the back's depth
@@ -190,7 +192,7 @@ def stand_or_lie(body, outline: MultiPolygon, depth: float):  # manifold3d.Manif
     return lying, False, back
 
 
-def _stable(solid, base_y: float) -> bool:
+def _stable(solid: Any, base_y: float) -> bool:  # solid: a manifold3d.Manifold (untyped)
     """The centre of mass lies over the base (the faces on the cut plane), STABLE_MARGIN inside it."""
     mesh = solid.to_mesh()
     vertices = np.asarray(mesh.vert_properties)[:, :3]

@@ -39,7 +39,8 @@ class PictureFrame:
 def quality_resolution(quality: int, lo: int, hi: int) -> int:
     """Cells on the working grid's longest side: geometric from `lo` (quality 1) to `hi` (10)."""
     q = min(max(quality, 1), 10)
-    return round(lo * (hi / lo) ** ((q - 1) / 9))
+    result: int = round(lo * (hi / lo) ** ((q - 1) / 9))
+    return result
 
 
 def grid_shape(height_px: float, width_px: float, longest: int) -> tuple[int, int]:

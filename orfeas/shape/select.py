@@ -116,10 +116,12 @@ def palette_share(cutout: Cutout, clusters: int = PALETTE_SIZE) -> float:
         covered += density[centre]
         sl = tuple(slice(max(c - 1, 0), c + 2) for c in centre)
         hist[sl] = 0.0
-    return covered / total
+    result: float = covered / total
+    return result
 
 
 def _box_sum(hist: np.ndarray) -> np.ndarray:
     from scipy.ndimage import uniform_filter
 
-    return uniform_filter(hist, size=3, mode="constant") * 27.0
+    result: np.ndarray = uniform_filter(hist, size=3, mode="constant") * 27.0
+    return result

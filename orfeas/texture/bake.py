@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from orfeas.texture.raster import rasterize
+from orfeas.texture.raster import Raster, rasterize
 from orfeas.texture.views import ORTHO_SCALE, View, camera_basis, face_normals, project, render
 
 BAKE_EXP = 4
@@ -45,7 +45,7 @@ class BakeResult:
         return float(self.seen.sum()) / total if total else 0.0
 
 
-def uv_raster(faces: torch.Tensor, uvs: torch.Tensor, size: int):
+def uv_raster(faces: torch.Tensor, uvs: torch.Tensor, size: int) -> Raster:
     """The atlas rasterised at `size`² texels (u → column, v → row)."""
     xy = uvs.to(torch.float32) * size
     return rasterize(xy, torch.zeros(len(uvs), device=uvs.device), faces, size, size)

@@ -78,7 +78,8 @@ class Palette:
         of 30 % red and 70 % blue is 0.3 red), so a boundary traced at 0.5 falls where the
         picture's own edge is, not on the pixel grid."""
         if self.blend is None:
-            return (self.labels == i).astype(np.float32)
+            result: np.ndarray = (self.labels == i).astype(np.float32)
+            return result
         b = self.blend
         m = (b.labels == i).astype(np.float32)
         own = b.labels[b.rows, b.cols]
@@ -272,7 +273,8 @@ def _stroke_colours(lab: np.ndarray, backdrop: np.ndarray | None) -> np.ndarray 
 def _segment_distance(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ab = b - a
     t = np.clip(((points - a) @ ab) / max(float(ab @ ab), 1e-12), 0.0, 1.0)
-    return np.linalg.norm(points - (a + t[:, None] * ab), axis=1)
+    result: np.ndarray = np.linalg.norm(points - (a + t[:, None] * ab), axis=1)
+    return result
 
 
 def _nearest(lab: np.ndarray, centres: np.ndarray) -> np.ndarray:

@@ -52,7 +52,9 @@ def _ordered_bits(depth: torch.Tensor) -> torch.Tensor:
     return torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
 
 
-def _edge(ax, ay, bx, by, px, py):
+def _edge(
+    ax: torch.Tensor, ay: torch.Tensor, bx: torch.Tensor, by: torch.Tensor, px: torch.Tensor, py: torch.Tensor
+) -> torch.Tensor:
     return (bx - ax) * (py - ay) - (by - ay) * (px - ax)
 
 

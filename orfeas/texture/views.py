@@ -42,7 +42,8 @@ def normalise(vertices: np.ndarray) -> np.ndarray:
     """Centre on the bounding box and scale the longest side to SCALE_FACTOR (hy3dgen's mesh frame)."""
     lo, hi = vertices.min(axis=0), vertices.max(axis=0)
     extent = float((hi - lo).max()) or 1.0
-    return (vertices - (lo + hi) / 2) * (SCALE_FACTOR / extent)
+    result: np.ndarray = (vertices - (lo + hi) / 2) * (SCALE_FACTOR / extent)
+    return result
 
 
 def camera_basis(view: View) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,14 +84,16 @@ def render(vertices: torch.Tensor, faces: torch.Tensor, view: View, size: int) -
 def face_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     tri = vertices[faces]
     n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    return n / n.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    result: torch.Tensor = n / n.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    return result
 
 
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     tri = vertices[faces]
     n = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # area-weighted
     out = torch.zeros_like(vertices).index_add_(0, faces.flatten(), n.repeat_interleave(3, dim=0))
-    return out / out.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    result: torch.Tensor = out / out.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    return result
 
 
 def conditioning_maps(
@@ -106,5 +109,9 @@ def conditioning_maps(
     position_rgb = torch.where(
         mask[..., None], (positions / SCALE_FACTOR + 0.5).clamp(0, 1), torch.ones_like(positions)
     )
-    as_u8 = lambda t: (t * 255 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()  # noqa: E731
+
+    def as_u8(t: torch.Tensor) -> np.ndarray:
+        u8: np.ndarray = (t * 255 + 0.5).clamp(0, 255).to(torch.uint8).cpu().numpy()
+        return u8
+
     return as_u8(normal_rgb), as_u8(position_rgb), mask.cpu().numpy()
