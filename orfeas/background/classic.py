@@ -289,7 +289,7 @@ def mask_from_border(rgba: Image.Image, ctx: StageContext) -> BorderCut:
     background_label = sizes >= min_hole  # enclosed regions big enough to be real holes
     background_label[np.unique(edge)] = True  # everything the flood from the frame reaches
     background_label[0] = False  # label 0: not background-coloured
-    foreground = ~background_label[labels]
+    foreground: np.ndarray = ~background_label[labels]
     ctx.report(0.55)
     ctx.check()
 
@@ -304,10 +304,10 @@ def mask_from_border(rgba: Image.Image, ctx: StageContext) -> BorderCut:
         )
         return BorderCut(None, None, 0.0, 0.0, reason)
     agree, apart = agreement(foreground, candidate), separation(rgb, foreground, colours)
-    small = foreground
+    small_mask = foreground
     if foreground.shape != full:
         foreground = scale_mask(foreground, full)
-    return BorderCut(foreground, small, agree, apart, None)
+    return BorderCut(foreground, small_mask, agree, apart, None)
 
 
 def separation(rgb: np.ndarray, mask: np.ndarray, colours: list[BackgroundColour]) -> float:

@@ -75,7 +75,8 @@ def graph_cut(rgb: np.ndarray, fit: BackdropFit) -> GraphCut:
     background_model = np.zeros((1, 65), np.float64)
     foreground_model = np.zeros((1, 65), np.float64)
     image = np.ascontiguousarray(rgb[..., ::-1])  # OpenCV's channel order; GrabCut does not mind
-    cv2.grabCut(
+    # OpenCV's stub types `rect` as a Rect, but GC_INIT_WITH_MASK ignores it and takes None.
+    cv2.grabCut(  # type: ignore[call-overload]
         image, trimap, None, background_model, foreground_model, GAUSSIANS_ITERATIONS, cv2.GC_INIT_WITH_MASK
     )
     mask = (trimap == cv2.GC_FGD) | (trimap == cv2.GC_PR_FGD)

@@ -33,7 +33,7 @@ import hashlib
 import io
 import zipfile
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -97,7 +97,7 @@ def _glb(mesh: trimesh.Trimesh) -> bytes:
     """glTF 2.0 binary: linear COLOR_0, crease-split normals and a material (see orfeas.mesh.gltf)."""
     from orfeas.mesh.gltf import write_glb
 
-    visual = getattr(mesh, "visual", None)
+    visual: Any = getattr(mesh, "visual", None)  # a trimesh visual (ColorVisuals or TextureVisuals)
     texture = uv_texture(mesh)
     if texture is not None:
         uvs, png = texture
@@ -332,8 +332,10 @@ def _3mf_model(mesh: trimesh.Trimesh, parts: list[tuple[np.ndarray, np.ndarray]]
         packed = np.ascontiguousarray(colours).view(np.uint32).ravel()
         palette, corner = np.unique(packed, return_inverse=True)
         out.write('<m:colorgroup id="2">\n')
-        rgba = palette.view(np.uint8).reshape(-1, 4).tolist()
-        out.write("".join(f'<m:color color="#{r:02X}{g:02X}{b:02X}{a:02X}"/>\n' for r, g, b, a in rgba))
+        colour_rows = palette.view(np.uint8).reshape(-1, 4).tolist()
+        out.write(
+            "".join(f'<m:color color="#{r:02X}{g:02X}{b:02X}{a:02X}"/>\n' for r, g, b, a in colour_rows)
+        )
         out.write("</m:colorgroup>\n")
         object_attrs = ' pid="2" pindex="0"'
         triangle_format = '<triangle v1="%d" v2="%d" v3="%d" pid="2" p1="%d" p2="%d" p3="%d"/>'

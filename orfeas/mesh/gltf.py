@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import json
 import struct
+from typing import Any, cast
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def write_glb(
     `texture_png` for a UV texture (glTF's orientation: v = 0 at the image's top)."""
     positions = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
-    document: dict = {
+    document: dict[str, Any] = {
         "asset": {"version": "2.0", "generator": GENERATOR},
         "scene": 0,
         "scenes": [{"nodes": [0]}],
@@ -109,8 +110,8 @@ def write_glb(
     out_positions = positions[source].astype(np.float32)
 
     blob = bytearray()
-    views: list[dict] = []
-    accessors: list[dict] = []
+    views: list[dict[str, Any]] = []
+    accessors: list[dict[str, Any]] = []
 
     def add(array: np.ndarray, component: int, kind: str, target: int, **extra: object) -> int:
         while len(blob) % 4:  # every view starts 4-aligned, as vertex attributes require
@@ -361,7 +362,7 @@ def _weld(
     return corner_vertex[corners], out_faces, normals[corners], colours, uvs
 
 
-def _pack(document: dict, blob: bytes) -> bytes:
+def _pack(document: dict[str, Any], blob: bytes) -> bytes:
     """The GLB container: 12-byte header, a JSON chunk padded with spaces, a BIN chunk padded with zeros."""
     text = json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 4)
@@ -372,7 +373,7 @@ def _pack(document: dict, blob: bytes) -> bytes:
     return struct.pack("<III", _GLB_MAGIC, _GLB_VERSION, 12 + len(chunks)) + chunks
 
 
-def read_glb(data: bytes) -> tuple[dict, bytes]:
+def read_glb(data: bytes) -> tuple[dict[str, Any], bytes]:
     """The JSON document and BIN chunk of a GLB (what a viewer parses first)."""
     magic, version, length = struct.unpack_from("<III", data, 0)
     if magic != _GLB_MAGIC or version != 2 or length != len(data):
@@ -401,7 +402,7 @@ _COMPONENTS = {
 _WIDTH = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
 
 
-def read_accessor(document: dict, blob: bytes, index: int) -> np.ndarray:
+def read_accessor(document: dict[str, Any], blob: bytes, index: int) -> np.ndarray:
     """An accessor's values as a viewer reads them: strided views honoured, normalized
     integers mapped to 0..1 (signed: -1..1) by glTF 2.0 §3.11's c / (2^bits - 1) rule."""
     accessor = document["accessors"][index]
@@ -417,6 +418,8 @@ def read_accessor(document: dict, blob: bytes, index: int) -> np.ndarray:
     rows = np.lib.stride_tricks.as_strided(raw, shape=(count, dtype.itemsize * width), strides=(stride, 1))
     values = np.ascontiguousarray(rows).view(dtype).reshape(count, width)
     if accessor.get("normalized"):
-        result: np.ndarray = np.maximum(values.astype(np.float64) / float(np.iinfo(dtype).max), -1.0)
+        # glTF allows `normalized` only on integer component types, so the dtype is an integer one.
+        integer = cast("np.dtype[np.integer[Any]]", dtype)
+        result: np.ndarray = np.maximum(values.astype(np.float64) / float(np.iinfo(integer).max), -1.0)
         return result
     return values

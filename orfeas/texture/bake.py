@@ -137,7 +137,9 @@ def fill_and_pad(texture: np.ndarray, covered: np.ndarray, seen: np.ndarray) -> 
         # a hole's colour is a smooth guess, and Telea's time grows with the masked area.
         size = texture.shape[0]
         small = min(size, INPAINT_SIZE)
-        unseen = cv2.resize((~seen).astype(np.uint8), (small, small), interpolation=cv2.INTER_NEAREST)
+        unseen: np.ndarray = cv2.resize(
+            (~seen).astype(np.uint8), (small, small), interpolation=cv2.INTER_NEAREST
+        )
         # A texel counts as known at the small size only when all texels it stands for were seen.
         if small < size:
             unseen = cv2.resize((~seen).astype(np.float32), (small, small), interpolation=cv2.INTER_AREA) > 0

@@ -12,7 +12,7 @@ to the colour-per-vertex formats with those copies welded back by position.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,7 +51,7 @@ def finish_textured(
     """The textured mesh placed in the build frame, or None when it is not textured or over budget."""
     import trimesh as tm
 
-    visual = getattr(mesh, "visual", None)
+    visual: Any = getattr(mesh, "visual", None)  # a trimesh visual; uv_texture() below checks it
     if uv_texture(mesh) is None or len(mesh.faces) > face_budget * (1 + BUDGET_SLACK):
         return None
     vertices = place(
