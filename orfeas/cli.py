@@ -115,13 +115,6 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         import dataclasses
 
         settings = dataclasses.replace(settings, texture_backend=args.texture_backend)
-    if args.backend == "hunyuan":
-        # pymeshlab (hy3dgen's post-processing) aborts the interpreter at exit when first imported
-        # in a stage's thread after torch; importing it here, in the main thread, avoids that.
-        import contextlib
-
-        with contextlib.suppress(ImportError):
-            import pymeshlab  # noqa: F401
     pipeline = Pipeline(settings)
     result = pipeline.run(request, job_id=args.job_id, progress=_progress_printer)
     out_dir: Path = args.out / result.job_id

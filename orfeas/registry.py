@@ -6,7 +6,9 @@ first asked for, so `import orfeas` and the weights-free path never load them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.util
 import sys
 import threading
 from typing import Any
@@ -32,6 +34,12 @@ TEXT_TO_IMAGE_BACKENDS = {
     "diffusers": "orfeas.gpu.text_to_image:DiffusersTextToImage",
 }
 WEIGHTS_FREE_SHAPES = frozenset({"extrude", "relief", "inflate"})
+# Native extensions a backend's import chain loads that must be first imported on the main
+# thread, keyed by the package that brings them in. pymeshlab (hy3dgen.shapegen's mesh
+# post-processing) first imported in a stage's thread after torch leaves the heap corrupt, and
+# the interpreter aborts at exit with "malloc_consolidate(): unaligned fastbin chunk" (exit 134;
+# tests/test_main_thread_imports.py). Importing it alone costs about 0.35 s of CPU, once.
+MAIN_THREAD_IMPORTS = {"hy3dgen": ("pymeshlab",)}
 
 
 class Backends:
@@ -41,6 +49,7 @@ class Backends:
         self.settings = settings
         self._instances: dict[str, Any] = {}
         self._lock = threading.Lock()
+        import_native_extensions()
 
     def _get(self, table: dict[str, str], name: str, what: str) -> Any:
         target = table.get(name)
@@ -86,6 +95,27 @@ class Backends:
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def import_native_extensions() -> list[str]:
+    """Import, on the main thread, the native extensions of the installed GPU backends.
+
+    Backends are built lazily inside a stage's thread (and the worker runs each job in a thread),
+    so it runs when the Backends object is made: Pipeline() in the CLI, and in handler.py at import.
+    Off the main thread it does nothing, since importing there is what it guards against.
+    Returns the modules now loaded; none of torch, diffusers or hy3dgen is imported."""
+    if threading.current_thread() is not threading.main_thread():
+        return []
+    loaded = []
+    for package, modules in MAIN_THREAD_IMPORTS.items():
+        if importlib.util.find_spec(package) is None:
+            continue
+        for module in modules:
+            # A missing extension is reported by the backend that needs it, when it is built.
+            with contextlib.suppress(ImportError):
+                importlib.import_module(module)
+                loaded.append(module)
+    return loaded
 
 
 def _build(target: str, name: str, settings: Settings) -> Any:

@@ -14,9 +14,8 @@ from orfeas.request import JobRequest
 from tests.gpu_support import cpu_settings, torch
 from tests.inputs_support import ROOT
 
-# pymeshlab (imported by hy3dgen.shapegen) aborts the interpreter at exit ("malloc_consolidate():
-# unaligned fastbin chunk") when its first import is in a stage's thread after torch; imported
-# here first, in the main thread, as a worker's preload does.
+# Backends() imports pymeshlab on the main thread (orfeas/registry.py, MAIN_THREAD_IMPORTS); the
+# tests need it installed.
 pytest.importorskip("pymeshlab")
 
 pytestmark = pytest.mark.slow  # the command writes eight models (about 12 s on one core)
