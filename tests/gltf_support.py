@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from orfeas.mesh.gltf import read_accessor, read_glb
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tools" / "validate_gltf.mjs"
 PACKAGE = ROOT / "tools" / "node_modules" / "gltf-validator"
@@ -57,3 +59,17 @@ def assert_valid_glb(data: bytes) -> dict[str, Any]:
     unwanted = [m for m in issues["messages"] if m["code"] in UNWANTED]
     assert not unwanted, unwanted[:20]
     return report
+
+
+def assert_textured_glb(data: bytes) -> tuple[dict[str, Any], bytes, dict[str, Any], Any]:
+    """Validate a textured GLB: the validator sees a texture, the first primitive has no COLOR_0
+    and its TEXCOORD_0 lies in [0, 1]; returns (document, blob, primitive, uv) for more checks."""
+    report = assert_valid_glb(data)
+    assert report["info"]["hasTextures"] is True
+    document, blob = read_glb(data)
+    primitive = document["meshes"][0]["primitives"][0]
+    assert "COLOR_0" not in primitive["attributes"]
+    uv = read_accessor(document, blob, primitive["attributes"]["TEXCOORD_0"])
+    assert uv.min() >= 0
+    assert uv.max() <= 1
+    return document, blob, primitive, uv

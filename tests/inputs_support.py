@@ -210,28 +210,21 @@ def _handler(state: PictureServer) -> type[http.server.BaseHTTPRequestHandler]:
             self.send_response(200)
             self.send_header("Content-Type", "image/png")
             self.end_headers()
-            sent = 0
             body = b"\x89PNG\r\n\x1a\n" + b"\x00" * DRIP_BYTES
-            try:
-                for i in range(len(body)):
-                    if state.stop.is_set():
-                        break
-                    self.wfile.write(body[i : i + 1])
-                    self.wfile.flush()
-                    sent += 1
-                    time.sleep(DRIP_EVERY_S)
-            finally:
-                state.streamed[route] = sent
-                state.finished.set()
+            self._drip(route, [body[i : i + 1] for i in range(len(body))])
 
         def _drip_headers(self, route: str) -> None:
             lines = [b"HTTP/1.0 200 OK\r\n"] + [f"X-Pad-{i}: x\r\n".encode() for i in range(DRIP_BYTES)]
+            self._drip(route, lines)
+
+        def _drip(self, route: str, pieces: list[bytes]) -> None:
+            """Write `pieces` one at a time, DRIP_EVERY_S apart, until stopped; count them."""
             sent = 0
             try:
-                for line in lines:
+                for piece in pieces:
                     if state.stop.is_set():
                         break
-                    self.wfile.write(line)
+                    self.wfile.write(piece)
                     self.wfile.flush()
                     sent += 1
                     time.sleep(DRIP_EVERY_S)

@@ -43,6 +43,16 @@ async def env(tmp_path: Path) -> AsyncIterator[CbEnv]:
     await cb.close()
 
 
+async def _harness_in_front_of(env: CbEnv, fake: FakeRunPod) -> Harness:
+    """Our server, with callbacks bound by TOKEN, submitting to `fake` served on loopback."""
+    upstream = await env.serve(fake.app())
+    return await env.harness(
+        runpod_endpoint_url=str(upstream.make_url("")).rstrip("/"),
+        public_url="http://cb.test",
+        callback_token=TOKEN,
+    )
+
+
 def test_an_event_bound_to_another_ref_changes_nothing():
     """plan_event: a callback authenticated for ref X does not move a job stored with ref Y, nor a
     job stored without a ref; unbound events and the job's own ref apply as before."""
@@ -63,12 +73,7 @@ async def test_a_refused_callback_does_not_use_up_the_real_ones_id(env):
     """A forged callback for job B with A's credentials and B's next webhook-id is refused and
     keeps no event: B's real callback with that id still applies (not a duplicate)."""
     fake = FakeRunPod()
-    upstream = await env.serve(fake.app())
-    h = await env.harness(
-        runpod_endpoint_url=str(upstream.make_url("")).rstrip("/"),
-        public_url="http://cb.test",
-        callback_token=TOKEN,
-    )
+    h = await _harness_in_front_of(env, fake)
     ids = []
     for prompt in ("a", "b"):
         resp = await h.client.post("/v1/jobs", json={"input": {"prompt": prompt}})
@@ -96,12 +101,7 @@ async def test_an_early_callback_with_the_jobs_own_token_is_kept(env):
         query = body["webhook"].split("?", 1)[1]
         assert (await holder[0].post(f"/callbacks/runpod?{query}", done)).status == 200
 
-    upstream = await env.serve(FakeRunPod(before_answer=finish_first).app())
-    h = await env.harness(
-        runpod_endpoint_url=str(upstream.make_url("")).rstrip("/"),
-        public_url="http://cb.test",
-        callback_token=TOKEN,
-    )
+    h = await _harness_in_front_of(env, FakeRunPod(before_answer=finish_first))
     holder.append(h)
     resp = await h.client.post("/v1/jobs", json={"input": {"prompt": "a cup"}})
     answer = await resp.json()
@@ -127,12 +127,7 @@ async def test_an_early_callback_with_another_jobs_token_is_replaced_by_the_subm
         url = f"/callbacks/runpod?ref={other}&token={job_token(master, other)}"
         assert (await holder[0].post(url, forged)).status == 200
 
-    upstream = await env.serve(FakeRunPod(before_answer=forge_first).app())
-    h = await env.harness(
-        runpod_endpoint_url=str(upstream.make_url("")).rstrip("/"),
-        public_url="http://cb.test",
-        callback_token=TOKEN,
-    )
+    h = await _harness_in_front_of(env, FakeRunPod(before_answer=forge_first))
     holder.append(h)
     resp = await h.client.post("/v1/jobs", json={"input": {"prompt": "a cup"}})
     job = await h.job((await resp.json())["id"])

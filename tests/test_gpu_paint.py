@@ -12,10 +12,10 @@ import pytest
 from orfeas.gpu import hunyuan_paint
 from orfeas.gpu.texgen_import import RENDERER_MODULES
 from orfeas.gpu.tiny_models import write_tiny_delight, write_tiny_paint
-from orfeas.mesh.gltf import read_accessor, read_glb
+from orfeas.mesh.gltf import read_glb
 from orfeas.pipeline import Pipeline
 from orfeas.request import parse_request
-from tests.gltf_support import assert_valid_glb
+from tests.gltf_support import assert_textured_glb
 from tests.gpu_support import cpu_settings
 from tests.inputs_support import EMBLEM
 
@@ -54,14 +54,7 @@ def test_an_extruded_logo_gets_a_baked_uv_texture(model_dir, few_steps):
     result = Pipeline(settings).run(request, job_id="paint-cpu")
     assert not [w for w in result.warnings if "texture degraded" in w], result.warnings
     glb = result.artifacts["glb"].data
-    report = assert_valid_glb(glb)
-    assert report["info"]["hasTextures"] is True
-    document, blob = read_glb(glb)
-    primitive = document["meshes"][0]["primitives"][0]
-    assert "COLOR_0" not in primitive["attributes"]
-    uv = read_accessor(document, blob, primitive["attributes"]["TEXCOORD_0"])
-    assert uv.min() >= 0
-    assert uv.max() <= 1
+    document, _, primitive, _ = assert_textured_glb(glb)
     material = document["materials"][primitive["material"]]
     assert material["pbrMetallicRoughness"]["baseColorTexture"]["index"] == 0
     assert document["images"][0]["mimeType"] == "image/png"

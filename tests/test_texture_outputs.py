@@ -12,8 +12,7 @@ import trimesh
 from PIL import Image
 
 from orfeas.mesh.export import export_mesh
-from orfeas.mesh.gltf import read_accessor, read_glb
-from tests.gltf_support import assert_valid_glb
+from tests.gltf_support import assert_textured_glb
 
 pytest.importorskip("xatlas")
 
@@ -36,15 +35,8 @@ def test_glb_has_texcoords_and_a_png_base_colour_texture():
     """The validator accepts the GLB; its material samples an embedded PNG through TEXCOORD_0."""
     mesh = textured_sphere()
     data = export_mesh(mesh, "glb").data
-    report = assert_valid_glb(data)
-    assert report["info"]["hasTextures"] is True
-    document, blob = read_glb(data)
-    primitive = document["meshes"][0]["primitives"][0]
-    assert "COLOR_0" not in primitive["attributes"]
-    uv = read_accessor(document, blob, primitive["attributes"]["TEXCOORD_0"])
+    document, blob, primitive, uv = assert_textured_glb(data)
     assert uv.shape[1] == 2
-    assert uv.min() >= 0
-    assert uv.max() <= 1
     material = document["materials"][primitive["material"]]
     texture = document["textures"][material["pbrMetallicRoughness"]["baseColorTexture"]["index"]]
     image = document["images"][texture["source"]]
