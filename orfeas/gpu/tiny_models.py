@@ -143,50 +143,15 @@ def write_tiny_clip_tokenizer(folder: Path) -> None:
 
 def write_tiny_text_to_image(model_dir: Path, repo: str = "tiny/sd-turbo", seed: int = 0) -> Path:
     """A Stable Diffusion pipeline of tiny UNet, VAE and CLIP text model, saved with save_pretrained."""
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     torch.manual_seed(seed)
     folder = model_dir / repo
-    with tempfile.TemporaryDirectory() as tok_dir:
-        write_tiny_clip_tokenizer(Path(tok_dir))
-        tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=16,
-            projection_dim=16,
-            bos_token_id=0,
-            eos_token_id=1,
-            pad_token_id=1,
-        )
-    )
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        layers_per_block=1,
-        block_out_channels=(8, 16),
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16,
-        attention_head_dim=4,
-        norm_num_groups=4,
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 8),
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=16,
-    )
+    # Built in this order (text model, UNet, VAE) so a seed gives the same weights as it always has.
+    tokenizer = _tiny_clip_tokenizer()
+    text_encoder = _tiny_text_encoder(tokenizer, hidden_size=16, max_positions=16)
+    unet = _tiny_sd_unet(in_channels=4)
+    vae = _tiny_sd_vae()
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -227,60 +192,42 @@ def write_tiny_segmentation(model_dir: Path, repo: str = "tiny/segformer-fg", se
     return folder
 
 
-def _tiny_sd_parts(*, cross_attention_dim: int = 16) -> dict[str, Any]:
-    """Tokenizer, CLIP text model and VAE of a Stable Diffusion folder, shrunk."""
-    from diffusers import AutoencoderKL
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+def _tiny_clip_tokenizer() -> Any:
+    """The tiny CLIP tokenizer, written to a scratch folder and loaded back as diffusers loads it."""
+    from transformers import CLIPTokenizer
 
     with tempfile.TemporaryDirectory() as tok_dir:
         write_tiny_clip_tokenizer(Path(tok_dir))
-        tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
-    text_encoder = CLIPTextModel(
+        return CLIPTokenizer.from_pretrained(tok_dir)
+
+
+def _tiny_text_encoder(tokenizer: Any, *, hidden_size: int, max_positions: int) -> Any:
+    """A one-layer CLIP text model over `tokenizer`'s vocabulary."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(
         CLIPTextConfig(
             vocab_size=len(tokenizer),
-            hidden_size=cross_attention_dim,
+            hidden_size=hidden_size,
             intermediate_size=32,
             num_hidden_layers=1,
             num_attention_heads=2,
-            max_position_embeddings=77,
+            max_position_embeddings=max_positions,
             projection_dim=16,
             bos_token_id=0,
             eos_token_id=1,
             pad_token_id=1,
         )
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        block_out_channels=(8, 8),
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=16,
-    )
-    return {"tokenizer": tokenizer, "text_encoder": text_encoder, "vae": vae}
 
 
-def write_tiny_delight(
-    model_dir: Path,
-    repo: str = "tencent/Hunyuan3D-2",
-    subfolder: str = "hunyuan3d-delight-v2-0",
-    seed: int = 0,
-) -> Path:
-    """The delighting model as published: an InstructPix2Pix pipeline folder (a UNet of 8 inputs)."""
-    from diffusers import (
-        EulerAncestralDiscreteScheduler,
-        StableDiffusionInstructPix2PixPipeline,
-        UNet2DConditionModel,
-    )
+def _tiny_sd_unet(*, in_channels: int) -> Any:
+    """A two-level Stable Diffusion UNet of 4 latent channels out, cross-attending 16-wide text."""
+    from diffusers import UNet2DConditionModel
 
-    torch.manual_seed(seed)
-    folder = model_dir / repo / subfolder
-    parts = _tiny_sd_parts()
-    unet = UNet2DConditionModel(
+    return UNet2DConditionModel(
         sample_size=8,
-        in_channels=8,  # the noisy latent and the picture's latent, side by side
+        in_channels=in_channels,
         out_channels=4,
         layers_per_block=1,
         block_out_channels=(8, 16),
@@ -290,6 +237,44 @@ def write_tiny_delight(
         attention_head_dim=4,
         norm_num_groups=4,
     )
+
+
+def _tiny_sd_vae() -> Any:
+    """A two-level KL autoencoder of 4 latent channels (a factor 2 between pixels and latents)."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8, 8),
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=16,
+    )
+
+
+def _tiny_sd_parts(*, cross_attention_dim: int = 16) -> dict[str, Any]:
+    """Tokenizer, CLIP text model and VAE of a Stable Diffusion folder, shrunk."""
+    tokenizer = _tiny_clip_tokenizer()
+    text_encoder = _tiny_text_encoder(tokenizer, hidden_size=cross_attention_dim, max_positions=77)
+    return {"tokenizer": tokenizer, "text_encoder": text_encoder, "vae": _tiny_sd_vae()}
+
+
+def write_tiny_delight(
+    model_dir: Path,
+    repo: str = "tencent/Hunyuan3D-2",
+    subfolder: str = "hunyuan3d-delight-v2-0",
+    seed: int = 0,
+) -> Path:
+    """The delighting model as published: an InstructPix2Pix pipeline folder (a UNet of 8 inputs)."""
+    from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline
+
+    torch.manual_seed(seed)
+    folder = model_dir / repo / subfolder
+    parts = _tiny_sd_parts()
+    unet = _tiny_sd_unet(in_channels=8)  # the noisy latent and the picture's latent, side by side
     pipe = StableDiffusionInstructPix2PixPipeline(
         unet=unet,
         scheduler=EulerAncestralDiscreteScheduler(),
