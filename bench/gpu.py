@@ -135,7 +135,7 @@ def sync() -> None:
     import torch
 
     if torch.cuda.is_available():
-        sync()
+        torch.cuda.synchronize()
 
 
 def bench_picture() -> Any:
