@@ -27,76 +27,56 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-FULL_CONFIG: dict[str, Any] = {
-    "model": {
-        "target": "hy3dgen.shapegen.models.Hunyuan3DDiT",
-        "params": {
-            "in_channels": 64,
-            "context_in_dim": 1536,
-            "hidden_size": 1024,
-            "mlp_ratio": 4.0,
-            "num_heads": 16,
-            "depth": 16,
-            "depth_single_blocks": 32,
-            "axes_dim": [64],
-            "theta": 10000,
-            "qkv_bias": True,
-        },
+from orfeas.gpu.hunyuan_config import hunyuan_config  # importable once the root is on the path
+
+# Hunyuan3D-2's published config.yaml (hunyuan3d-dit-v2-0): DiT, ShapeVAE, DINOv2-giant.
+FULL_CONFIG: dict[str, Any] = hunyuan_config(
+    dit={
+        "in_channels": 64,
+        "context_in_dim": 1536,
+        "hidden_size": 1024,
+        "mlp_ratio": 4.0,
+        "num_heads": 16,
+        "depth": 16,
+        "depth_single_blocks": 32,
+        "axes_dim": [64],
+        "theta": 10000,
+        "qkv_bias": True,
     },
-    "vae": {
-        "target": "hy3dgen.shapegen.models.ShapeVAE",
-        "params": {
-            "num_latents": 3072,
-            "embed_dim": 64,
-            "num_freqs": 8,
-            "include_pi": False,
-            "heads": 16,
-            "width": 1024,
-            "num_decoder_layers": 16,
-            "qkv_bias": False,
-            "qk_norm": True,
-            "scale_factor": 0.9990943042622529,
-        },
+    vae={
+        "num_latents": 3072,
+        "embed_dim": 64,
+        "num_freqs": 8,
+        "include_pi": False,
+        "heads": 16,
+        "width": 1024,
+        "num_decoder_layers": 16,
+        "qkv_bias": False,
+        "qk_norm": True,
+        "scale_factor": 0.9990943042622529,
     },
-    "conditioner": {
-        "target": "hy3dgen.shapegen.models.SingleImageEncoder",
-        "params": {
-            "main_image_encoder": {
-                "type": "DinoImageEncoder",
-                "kwargs": {
-                    "config": {
-                        "attention_probs_dropout_prob": 0.0,
-                        "drop_path_rate": 0.0,
-                        "hidden_act": "gelu",
-                        "hidden_dropout_prob": 0.0,
-                        "hidden_size": 1536,
-                        "image_size": 518,
-                        "initializer_range": 0.02,
-                        "layer_norm_eps": 1e-6,
-                        "layerscale_value": 1.0,
-                        "mlp_ratio": 4,
-                        "model_type": "dinov2",
-                        "num_attention_heads": 24,
-                        "num_channels": 3,
-                        "num_hidden_layers": 40,
-                        "patch_size": 14,
-                        "qkv_bias": True,
-                        "use_swiglu_ffn": True,
-                    },
-                    "image_size": 518,
-                },
-            }
-        },
+    dino={
+        "attention_probs_dropout_prob": 0.0,
+        "drop_path_rate": 0.0,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.0,
+        "hidden_size": 1536,
+        "image_size": 518,
+        "initializer_range": 0.02,
+        "layer_norm_eps": 1e-06,
+        "layerscale_value": 1.0,
+        "mlp_ratio": 4,
+        "model_type": "dinov2",
+        "num_attention_heads": 24,
+        "num_channels": 3,
+        "num_hidden_layers": 40,
+        "patch_size": 14,
+        "qkv_bias": True,
+        "use_swiglu_ffn": True,
     },
-    "scheduler": {
-        "target": "hy3dgen.shapegen.schedulers.FlowMatchEulerDiscreteScheduler",
-        "params": {"num_train_timesteps": 1000},
-    },
-    "image_processor": {
-        "target": "hy3dgen.shapegen.preprocessors.ImageProcessorV2",
-        "params": {"size": 512, "border_ratio": 0.15},
-    },
-}
+    image_size=518,
+    processor_size=512,
+)
 REPO = "tencent/Hunyuan3D-2"
 SUBFOLDER = "hunyuan3d-dit-v2-0"
 TURBO_VAE = "hunyuan3d-vae-v2-0-turbo"

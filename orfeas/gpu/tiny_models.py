@@ -16,74 +16,52 @@ from typing import Any
 import torch
 import yaml
 
+from orfeas.gpu.hunyuan_config import hunyuan_config
 from orfeas.gpu.torchvision_standin import import_shapegen
 
 # Hunyuan3D-2's own config.yaml, with every width shrunk: the DiT's context width is the image
 # encoder's hidden size, its input channels the VAE's latent width, its rotary dims its head size.
-TINY_HUNYUAN_CONFIG: dict[str, Any] = {
-    "model": {
-        "target": "hy3dgen.shapegen.models.Hunyuan3DDiT",
-        "params": {
-            "in_channels": 8,
-            "context_in_dim": 32,
-            "hidden_size": 32,
-            "mlp_ratio": 2.0,
-            "num_heads": 2,
-            "depth": 1,
-            "depth_single_blocks": 1,
-            "axes_dim": [16],
-            "theta": 10000,
-            "qkv_bias": True,
-        },
+TINY_HUNYUAN_CONFIG: dict[str, Any] = hunyuan_config(
+    dit={
+        "in_channels": 8,
+        "context_in_dim": 32,
+        "hidden_size": 32,
+        "mlp_ratio": 2.0,
+        "num_heads": 2,
+        "depth": 1,
+        "depth_single_blocks": 1,
+        "axes_dim": [16],
+        "theta": 10000,
+        "qkv_bias": True,
     },
-    "vae": {
-        "target": "hy3dgen.shapegen.models.ShapeVAE",
-        "params": {
-            "num_latents": 16,
-            "embed_dim": 8,
-            "num_freqs": 4,
-            "include_pi": False,
-            "heads": 2,
-            "width": 32,
-            "num_decoder_layers": 1,
-            "qkv_bias": False,
-            "qk_norm": True,
-            "scale_factor": 0.9990943042622529,
-        },
+    vae={
+        "num_latents": 16,
+        "embed_dim": 8,
+        "num_freqs": 4,
+        "include_pi": False,
+        "heads": 2,
+        "width": 32,
+        "num_decoder_layers": 1,
+        "qkv_bias": False,
+        "qk_norm": True,
+        "scale_factor": 0.9990943042622529,
     },
-    "conditioner": {
-        "target": "hy3dgen.shapegen.models.SingleImageEncoder",
-        "params": {
-            "main_image_encoder": {
-                "type": "DinoImageEncoder",
-                "kwargs": {
-                    "config": {
-                        "hidden_size": 32,
-                        "num_hidden_layers": 1,
-                        "num_attention_heads": 2,
-                        "mlp_ratio": 2,
-                        "image_size": 28,
-                        "patch_size": 14,
-                        "num_channels": 3,
-                        "qkv_bias": True,
-                        "use_swiglu_ffn": False,
-                        "layer_norm_eps": 1e-6,
-                        "model_type": "dinov2",
-                    },
-                    "image_size": 28,
-                },
-            }
-        },
+    dino={
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "mlp_ratio": 2,
+        "image_size": 28,
+        "patch_size": 14,
+        "num_channels": 3,
+        "qkv_bias": True,
+        "use_swiglu_ffn": False,
+        "layer_norm_eps": 1e-6,
+        "model_type": "dinov2",
     },
-    "scheduler": {
-        "target": "hy3dgen.shapegen.schedulers.FlowMatchEulerDiscreteScheduler",
-        "params": {"num_train_timesteps": 1000},
-    },
-    "image_processor": {
-        "target": "hy3dgen.shapegen.preprocessors.ImageProcessorV2",
-        "params": {"size": 32, "border_ratio": 0.15},
-    },
-}
+    image_size=28,
+    processor_size=32,
+)
 
 
 def write_tiny_hunyuan(
