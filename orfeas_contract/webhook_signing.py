@@ -124,15 +124,3 @@ def rejection(
     if any(hmac.compare_digest(candidate, expected) for candidate in sigs.split()):
         return None
     return BAD_SIGNATURE
-
-
-def verify(
-    secret: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    *,
-    tolerance_s: int = DEFAULT_TOLERANCE_S,
-    now: float | None = None,
-) -> bool:
-    """True when the raw body carries a valid, fresh signature under `secret`. Never raises."""
-    return rejection(secret, headers, body, tolerance_s=tolerance_s, now=now) is None
