@@ -184,6 +184,25 @@ def openapi_document() -> dict[str, Any]:
     return document
 
 
+def _job_action(operation_id: str, summary: str, conflict: str) -> dict[str, Any]:
+    """POST /v1/jobs/{id}/<action>: the job after it, 409 (`conflict`) when its state forbids the
+    action, 502 when RunPod refuses or fails."""
+    return {
+        "post": {
+            "operationId": operation_id,
+            "summary": summary,
+            "parameters": [_JOB_ID],
+            "responses": {
+                "200": _json(_ref("Job"), "The job"),
+                "404": _ERROR,
+                "409": _json(_ref("Error"), conflict),
+                "502": _json(_ref("Error"), "The RunPod endpoint refused or failed"),
+                "503": _UNAVAILABLE,
+            },
+        }
+    }
+
+
 def _document() -> dict[str, Any]:
     job = _json(_ref("Job"), "The job")
     return {
@@ -340,34 +359,14 @@ def _document() -> dict[str, Any]:
                     },
                 }
             },
-            "/v1/jobs/{id}/cancel": {
-                "post": {
-                    "operationId": "cancelJob",
-                    "summary": "Cancel a job upstream and here",
-                    "parameters": [_JOB_ID],
-                    "responses": {
-                        "200": job,
-                        "404": _ERROR,
-                        "409": _json(_ref("Error"), "The job is already terminal"),
-                        "502": _json(_ref("Error"), "The RunPod endpoint refused or failed"),
-                        "503": _UNAVAILABLE,
-                    },
-                }
-            },
-            "/v1/jobs/{id}/retry": {
-                "post": {
-                    "operationId": "retryJob",
-                    "summary": "Retry a failed, timed-out or cancelled job (RunPod /retry) under a new epoch",
-                    "parameters": [_JOB_ID],
-                    "responses": {
-                        "200": job,
-                        "404": _ERROR,
-                        "409": _json(_ref("Error"), "The job is not in a state that can be retried"),
-                        "502": _json(_ref("Error"), "The RunPod endpoint refused or failed"),
-                        "503": _UNAVAILABLE,
-                    },
-                }
-            },
+            "/v1/jobs/{id}/cancel": _job_action(
+                "cancelJob", "Cancel a job upstream and here", "The job is already terminal"
+            ),
+            "/v1/jobs/{id}/retry": _job_action(
+                "retryJob",
+                "Retry a failed, timed-out or cancelled job (RunPod /retry) under a new epoch",
+                "The job is not in a state that can be retried",
+            ),
         },
         "components": {
             "schemas": {

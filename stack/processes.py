@@ -70,16 +70,37 @@ def _proc_group_members(pgid: int) -> bool | None:
     return False
 
 
-def group_alive(pgid: int) -> bool:
-    """Whether any process of the group still runs (zombies waiting for a reaper do not count)."""
+def _signal_zero(send: Callable[[int, int], None], target: int) -> bool | None:
+    """Signal 0 to a pid or group: False when there is none, True when it exists but is not ours
+    to signal (so it runs), None when we may signal it: only /proc then tells a zombie apart."""
     try:
-        os.killpg(pgid, 0)
+        send(target, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    return None
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs (zombies waiting for a reaper do not count)."""
+    known = _signal_zero(os.killpg, pgid)
+    if known is not None:
+        return known
     members = _proc_group_members(pgid)
     return True if members is None else members
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether the process still runs (its zombie, waiting for a reaper, does not count)."""
+    known = _signal_zero(os.kill, pid)
+    if known is not None:
+        return known
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @dataclass

@@ -11,20 +11,12 @@ import textwrap
 import time
 from pathlib import Path
 
+from stack.processes import pid_alive
+
 
 def gone(pid: int) -> bool:
     """True when no such process exists, or only its zombie is left (nothing runs any more)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+    return not pid_alive(pid)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
