@@ -13,6 +13,7 @@ import secrets
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stack.processes import Supervisor, free_port
 
@@ -46,17 +47,21 @@ def _base_env() -> dict[str, str]:
     return env
 
 
-def s3_client(endpoint: str) -> object:
+def s3_client(
+    endpoint: str, *, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY, max_attempts: int | None = 2
+) -> object:
+    """A path-style S3 client for a local endpoint; `max_attempts=None` keeps botocore's retries."""
     import boto3
     from botocore.config import Config
 
+    retries: dict[str, Any] = {} if max_attempts is None else {"retries": {"max_attempts": max_attempts}}
     return boto3.session.Session().client(
         "s3",
         endpoint_url=endpoint,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
         region_name=REGION,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
+        config=Config(s3={"addressing_style": "path"}, **retries),
     )
 
 

@@ -10,8 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import boto3
-from botocore.config import Config
+from stack import services
 
 REGION = "us-east-1"
 ACCESS_KEY = "testing-key"
@@ -34,14 +33,7 @@ def moto_s3() -> Iterator[str]:
 
 def s3_client(endpoint: str) -> object:
     """A plain client for the test's own checks (not the store under test)."""
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        region_name=REGION,
-        config=Config(s3={"addressing_style": "path"}),
-    )
+    return services.s3_client(endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY, max_attempts=None)
 
 
 FaultMatcher = Callable[[str, str], bool]  # (method, path) -> inject a fault for this request?
