@@ -18,3 +18,12 @@ def cpu_settings(**changes):
     base = {"device": "cpu", "dtype": "auto", "hf_home": "/nonexistent-hf-home"}
     base.update(changes)
     return Settings(**base)
+
+
+def oom_on_forward(monkeypatch: pytest.MonkeyPatch, model_class: type) -> None:
+    """Make every `model_class.forward` call raise CUDA's out-of-memory error, as a full GPU would."""
+
+    def explode(self, *args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(model_class, "forward", explode)

@@ -15,7 +15,7 @@ from orfeas.gpu.hunyuan_paint import HunyuanPaintTexture
 from orfeas.gpu.tiny_models import write_tiny_hunyuan, write_tiny_segmentation, write_tiny_text_to_image
 from orfeas.pipeline import Pipeline
 from orfeas.request import JobRequest, parse_request
-from tests.gpu_support import cpu_settings, torch
+from tests.gpu_support import cpu_settings, oom_on_forward
 
 EMBLEM = Path(__file__).resolve().parents[1] / "orfeas" / "samples" / "emblem.png"
 T2I = "tiny/sd-turbo"
@@ -68,10 +68,7 @@ def test_out_of_memory_fails_the_job_as_out_of_memory(gpu_settings, tiny_plans, 
     """A CUDA OOM in a stage's model ends the job with out_of_memory (fatal: the worker is recycled)."""
     from transformers import SegformerForSemanticSegmentation
 
-    def explode(self, *args, **kwargs):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-
-    monkeypatch.setattr(SegformerForSemanticSegmentation, "forward", explode)
+    oom_on_forward(monkeypatch, SegformerForSemanticSegmentation)
     freed = []
     pipeline = Pipeline(gpu_settings)
     monkeypatch.setattr(pipeline.backends, "free_memory", lambda: freed.append(True))

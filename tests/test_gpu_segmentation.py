@@ -13,7 +13,7 @@ from orfeas.errors import BackendUnavailable, ModelUnavailable, OutOfMemory
 from orfeas.gpu.segmentation import SegmentationBackgroundRemover, foreground_probability
 from orfeas.gpu.tiny_models import write_tiny_segmentation
 from orfeas.types import StageContext
-from tests.gpu_support import cpu_settings, torch
+from tests.gpu_support import cpu_settings, oom_on_forward, torch
 
 MODEL = "tiny/segformer-fg"
 
@@ -82,10 +82,7 @@ def test_out_of_memory_in_the_model(model_dir, monkeypatch):
     """A CUDA OOM in the segmentation forward is out_of_memory for the background stage."""
     from transformers import SegformerForSemanticSegmentation
 
-    def explode(self, *args, **kwargs):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-
-    monkeypatch.setattr(SegformerForSemanticSegmentation, "forward", explode)
+    oom_on_forward(monkeypatch, SegformerForSemanticSegmentation)
     settings = cpu_settings(model_dir=model_dir, segmentation_model=MODEL)
     with pytest.raises(OutOfMemory) as info:
         SegmentationBackgroundRemover(settings).remove(picture(), make_ctx(settings, []))

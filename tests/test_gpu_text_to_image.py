@@ -13,7 +13,7 @@ from orfeas.errors import BackendUnavailable, ModelUnavailable, OutOfMemory
 from orfeas.gpu.text_to_image import DiffusersTextToImage, SamplerParams, sampler_params
 from orfeas.gpu.tiny_models import write_tiny_text_to_image
 from orfeas.types import StageContext
-from tests.gpu_support import cpu_settings, torch
+from tests.gpu_support import cpu_settings, oom_on_forward, torch
 
 MODEL = "tiny/sd-turbo"
 TWO_STEPS = SamplerParams(steps=2, guidance=0.0)
@@ -87,10 +87,7 @@ def test_out_of_memory_in_the_unet(model_dir, monkeypatch):
     """A CUDA OOM inside the UNet's forward is out_of_memory for the text_to_image stage."""
     from diffusers import UNet2DConditionModel
 
-    def explode(self, *args, **kwargs):
-        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-
-    monkeypatch.setattr(UNet2DConditionModel, "forward", explode)
+    oom_on_forward(monkeypatch, UNet2DConditionModel)
     settings = cpu_settings(model_dir=model_dir, text_to_image_model=MODEL)
     with pytest.raises(OutOfMemory) as info:
         DiffusersTextToImage(settings, params=TWO_STEPS).generate("the cube", make_ctx(settings, []))
