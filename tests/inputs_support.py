@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -77,36 +78,67 @@ class Certificate:
         return ssl.create_default_context(cadata=self.cert_pem.decode("ascii"))
 
 
-def self_signed(names: list[str]) -> Certificate:
-    """A self-signed EC certificate for `names` (subjectAltName DNS entries), valid for a day."""
+def issue_certificate(
+    common_name: str,
+    names: list[str],
+    *,
+    issuer: tuple[Any, Any] | None = None,
+    ca: bool = False,
+    valid: tuple[datetime.timedelta, datetime.timedelta] = (
+        datetime.timedelta(hours=1),
+        datetime.timedelta(days=1),
+    ),
+) -> tuple[Any, Any]:
+    """A new EC P-256 key and its certificate for `common_name`, with `names` as subjectAltName
+    DNS entries (none when empty) and a CA basic constraint when `ca`; signed by `issuer`
+    ((name, key)) or by itself; valid from now - valid[0] to now + valid[1]. (certificate, key)."""
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    issuer_name, signing_key = (subject, key) if issuer is None else issuer
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(subject)
+        .issuer_name(issuer_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+        .not_valid_before(now - valid[0])
+        .not_valid_after(now + valid[1])
     )
-    return Certificate(
-        cert_pem=cert.public_bytes(serialization.Encoding.PEM),
-        key_pem=key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
+    if names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+        )
+    if ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    return builder.sign(signing_key, hashes.SHA256()), key
+
+
+def key_pem(key: Any) -> bytes:
+    """The private key as unencrypted PKCS#8 PEM."""
+    from cryptography.hazmat.primitives import serialization
+
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+
+
+def cert_pem(cert: Any) -> bytes:
+    """The certificate as PEM."""
+    from cryptography.hazmat.primitives import serialization
+
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def self_signed(names: list[str]) -> Certificate:
+    """A self-signed EC certificate for `names` (subjectAltName DNS entries), valid for a day."""
+    cert, key = issue_certificate(names[0], names, ca=True)
+    return Certificate(cert_pem=cert_pem(cert), key_pem=key_pem(key))
 
 
 @dataclass
