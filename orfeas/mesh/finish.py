@@ -8,6 +8,8 @@ decimation moves the extreme vertices).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,82 +43,73 @@ def finish_mesh(
 
     Errors of the libraries underneath are raised as StageFailed for the calling stage.
     """
-    try:
-        return _finish(
-            mesh,
-            stands=stands,
-            face_budget=face_budget,
-            dimensions=dimensions,
-            default_size_mm=default_size_mm,
-            ctx=ctx,
+    with _as_stage_failure(ctx):
+        arrays = MeshArrays(
+            np.asarray(mesh.vertices, dtype=np.float64),
+            np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3),
+            vertex_colours(mesh),
         )
+        if len(arrays.faces) == 0:
+            raise StageFailed("the mesh has no faces", stage=ctx.stage)
+        if not np.isfinite(arrays.vertices).all():
+            raise StageFailed("the mesh has vertices that are not finite numbers", stage=ctx.stage)
+
+        arrays, _ = clean(arrays)
+        if len(arrays.faces) == 0:
+            raise StageFailed("the mesh has only degenerate faces", stage=ctx.stage)
+        table = EdgeTable.of(arrays.faces)
+        arrays, flipped = fix_winding(arrays, table)
+        if flipped:
+            table = EdgeTable.of(arrays.faces)
+        ctx.report(0.1 * _SPAN)
+        ctx.check()
+
+        arrays, holes = close_holes(arrays, table)
+        if holes.filled:
+            table = EdgeTable.of(arrays.faces)
+        arrays, _ = orient_outward(arrays, table)
+        ctx.report(0.2 * _SPAN)
+        ctx.check()
+
+        before = len(arrays.faces)
+        if before > face_budget:
+            parts = _count_parts(table, before)
+            arrays = _decimate_by_colour(arrays, face_budget)
+            # A collapse can, rarely, tear a closed surface (a flap cancelled by `clean`); close what
+            # it opened. The edges of a 100k-face result take ~0.05 s to check.
+            table = EdgeTable.of(arrays.faces)
+            arrays, holes = close_holes(arrays, table)
+            if holes.filled:
+                table = EdgeTable.of(arrays.faces)
+            lost = parts - _count_parts(table, len(arrays.faces))
+            if lost > 0:
+                # Edge collapses never join parts, so fewer parts means some collapsed to nothing.
+                ctx.warn(f"{lost} small part(s) collapsed away to fit the budget of {face_budget} faces")
+        if len(arrays.faces) > face_budget * (1 + BUDGET_SLACK):
+            # Many small separate parts: each keeps at least a tetrahedron's faces.
+            ctx.warn(f"mesh kept {len(arrays.faces)} faces, over the budget of {face_budget}")
+        ctx.report(0.9 * _SPAN)
+        ctx.check()
+
+        vertices = place(
+            arrays.vertices, stands=stands, dimensions=dimensions, default_size_mm=default_size_mm
+        )
+        finished = _to_trimesh(MeshArrays(vertices, arrays.faces, arrays.colours))
+        _warn_if_open(finished, holes.left_open, holes.nonmanifold_edges, ctx)
+        ctx.report(_SPAN)
+        return finished
+
+
+@contextmanager
+def _as_stage_failure(ctx: StageContext) -> Iterator[None]:
+    """Errors of the libraries underneath become StageFailed for the calling stage; ours and
+    MemoryError pass unchanged."""
+    try:
+        yield
     except (OrfeasError, MemoryError):
         raise
     except Exception as exc:
         raise StageFailed(f"mesh finishing failed: {type(exc).__name__}: {exc}", stage=ctx.stage) from exc
-
-
-def _finish(
-    mesh: trimesh.Trimesh,
-    *,
-    stands: bool,
-    face_budget: int,
-    dimensions: Dimensions | None,
-    default_size_mm: float,
-    ctx: StageContext,
-) -> trimesh.Trimesh:
-    arrays = MeshArrays(
-        np.asarray(mesh.vertices, dtype=np.float64),
-        np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3),
-        vertex_colours(mesh),
-    )
-    if len(arrays.faces) == 0:
-        raise StageFailed("the mesh has no faces", stage=ctx.stage)
-    if not np.isfinite(arrays.vertices).all():
-        raise StageFailed("the mesh has vertices that are not finite numbers", stage=ctx.stage)
-
-    arrays, _ = clean(arrays)
-    if len(arrays.faces) == 0:
-        raise StageFailed("the mesh has only degenerate faces", stage=ctx.stage)
-    table = EdgeTable.of(arrays.faces)
-    arrays, flipped = fix_winding(arrays, table)
-    if flipped:
-        table = EdgeTable.of(arrays.faces)
-    ctx.report(0.1 * _SPAN)
-    ctx.check()
-
-    arrays, holes = close_holes(arrays, table)
-    if holes.filled:
-        table = EdgeTable.of(arrays.faces)
-    arrays, _ = orient_outward(arrays, table)
-    ctx.report(0.2 * _SPAN)
-    ctx.check()
-
-    before = len(arrays.faces)
-    if before > face_budget:
-        parts = _count_parts(table, before)
-        arrays = _decimate_by_colour(arrays, face_budget)
-        # A collapse can, rarely, tear a closed surface (a flap cancelled by `clean`); close what
-        # it opened. The edges of a 100k-face result take ~0.05 s to check.
-        table = EdgeTable.of(arrays.faces)
-        arrays, holes = close_holes(arrays, table)
-        if holes.filled:
-            table = EdgeTable.of(arrays.faces)
-        lost = parts - _count_parts(table, len(arrays.faces))
-        if lost > 0:
-            # Edge collapses never join parts, so fewer parts means some collapsed to nothing.
-            ctx.warn(f"{lost} small part(s) collapsed away to fit the budget of {face_budget} faces")
-    if len(arrays.faces) > face_budget * (1 + BUDGET_SLACK):
-        # Many small separate parts: each keeps at least a tetrahedron's faces.
-        ctx.warn(f"mesh kept {len(arrays.faces)} faces, over the budget of {face_budget}")
-    ctx.report(0.9 * _SPAN)
-    ctx.check()
-
-    vertices = place(arrays.vertices, stands=stands, dimensions=dimensions, default_size_mm=default_size_mm)
-    finished = _to_trimesh(MeshArrays(vertices, arrays.faces, arrays.colours))
-    _warn_if_open(finished, holes.left_open, holes.nonmanifold_edges, ctx)
-    ctx.report(_SPAN)
-    return finished
 
 
 def _decimate_by_colour(arrays: MeshArrays, face_budget: int) -> MeshArrays:
