@@ -14,6 +14,7 @@ Callbacks recorded but never marked (a crash inside the store's write path) are 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import Mapping
@@ -45,10 +46,6 @@ class Decision:
     job_id: str | None
     outcome: str | None  # set when there is no event
     note: str | None = None  # how the body was decoded, or why it could not be (stored with it)
-
-
-def dedupe_key(headers: Mapping[str, str], body_sha256: str) -> str:
-    return _dedupe_key(_wanted_headers(headers).get("webhook-id"), body_sha256)
 
 
 def _dedupe_key(msg_id: str | None, body_sha256: str) -> str:
@@ -155,29 +152,21 @@ async def decide_off_loop(
 ) -> Decision:
     """`decide`, on a worker thread when the body is compressed or large (inflating and parsing
     8 MiB takes tens of milliseconds), else inline (a thread hand-off costs more than a small parse)."""
+    run = functools.partial(
+        decide,
+        runtime,
+        provider,
+        headers,
+        body,
+        query,
+        body_sha256=body_sha256,
+        truncated=truncated,
+        authentic=authentic,
+    )
     if needs_thread(_wanted_headers(headers).get("content-encoding", ""), body):
-        decision = await asyncio.to_thread(
-            decide,
-            runtime,
-            provider,
-            headers,
-            body,
-            query,
-            body_sha256=body_sha256,
-            truncated=truncated,
-            authentic=authentic,
-        )
+        decision = await asyncio.to_thread(run)
     else:
-        decision = decide(
-            runtime,
-            provider,
-            headers,
-            body,
-            query,
-            body_sha256=body_sha256,
-            truncated=truncated,
-            authentic=authentic,
-        )
+        decision = run()
     count(runtime, decision)
     return decision
 
