@@ -164,7 +164,7 @@ class Settings:
                 e, BACKGROUND_BACKEND, d.background_backend, frozenset(BACKGROUNDS)
             ),
             texture_backend=read_choice(e, TEXTURE_BACKEND, d.texture_backend, frozenset(TEXTURES)),
-            concurrency=read_int(e, CONCURRENCY, 1, lo=1, hi=64),
+            concurrency=read_int(e, CONCURRENCY, d.concurrency, lo=1, hi=64),
             webhook_secret=read_optional(e, WEBHOOK_SECRET),
             allow_private_webhooks=read_bool(e, ALLOW_PRIVATE_WEBHOOKS, d.allow_private_webhooks),
             log_level=read_choice(
