@@ -14,6 +14,7 @@ from typing import Any
 
 import runpod
 
+from orfeas.backend_names import WEIGHTS_FREE_SHAPES
 from orfeas.errors import OrfeasError
 from orfeas.settings import Settings
 from orfeas_contract.redact import configure_logging
@@ -52,7 +53,7 @@ def _preload() -> None:
     exits at start would be restarted by RunPod over and over while the queue waits."""
     if not SETTINGS.eager_load:
         return
-    shapes = ["hunyuan"] if SETTINGS.auto_shape_backend == "hunyuan" else ["extrude", "relief", "inflate"]
+    shapes = ["hunyuan"] if SETTINGS.auto_shape_backend == "hunyuan" else sorted(WEIGHTS_FREE_SHAPES)
     try:
         WORKER.pipeline.backends.preload(shapes)
     except OrfeasError as exc:

@@ -37,44 +37,6 @@ _JOB_ID = {
 _UNAVAILABLE = _json(_ref("Error"), "The store (or the upstream) is not available; retry later")
 
 _SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "field": {"type": "string"},
-                },
-            },
-            "id": {"type": "string"},
-        },
-    },
-    "Job": {
-        "type": "object",
-        "required": ["id", "status", "progress", "output", "error", "created_at", "updated_at"],
-        "properties": {
-            "id": {"type": "string"},
-            "status": {"enum": [s.value for s in JobStatus]},
-            "progress": {"type": ["object", "null"]},
-            "output": {},
-            "error": {},
-            "created_at": {"type": "number"},
-            "updated_at": {"type": "number"},
-            "last_callback": {
-                "description": "The last provider callback that named the job, applied or not",
-                "type": ["object", "null"],
-                "properties": {
-                    "provider": {"type": "string"},
-                    "at": {"type": "number"},
-                    "status": {"type": ["string", "null"], "description": "the provider's own status word"},
-                },
-            },
-        },
-    },
     "JobSummary": {
         "type": "object",
         "required": ["id", "status"],
@@ -170,9 +132,32 @@ def _secured(paths: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
+def _contract_schemas() -> dict[str, Any]:
+    """The API's Job and Error from the job-state document (orfeas_contract.schema), the one place
+    their shape is written. pydantic is loaded here, when /openapi.json is first asked for, never on
+    the server's request path."""
+    from pydantic import TypeAdapter
+
+    from orfeas_contract.errors import ErrorInfo
+    from orfeas_contract.job_state import ApiJob
+
+    schemas: dict[str, Any] = {}
+    for name, kind in (("Job", ApiJob), ("ErrorInfo", ErrorInfo)):
+        schema = TypeAdapter(kind).json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[name] = schema
+    schemas["Error"] = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": _ref("ErrorInfo"), "id": {"type": "string"}},
+    }
+    return schemas
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     document = _document()
+    document["components"]["schemas"].update(_contract_schemas())
     _secured(document["paths"])
     document["components"]["securitySchemes"] = {
         SECURITY_SCHEME: {

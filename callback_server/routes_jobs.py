@@ -18,7 +18,7 @@ from callback_server.auth import REF_PARAM, TOKEN_PARAM, job_secret, job_token, 
 from callback_server.payload import loads_json
 from callback_server.reconciler import refresh_job, run_on_local_server
 from callback_server.runtime import RUNTIME, Runtime, StoreNotReady, json_error, wait_for_change
-from callback_server.store.base import Job, StatusEvent, storable_text
+from callback_server.store.base import Job, StatusEvent, Store, storable_text
 from callback_server.task_id import as_task_id
 from callback_server.upstream import UpstreamError, UpstreamNotFound
 from orfeas_contract.errors import InvalidInput, StorageError
@@ -213,10 +213,6 @@ async def submit_job(request: web.Request) -> web.Response:
     return web.json_response(_summary(stored), status=201)
 
 
-def _job_id(request: web.Request) -> str | None:
-    return as_task_id(request.match_info["id"])
-
-
 def _wait_seconds(request: web.Request) -> float:
     raw = request.query.get("wait")
     if raw is None:
@@ -234,19 +230,35 @@ def _not_found(job_id: str | None) -> web.Response:
     return json_error(404, "not_found", f"no job {job_id!r}", field="id")
 
 
-async def get_job(request: web.Request) -> web.Response:
+class _NoSuchJob(Exception):
+    """The path's id is not a task id, or names no stored job (answered 404 by `store_errors`)."""
+
+    def __init__(self, raw: str) -> None:
+        super().__init__(raw)
+        self.raw = raw
+
+
+async def _stored_job(request: web.Request) -> tuple[Runtime, Store, Job]:
+    """The runtime, the ready store and the job the path's {id} names; _NoSuchJob when none."""
     runtime = request.app[RUNTIME]
+    raw = request.match_info["id"]
+    job_id = as_task_id(raw)
+    if job_id is None:
+        raise _NoSuchJob(raw)
+    store = await runtime.ready_store()
+    job = await store.get_job(job_id)
+    if job is None:
+        raise _NoSuchJob(job_id)
+    return runtime, store, job
+
+
+async def get_job(request: web.Request) -> web.Response:
     try:
         wait_s = _wait_seconds(request)
     except BadRequest as exc:
         return json_error(400, "invalid_input", exc.message, field=exc.field)
-    job_id = _job_id(request)
-    if job_id is None:
-        return _not_found(request.match_info["id"])
-    store = await runtime.ready_store()
-    job = await store.get_job(job_id)
-    if job is None:
-        return _not_found(job_id)
+    runtime, store, job = await _stored_job(request)
+    job_id = job.id
     await refresh_job(runtime, job)
     job = await store.get_job(job_id) or job
     if wait_s > 0 and not job.status.is_terminal:
@@ -268,14 +280,8 @@ def _sse(event: str, data: Mapping[str, Any], event_id: str) -> bytes:
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
-    runtime = request.app[RUNTIME]
-    job_id = _job_id(request)
-    if job_id is None:
-        return _not_found(request.match_info["id"])
-    store = await runtime.ready_store()
-    job = await store.get_job(job_id)
-    if job is None:
-        return _not_found(job_id)
+    runtime, store, job = await _stored_job(request)
+    job_id = job.id
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
     ends_at = runtime.clock() + SSE_MAX_S
@@ -310,14 +316,8 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def cancel_job(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    job_id = _job_id(request)
-    if job_id is None:
-        return _not_found(request.match_info["id"])
-    store = await runtime.ready_store()
-    job = await store.get_job(job_id)
-    if job is None:
-        return _not_found(job_id)
+    runtime, store, job = await _stored_job(request)
+    job_id = job.id
     if job.status.is_terminal:
         return json_error(409, "job_terminal", f"the job is already {job.status.value}", id=job.id)
     if runtime.upstream is not None:
@@ -337,14 +337,8 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 async def retry_job(request: web.Request) -> web.Response:
     """RunPod /retry: the one way back from a terminal state, under a higher retry epoch."""
-    runtime = request.app[RUNTIME]
-    job_id = _job_id(request)
-    if job_id is None:
-        return _not_found(request.match_info["id"])
-    store = await runtime.ready_store()
-    job = await store.get_job(job_id)
-    if job is None:
-        return _not_found(job_id)
+    runtime, store, job = await _stored_job(request)
+    job_id = job.id
     if job.status not in (JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED):
         return json_error(409, "job_not_retryable", f"a {job.status.value} job cannot be retried", id=job.id)
     if runtime.upstream is None:
@@ -373,6 +367,8 @@ async def store_errors(request: web.Request, handler: Handler) -> web.StreamResp
     """Every route: a store that is not open in time or fails answers 503, never a traceback."""
     try:
         return await handler(request)
+    except _NoSuchJob as exc:
+        return _not_found(exc.raw)
     except StoreNotReady as exc:
         return json_error(503, "store_unavailable", f"the store is not ready: {exc}")
     except StorageError as exc:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from orfeas.backend_names import SHAPES, TEXTURES
 from orfeas.errors import InvalidInput, OrfeasError
 from orfeas.request import ALL_FORMATS, parse_request
 
@@ -36,11 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument("--height-mm", type=float, help="scale so Z (build height) is this long")
     size.add_argument("--depth-mm", type=float, help="scale so Y is this long")
     gen.add_argument("--target-faces", type=int, help="face budget (default from quality)")
-    gen.add_argument("--backend", default="auto", help="auto|extrude|relief|inflate|hunyuan")
+    gen.add_argument("--backend", default="auto", help="|".join(("auto", *SHAPES)))
     gen.add_argument("--no-texture", action="store_true", help="skip colours")
     gen.add_argument(
         "--texture-backend",
-        choices=("vertex", "hunyuan_paint"),
+        choices=TEXTURES,
         help="vertex colours or a Hunyuan3D-Paint UV texture (default: ORFEAS_TEXTURE_BACKEND)",
     )
     gen.add_argument("--no-backing", action="store_true", help="leave separate parts loose (no plate)")

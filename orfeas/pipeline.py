@@ -13,10 +13,11 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
+from orfeas.backend_names import WEIGHTS_FREE_SHAPES
 from orfeas.deadline import Deadline
 from orfeas.errors import OrfeasError, OutOfMemory, StageFailed, StageTimeout
 from orfeas.progress import ProgressSink, ProgressTracker, discard_progress
-from orfeas.registry import WEIGHTS_FREE_SHAPES, Backends
+from orfeas.registry import Backends
 from orfeas.request import Dimensions, JobRequest
 from orfeas.settings import Settings
 from orfeas.types import Artifact, MeshStats, PipelineResult, StageContext

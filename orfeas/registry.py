@@ -33,7 +33,6 @@ TEXTURE_BACKENDS = {
 TEXT_TO_IMAGE_BACKENDS = {
     "diffusers": "orfeas.gpu.text_to_image:DiffusersTextToImage",
 }
-WEIGHTS_FREE_SHAPES = frozenset({"extrude", "relief", "inflate"})
 # Native extensions a backend's import chain loads that must be first imported on the main
 # thread, keyed by the package that brings them in. pymeshlab (hy3dgen.shapegen's mesh
 # post-processing) first imported in a stage's thread after torch leaves the heap corrupt, and

@@ -6,10 +6,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from orfeas.backend_names import ShapeName
 from orfeas.errors import InvalidInput
 
 MeshFormat = Literal["glb", "stl", "obj", "ply", "3mf"]
-ShapeBackendName = Literal["auto", "extrude", "relief", "inflate", "hunyuan"]
+ShapeBackendName = Literal["auto", ShapeName]
 ALL_FORMATS: tuple[str, ...] = ("glb", "stl", "obj", "ply", "3mf")
 
 # Quality 1..10 → default face budget when `target_faces` is not given (geometric, 20k..400k).

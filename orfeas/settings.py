@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orfeas.backend_names import AUTO_SHAPES, BACKGROUNDS, TEXTURES
 from orfeas.errors import ConfigError
 from orfeas_contract.envvars import (
     read_bool,
@@ -157,15 +158,13 @@ class Settings:
             job_timeout_s=read_float(e, JOB_TIMEOUT_S, d.job_timeout_s, lo=1.0),
             stage_timeout_s=read_float(e, STAGE_TIMEOUT_S, d.stage_timeout_s, lo=1.0),
             auto_shape_backend=read_choice(
-                e, AUTO_SHAPE_BACKEND, d.auto_shape_backend, frozenset({"weights_free", "hunyuan"})
+                e, AUTO_SHAPE_BACKEND, d.auto_shape_backend, frozenset(AUTO_SHAPES)
             ),
             background_backend=read_choice(
-                e, BACKGROUND_BACKEND, d.background_backend, frozenset({"classic", "segmentation"})
+                e, BACKGROUND_BACKEND, d.background_backend, frozenset(BACKGROUNDS)
             ),
-            texture_backend=read_choice(
-                e, TEXTURE_BACKEND, d.texture_backend, frozenset({"vertex", "hunyuan_paint"})
-            ),
-            concurrency=read_int(e, CONCURRENCY, 1, lo=1, hi=64),
+            texture_backend=read_choice(e, TEXTURE_BACKEND, d.texture_backend, frozenset(TEXTURES)),
+            concurrency=read_int(e, CONCURRENCY, d.concurrency, lo=1, hi=64),
             webhook_secret=read_optional(e, WEBHOOK_SECRET),
             allow_private_webhooks=read_bool(e, ALLOW_PRIVATE_WEBHOOKS, d.allow_private_webhooks),
             log_level=read_choice(

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import trimesh
 
+from orfeas.backend_names import WEIGHTS_FREE_SHAPES
 from orfeas.mesh.export import BUILD_TO_GLTF, export_mesh
 from orfeas.mesh.gltf import (
     _SRGB_TO_LINEAR_U16,
@@ -22,7 +23,6 @@ from orfeas.mesh.gltf import (
 )
 from orfeas.mesh.read_3mf import read_3mf
 from orfeas.pipeline import Pipeline
-from orfeas.registry import WEIGHTS_FREE_SHAPES
 from orfeas.request import parse_request
 from orfeas.settings import Settings
 from tests.gltf_support import assert_valid_glb

@@ -19,11 +19,10 @@ The rule, in order:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from PIL import Image
 
+from orfeas.backend_names import WeightsFreeShape
 from orfeas.background.graphcut import CONFIDENT
 from orfeas.types import Cutout
 
@@ -39,7 +38,7 @@ LEVELS = 32  # histogram bins per channel (8 levels of 255 each); a cluster is Â
 MAX_SAMPLES = 250_000
 
 
-def choose_weights_free(cutout: Cutout) -> Literal["extrude", "relief", "inflate"]:
+def choose_weights_free(cutout: Cutout) -> WeightsFreeShape:
     """`extrude` for a flat-colour logo, `inflate` for a confident cut-out of a shaded object, else
     `relief`."""
     mask = np.asarray(cutout.mask, dtype=bool)
