@@ -45,7 +45,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from urllib.parse import urljoin, urlsplit
 
 from orfeas_contract.errors import InvalidInput
@@ -266,8 +265,18 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+@dataclass(frozen=True)
+class _Call:
+    """What holds for one call, over all its hops."""
+
+    watchdog: _Watchdog
+    timeout_s: float
+    max_bytes: int
+    identity: bool  # ask for no Content-Encoding, refuse one
+
+
 @contextlib.contextmanager
-def _translated(method: str, target: Target, watchdog: _Watchdog, timeout_s: float) -> Iterator[None]:
+def _translated(call: _Call, method: str, target: Target) -> Iterator[None]:
     """Lower libraries' errors as the client's, where they enter: past the deadline every failure
     is TimedOut (a shut-down socket reads as a reset or an early end)."""
     try:
@@ -275,15 +284,13 @@ def _translated(method: str, target: Target, watchdog: _Watchdog, timeout_s: flo
     except OutboundError:
         raise
     except (OSError, http.client.HTTPException) as exc:
-        if watchdog.passed:
-            raise TimedOut(
-                f"{method} {target.shown} took more than {timeout_s:g} s",
-                shown=target.shown,
-                timeout_s=timeout_s,
-            ) from None
+        shown = target.shown
+        if call.watchdog.passed:
+            message = f"{method} {shown} took more than {call.timeout_s:g} s"
+            raise TimedOut(message, shown=shown, timeout_s=call.timeout_s) from None
         kind = TLSError if isinstance(exc, ssl.SSLError) else TransportError
         reason = _reason(exc)
-        raise kind(f"{method} {target.shown} failed: {reason}", shown=target.shown, reason=reason) from None
+        raise kind(f"{method} {shown} failed: {reason}", shown=shown, reason=reason) from None
 
 
 class _PinnedConnection(http.client.HTTPConnection):
@@ -292,15 +299,13 @@ class _PinnedConnection(http.client.HTTPConnection):
     def __init__(
         self,
         address: str,
-        port: int,
-        *,
-        server_name: str,
+        target: Target,
         context: ssl.SSLContext | None,
         timeout: float,
         watchdog: _Watchdog,
     ) -> None:
-        super().__init__(address, port, timeout=timeout)
-        self._server_name = server_name
+        super().__init__(address, target.port, timeout=timeout)
+        self._server_name = target.host
         self._context = context
         self._watchdog = watchdog
 
@@ -313,31 +318,24 @@ class _PinnedConnection(http.client.HTTPConnection):
 
 
 # -- the response ---------------------------------------------------------------------------
+@dataclass(eq=False)
 class Response:
-    """An answer whose body is not read yet; close it (or use `with`) to end the call."""
+    """An answer whose body is not read yet (`iter_bytes`, `read`); the call ends when `open`'s
+    `with` block does."""
 
-    def __init__(
-        self,
-        method: str,
-        target: Target,
-        conn: _PinnedConnection,
-        raw: http.client.HTTPResponse,
-        *,
-        watchdog: _Watchdog,
-        timeout_s: float,
-        max_bytes: int,
-        identity: bool,
-    ) -> None:
-        self.method = method
-        self.target = target  # the last hop's
-        self.status = raw.status
-        self.headers = raw.headers
-        self._conn = conn
-        self._raw = raw
-        self._watchdog = watchdog
-        self._timeout_s = timeout_s
-        self._max_bytes = max_bytes
-        self._identity = identity
+    method: str
+    target: Target  # the last hop's
+    _call: _Call
+    _conn: _PinnedConnection
+    _raw: http.client.HTTPResponse
+
+    @property
+    def status(self) -> int:
+        return self._raw.status
+
+    @property
+    def headers(self) -> http.client.HTTPMessage:
+        return self._raw.headers
 
     @property
     def shown(self) -> str:
@@ -350,22 +348,22 @@ class Response:
 
     def iter_bytes(self, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
         """The body in chunks as they arrive, at most `max_bytes` in all (TooLarge past it)."""
+        cap = self._call.max_bytes
         declared = self._declared_length()
         encoding = self.headers.get("Content-Encoding", "identity").strip().lower()
-        if self._identity and encoding not in ("", "identity"):
+        if self._call.identity and encoding not in ("", "identity"):
             raise HTTPError(f"{self.shown} sent a {encoding}-encoded body", shown=self.shown)
         total = 0
-        with _translated(self.method, self.target, self._watchdog, self._timeout_s):
+        with _translated(self._call, self.method, self.target):
             while True:
-                # Never ask for more than one byte past the cap.
-                chunk = self._raw.read1(min(chunk_bytes, self._max_bytes + 1 - total))
-                if self._watchdog.fired:
+                chunk = self._raw.read1(min(chunk_bytes, cap + 1 - total))  # never past cap + 1
+                if self._call.watchdog.fired:
                     raise OSError("deadline passed")  # the shut-down socket read as an end
                 if not chunk:
                     break
                 total += len(chunk)
-                if total > self._max_bytes:
-                    raise TooLarge(f"{self.shown} is over the {self._max_bytes}-byte limit", shown=self.shown)
+                if total > cap:
+                    raise TooLarge(f"{self.shown} is over the {cap}-byte limit", shown=self.shown)
                 yield chunk
             if declared is not None and total < declared:
                 raise OSError(f"the body ended after {total} of {declared} bytes")
@@ -378,29 +376,15 @@ class Response:
         declared = self.headers.get("Content-Length")
         if declared is None or not declared.strip().isdigit():
             return None
-        length = int(declared)
-        if length > self._max_bytes:
-            raise TooLarge(
-                f"{self.shown} is {length} bytes, over the {self._max_bytes}-byte limit", shown=self.shown
-            )
+        length, cap = int(declared), self._call.max_bytes
+        if length > cap:
+            raise TooLarge(f"{self.shown} is {length} bytes, over the {cap}-byte limit", shown=self.shown)
         return length
 
-    def close_connection(self) -> None:
-        """End this hop's connection; the call's deadline keeps running (a redirect follows)."""
+    def close(self) -> None:
+        """End this hop's connection (the call's deadline runs on until `open` returns)."""
         self._raw.close()
         self._conn.close()
-
-    def close(self) -> None:
-        self.close_connection()
-        self._watchdog.stop()
-
-    def __enter__(self) -> Response:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 # -- the client -----------------------------------------------------------------------------
@@ -421,20 +405,18 @@ class OutboundClient:
         ca_file: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         schemes: Sequence[str] = ("http", "https"),
-        max_url_length: int = MAX_URL_LENGTH,
         user_agent: str = USER_AGENT,
     ) -> None:
         self.resolver = resolver
         self.allow_address = any_address if allow_private else (allow_address or is_public_address)
         self.schemes = tuple(schemes)
-        self.max_url_length = max_url_length
         self.user_agent = user_agent
         self._ca_file = ca_file
         self._ssl_context = ssl_context
         self._lock = threading.Lock()
 
     def parse(self, url: str) -> Target:
-        return parse_url(url, schemes=self.schemes, max_length=self.max_url_length)
+        return parse_url(url, schemes=self.schemes)
 
     def tls_context(self) -> ssl.SSLContext:
         """The context every TLS connection uses; verification is never off."""
@@ -446,6 +428,7 @@ class OutboundClient:
             raise ValueError("the TLS context must verify certificates and host names")
         return context
 
+    @contextlib.contextmanager
     def open(
         self,
         method: str,
@@ -458,55 +441,43 @@ class OutboundClient:
         max_redirects: int = 0,
         identity: bool = True,
         addresses: Sequence[str] | None = None,
-    ) -> Response:
-        """Send one request (and follow up to `max_redirects` redirects) within `timeout_s` in all.
+    ) -> Iterator[Response]:
+        """`with client.open(...) as response`: one request (and up to `max_redirects` redirects),
+        everything, the body included, within `timeout_s` of the start.
 
-        The answer comes back with its body unread; its status is the caller's to judge (with
-        `max_redirects=0` a 3xx is returned as it is). `addresses` are the URL host's addresses
-        when the caller resolved them already (a webhook checked at submit): they are checked
-        again and no other is used for the first hop.
+        The answer's body is unread until the block reads it; its status is the caller's to judge
+        (with `max_redirects=0` a 3xx comes back as it is). `addresses` are the URL host's
+        addresses when the caller resolved them already (a webhook checked at submit): they are
+        checked again, and no other is used for the first hop.
         """
-        watchdog = _Watchdog(timeout_s)
+        call = _Call(_Watchdog(timeout_s), timeout_s, max_bytes, identity)
         try:
-            return self._open(
-                method,
-                url,
-                timeout_s,
-                body,
-                headers or {},
-                max_bytes,
-                max_redirects,
-                identity,
-                addresses,
-                watchdog,
-            )
-        except BaseException:
-            watchdog.stop()
-            raise
+            response = self._follow(call, method, url, body, headers or {}, max_redirects, addresses)
+            try:
+                yield response
+            finally:
+                response.close()
+        finally:
+            call.watchdog.stop()
 
-    def _open(
+    def _follow(
         self,
+        call: _Call,
         method: str,
         url: str,
-        timeout_s: float,
         body: bytes | None,
         headers: dict[str, str],
-        max_bytes: int,
         max_redirects: int,
-        identity: bool,
         addresses: Sequence[str] | None,
-        watchdog: _Watchdog,
     ) -> Response:
         first = current = self.parse(url)
         for hop in range(max_redirects + 1):
-            checked = self._checked(current, addresses if hop == 0 else None)
-            response = self._exchange(
-                method, current, checked, body, headers, watchdog, timeout_s, max_bytes, identity
-            )
+            response = self._exchange(call, method, current, self._checked(current, addresses), body, headers)
+            addresses = None  # known for the first hop only
             if max_redirects == 0 or response.status not in REDIRECT_STATUSES:
                 return response
             location = response.headers.get("Location")
-            response.close_connection()
+            response.close()
             if not location:
                 raise HTTPError(f"{current.shown} redirected without a Location", shown=current.shown)
             if hop == max_redirects:
@@ -514,11 +485,7 @@ class OutboundClient:
             if response.status == 303 or (response.status in (301, 302) and method == "POST"):
                 method, body = "GET", None
             following = self.parse(urljoin(current.url, location))
-            if (following.scheme, following.host, following.port) != (
-                current.scheme,
-                current.host,
-                current.port,
-            ):
+            if following.host_header != current.host_header or following.scheme != current.scheme:
                 # Credentials are for the origin they were given to.
                 headers = {k: v for k, v in headers.items() if k.lower() not in ("authorization", "cookie")}
             current = following
@@ -531,37 +498,25 @@ class OutboundClient:
 
     def _exchange(
         self,
+        call: _Call,
         method: str,
         target: Target,
         addresses: list[str],
         body: bytes | None,
         headers: dict[str, str],
-        watchdog: _Watchdog,
-        timeout_s: float,
-        max_bytes: int,
-        identity: bool,
     ) -> Response:
         sent = {"Host": target.host_header, "User-Agent": self.user_agent, **headers}
-        if identity:
+        if call.identity:
             sent["Accept-Encoding"] = "identity"
-        with _translated(method, target, watchdog, timeout_s):
-            conn = self._connect(target, addresses, watchdog)
+        with _translated(call, method, target):
+            conn = self._connect(target, addresses, call.watchdog)
             try:
                 conn.request(method, target.path, body=body, headers=sent)
                 raw = conn.getresponse()
             except BaseException:
                 conn.close()
                 raise
-        return Response(
-            method,
-            target,
-            conn,
-            raw,
-            watchdog=watchdog,
-            timeout_s=timeout_s,
-            max_bytes=max_bytes,
-            identity=identity,
-        )
+        return Response(method, target, call, conn, raw)
 
     def _connect(self, target: Target, addresses: list[str], watchdog: _Watchdog) -> _PinnedConnection:
         """A connection to the first checked address that accepts one."""
@@ -571,14 +526,7 @@ class OutboundClient:
             remaining = watchdog.deadline - time.monotonic()
             if remaining <= 0 or watchdog.fired:
                 break
-            conn = _PinnedConnection(
-                address,
-                target.port,
-                server_name=target.host,
-                context=context,
-                timeout=remaining,
-                watchdog=watchdog,
-            )
+            conn = _PinnedConnection(address, target, context, remaining, watchdog)
             try:
                 conn.connect()
                 return conn

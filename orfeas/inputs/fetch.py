@@ -32,7 +32,6 @@ from orfeas_contract.outbound import (
 
 FIELD = "image"
 MAX_REDIRECTS = 5
-MAX_URL_LENGTH = 8192
 SNIFF_BYTES = 12  # enough for the PNG, JPEG and WebP signatures
 USER_AGENT = "orfeas-picture-fetch/1"
 SCHEMES = ("https",)
@@ -41,7 +40,7 @@ SCHEMES = ("https",)
 def parse_https_url(url: str) -> Target:
     """Split an https URL; InvalidInput for another scheme, credentials, or a missing host."""
     try:
-        return parse_url(url, schemes=SCHEMES, max_length=MAX_URL_LENGTH)
+        return parse_url(url, schemes=SCHEMES)
     except InvalidURL as exc:
         raise InvalidInput(exc.message, field=FIELD) from None
 
@@ -62,19 +61,14 @@ def fetch_https(
     tests that serve https from a local server; the defaults are what production uses.
     """
     client = OutboundClient(
-        resolver=resolver,
-        allow_address=allow_address,
-        ssl_context=ssl_context,
-        schemes=SCHEMES,
-        max_url_length=MAX_URL_LENGTH,
-        user_agent=USER_AGENT,
+        resolver=resolver, allow_address=allow_address, ssl_context=ssl_context, schemes=SCHEMES
     )
     try:
         with client.open(
             "GET",
             url,
             timeout_s=timeout_s,
-            headers={"Accept": "image/png, image/jpeg, image/webp"},
+            headers={"Accept": "image/png, image/jpeg, image/webp", "User-Agent": USER_AGENT},
             max_bytes=max_bytes,
             max_redirects=max_redirects,
         ) as response:
