@@ -348,6 +348,8 @@ class Response:
 
     def iter_bytes(self, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
         """The body in chunks as they arrive, at most `max_bytes` in all (TooLarge past it)."""
+        if self.method == "HEAD" or self.status in (204, 304):
+            return  # no body, whatever Content-Length says (RFC 9110 §6.4.1)
         cap = self._call.max_bytes
         declared = self._declared_length()
         encoding = self.headers.get("Content-Encoding", "identity").strip().lower()
