@@ -176,7 +176,7 @@ async def _shutdown(app: web.Application) -> None:
     await runtime.cancel_tasks()
     if runtime.session is not None:
         await runtime.session.close()
-    if runtime.webhook_session is not None:
-        await runtime.webhook_session.close()
+    if runtime.webhooks is not None:
+        runtime.webhooks.close()
     if runtime.store_ready.is_set():
         await runtime.store.close()

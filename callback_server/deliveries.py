@@ -4,7 +4,7 @@ A terminal event is retried with exponential backoff (5 s, 10 s, 20 s … capped
 8 attempts, about 21 minutes in all before the cap matters); a progress event is sent once, as
 a later one supersedes it. Deliveries run concurrently (Dispatcher), at most PER_HOST at once
 to one receiver. Addresses that resolve to private networks are refused unless
-ORFEAS_ALLOW_PRIVATE_WEBHOOKS is set, at submit and again by the pinned session's resolver
+ORFEAS_ALLOW_PRIVATE_WEBHOOKS is set, at submit and again by the outbound client at each attempt
 (callback_server/outbound.py), which connects only to the addresses it checked.
 """
 
@@ -15,12 +15,11 @@ import logging
 from collections import Counter
 from urllib.parse import urlsplit
 
-import aiohttp
-
-from callback_server.outbound import RefusedAddress, check_literal
+from callback_server.outbound import THREADS
 from callback_server.runtime import Runtime
 from callback_server.store.base import Delivery, StaleEpoch
 from orfeas_contract import webhook_signing
+from orfeas_contract.outbound import InvalidURL, OutboundError, RefusedAddress
 
 log = logging.getLogger("callback_server.deliveries")
 
@@ -32,7 +31,7 @@ IDLE_SLEEP_S = 1.0
 # Deliveries running at once to one receiver (scheme, host, port), and in all. Four keep a slow
 # receiver's backlog moving without letting it take every slot.
 PER_HOST = 4
-MAX_IN_FLIGHT = 256
+MAX_IN_FLIGHT = THREADS  # one thread each (callback_server/outbound.py)
 
 
 def next_attempt_at(delivery: Delivery, now: float) -> float | None:
@@ -46,34 +45,23 @@ def next_attempt_at(delivery: Delivery, now: float) -> float | None:
 
 async def send(runtime: Runtime, delivery: Delivery) -> bool:
     """One attempt; True when the client answered 2xx."""
-    session = runtime.webhook_session
-    assert session is not None
+    poster = runtime.webhooks
+    assert poster is not None
     s = runtime.settings
-    try:
-        check_literal(urlsplit(delivery.url).hostname or "", allow_private=s.allow_private_webhooks)
-    except RefusedAddress as exc:
-        log.warning("client webhook refused: %s", exc, extra={"job_id": delivery.job_id})
-        return False
     headers = {"Content-Type": "application/json"}
     if s.webhook_secret:
         headers.update(webhook_signing.signature_headers(s.webhook_secret, delivery.msg_id, delivery.body))
     else:
         headers["webhook-id"] = delivery.msg_id
     try:
-        async with session.post(
-            delivery.url,
-            data=delivery.body,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=s.upstream_timeout_s),
-            allow_redirects=False,
-        ) as resp:
-            return 200 <= resp.status < 300
-    except RefusedAddress as exc:  # the pinned resolver's verdict (see callback_server/outbound.py)
+        status = await poster.post(delivery.url, delivery.body, headers, s.upstream_timeout_s)
+    except (RefusedAddress, InvalidURL) as exc:
         log.warning("client webhook refused: %s", exc, extra={"job_id": delivery.job_id})
         return False
-    except (aiohttp.ClientError, TimeoutError) as exc:
+    except OutboundError as exc:  # no answer, or too late: retried per next_attempt_at
         log.info("client webhook failed: %s", exc, extra={"job_id": delivery.job_id})
         return False
+    return 200 <= status < 300
 
 
 def host_key(url: str) -> str:

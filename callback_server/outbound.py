@@ -1,71 +1,43 @@
-"""The server's pinned outbound client for clients' webhooks: the address policy of the worker
-(orfeas_contract.netguard) applied where aiohttp resolves, so what is checked is what is connected to.
+"""Clients' webhooks through the contract's outbound client (orfeas_contract.outbound), off the loop.
 
-aiohttp asks its resolver once per new connection and connects only to the addresses it returns;
-`PinnedResolver` resolves, refuses the name unless every address is public (as the worker's
-picture fetch and webhooks do: one private answer refuses the whole name, so DNS rebinding between
-two answers gains nothing), and returns those same checked addresses. Address literals never reach
-a resolver in aiohttp, so `check_literal` judges them before the request. The DNS cache is off:
-each new connection is checked afresh. Redirects are not followed (deliveries pass
-allow_redirects=False): a 3xx could point anywhere.
+That client resolves the receiver's name once, refuses it unless every address passes the address
+policy (orfeas_contract.netguard; ORFEAS_ALLOW_PRIVATE_WEBHOOKS lifts it), and connects only to
+the address it checked, so no second DNS answer is ever asked for (rebinding). Redirects are not
+followed: a 3xx could point anywhere.
+
+The client blocks (http.client), so each POST runs in a thread of its own pool, never on the event
+loop nor in the loop's default executor (the store's and the resolvers' work runs there). The pool
+has as many threads as deliveries may run at once (callback_server/deliveries.py), so a hanging
+receiver holds one thread for at most its deadline and never delays another client's webhook.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-from typing import Any
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
+from orfeas_contract.outbound import OutboundClient
 
-from orfeas_contract.netguard import is_public_address
+THREADS = 256
 
 
-class RefusedAddress(aiohttp.ClientConnectionError):
-    """The webhook's host is, or resolves to, an address the policy refuses."""
+class WebhookPoster:
+    """POSTs to clients' webhooks with `client`, in at most `threads` threads at once."""
 
+    def __init__(self, client: OutboundClient, threads: int = THREADS) -> None:
+        self.client = client
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="client-webhook")
 
-def check_literal(host: str, *, allow_private: bool) -> None:
-    """Refuse an address-literal host that is not public (names are judged by the resolver)."""
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return
-    if not allow_private and not is_public_address(host.strip("[]")):
-        raise RefusedAddress(f"address {host} is not public")
+    async def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> int:
+        """The receiver's HTTP status; the client's errors (orfeas_contract.outbound) when none."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._post, url, body, headers, timeout_s
+        )
 
+    def _post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> int:
+        with self.client.open("POST", url, timeout_s=timeout_s, body=body, headers=headers) as response:
+            return response.status  # the body is not read: the status is the answer
 
-class PinnedResolver(AbstractResolver):
-    def __init__(self, *, allow_private: bool = False, inner: AbstractResolver | None = None) -> None:
-        self.allow_private = allow_private
-        self._inner = inner
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        inner = self._inner or aiohttp.ThreadedResolver()
-        try:
-            results = await inner.resolve(host, port, family)
-        finally:
-            if self._inner is None:
-                await inner.close()
-        if not results:
-            raise RefusedAddress(f"host {host!r} has no address")
-        if not self.allow_private:
-            for result in results:
-                if not is_public_address(result["host"]):
-                    raise RefusedAddress(f"host {host!r} resolves to a non-public address ({result['host']})")
-        return results
-
-    async def close(self) -> None:
-        if self._inner is not None:
-            await self._inner.close()
-
-
-def pinned_session(*, allow_private: bool, **kwargs: Any) -> aiohttp.ClientSession:
-    """A session whose every connection goes to an address checked by `PinnedResolver`."""
-    connector = aiohttp.TCPConnector(
-        resolver=PinnedResolver(allow_private=allow_private), use_dns_cache=False
-    )
-    return aiohttp.ClientSession(connector=connector, **kwargs)
+    def close(self) -> None:
+        """No new POST starts; one in flight ends by its own deadline."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -22,7 +22,7 @@ from callback_server.store.base import Job, StatusEvent, Store, storable_text
 from callback_server.task_id import as_task_id
 from callback_server.upstream import UpstreamError, UpstreamNotFound
 from orfeas_contract.errors import InvalidInput, StorageError
-from orfeas_contract.netguard import resolve_public
+from orfeas_contract.outbound import resolve_public
 from orfeas_contract.status import JobStatus
 
 log = logging.getLogger("callback_server.jobs")

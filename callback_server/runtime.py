@@ -17,10 +17,11 @@ import aiohttp
 from aiohttp import web
 
 from callback_server.metrics import Metrics
-from callback_server.outbound import pinned_session
+from callback_server.outbound import WebhookPoster
 from callback_server.settings import ServerSettings
 from callback_server.store.base import Store
 from callback_server.upstream import RunPodClient
+from orfeas_contract.outbound import OutboundClient
 
 log = logging.getLogger("callback_server")
 
@@ -45,7 +46,7 @@ class Runtime:
     upstream: RunPodClient | None = None
     session: aiohttp.ClientSession | None = None
     # Clients' webhooks: every connection to an address checked by the worker's policy.
-    webhook_session: aiohttp.ClientSession | None = None
+    webhooks: WebhookPoster | None = None
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     # Transient: job ids with an upstream refresh in flight in this process (never grows past
     # the number of concurrent requests).
@@ -86,7 +87,7 @@ class Runtime:
         """The outbound HTTP session and the upstream client (cheap: no I/O happens here)."""
         self.session = aiohttp.ClientSession()
         s = self.settings
-        self.webhook_session = pinned_session(allow_private=s.allow_private_webhooks)
+        self.webhooks = WebhookPoster(OutboundClient(allow_private=s.allow_private_webhooks))
         if s.runpod_endpoint_url:
             self.upstream = RunPodClient(
                 self.session,

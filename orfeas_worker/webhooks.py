@@ -22,9 +22,10 @@ Messages follow Standard Webhooks: `webhook-id` is fixed per message and kept ac
 `webhook-timestamp` is the try's time, `webhook-signature` is v1 HMAC-SHA256 over
 `id.timestamp.body`. A failing webhook is logged and never fails the job.
 
-Targets are checked against orfeas_contract.netguard when the input is parsed, and the connection goes to
-the checked address itself (Host header and TLS name kept), so DNS cannot swap in a private one
-afterwards. Redirects are not followed: a 3xx could point anywhere.
+Targets are checked against orfeas_contract.netguard when the input is parsed, and every try goes
+through the contract's outbound client (orfeas_contract.outbound) to those checked addresses
+(Host header and TLS name kept), so DNS cannot swap in a private one afterwards. Redirects are
+not followed: a 3xx could point anywhere.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from orfeas import __version__
 from orfeas.errors import InvalidInput
@@ -45,7 +45,17 @@ from orfeas.retry_policy import TERMINAL_WEBHOOK_BACKOFF, Backoff, is_retryable_
 from orfeas_contract.errors import ErrorInfo
 from orfeas_contract.events import EventType, make_event
 from orfeas_contract.job_state import JobEvent, Progress
-from orfeas_contract.netguard import Resolver, resolve_public, system_resolver
+from orfeas_contract.netguard import Resolver, system_resolver
+from orfeas_contract.outbound import (
+    InvalidURL,
+    OutboundClient,
+    RefusedAddress,
+    TimedOut,
+    TLSError,
+    TransportError,
+    parse_url,
+    resolve_public,
+)
 from orfeas_contract.webhook_signing import check_secret, signature_headers
 
 log = logging.getLogger("orfeas.webhooks")
@@ -68,15 +78,15 @@ def new_attempt_id() -> str:
 
 @dataclass(frozen=True)
 class WebhookTarget:
-    """A checked callback URL: its parts, the public addresses it resolved to, and its secret."""
+    """A checked callback URL: the public addresses it resolved to (or any, with
+    `allow_private`), and its secret."""
 
     url: str
-    scheme: str
     host: str
     port: int
-    path: str
     addresses: tuple[str, ...]
     secret: str | None = None
+    allow_private: bool = False
 
 
 def parse_webhook(
@@ -100,28 +110,20 @@ def parse_webhook(
         url, field_name = value, "webhook"
     if not isinstance(url, str) or not url:
         raise InvalidInput("give the webhook as a URL string or {url, secret}", field=field_name)
-    if len(url) > MAX_URL_LENGTH:
-        raise InvalidInput(f"URL is longer than {MAX_URL_LENGTH} characters", field=field_name)
     try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidInput(f"not a valid URL: {exc}", field=field_name) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidInput("must be an http(s) URL with a host", field=field_name)
-    port = port or (443 if parts.scheme == "https" else 80)
+        parts = parse_url(url, schemes=("http", "https"), max_length=MAX_URL_LENGTH)
+    except InvalidURL as exc:
+        raise InvalidInput(exc.message, field=field_name) from None
     addresses = resolve_public(
-        parts.hostname, port, field=field_name, resolver=resolver, allow_private=allow_private
+        parts.host, parts.port, field=field_name, resolver=resolver, allow_private=allow_private
     )
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return WebhookTarget(
         url=url,
-        scheme=parts.scheme,
-        host=parts.hostname,
-        port=port,
-        path=path,
+        host=parts.host,
+        port=parts.port,
         addresses=tuple(addresses),
         secret=secret,
+        allow_private=allow_private,
     )
 
 
@@ -133,78 +135,33 @@ def _check_secret(secret: Any) -> str:
 
 
 # -- transport ------------------------------------------------------------------------------
-# (target, body, headers, timeout) -> HTTP status; raises OSError (or urllib3's errors) when no answer.
+# (target, body, headers, timeout) -> HTTP status; raises OutboundError (or OSError) when no answer.
 Transport = Callable[[WebhookTarget, bytes, dict[str, str], float], int]
 
 
-class PinnedTransport:
-    """POSTs to the addresses checked at parse time, keeping the Host header and the TLS server name.
+class ClientTransport:
+    """POSTs through the contract's outbound client to the addresses checked at parse time (checked
+    again under the policy they were parsed with), Host header and TLS server name kept; a redirect
+    is returned as its status, never followed. One deadline covers the try, whatever the number of
+    addresses, so the sender's bound on a delivery (tries x timeout + waits) holds. Certificates are
+    verified against the system's CAs, or against `ca_file` (a PEM file) when given."""
 
-    The addresses are tried in the resolver's order until one accepts the connection: a name with
-    both AAAA and A records is still reached from a worker without an IPv6 route. Only a failure to
-    connect moves on (nothing was sent); once a request went out, its outcome is the try's.
-    Certificates are verified against the system's CAs, or against `ca_certs` (a PEM file) when given.
-    """
-
-    def __init__(self, ca_certs: str | None = None) -> None:
-        self.ca_certs = ca_certs
+    def __init__(self, ca_file: str | None = None) -> None:
+        agent = f"orfeas-worker/{__version__}"
+        self._clients = {
+            allow: OutboundClient(allow_private=allow, ca_file=ca_file, user_agent=agent)
+            for allow in (False, True)
+        }
 
     def __call__(self, target: WebhookTarget, body: bytes, headers: dict[str, str], timeout: float) -> int:
-        from urllib3.exceptions import ConnectTimeoutError
-
-        # One budget for the whole try, whatever the number of addresses, so the sender's bound on
-        # a delivery (tries x timeout + waits) holds.
-        deadline = time.monotonic() + timeout
-        error: Exception = TimeoutError(f"no address of {target.host} tried within {timeout:g} s")
-        for address in target.addresses:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                return self._post(target, address, body, headers, remaining)
-            except ConnectTimeoutError as exc:  # refused, unreachable, timed out connecting: nothing sent
-                error = exc
-        raise error
-
-    def _post(
-        self, target: WebhookTarget, address: str, body: bytes, headers: dict[str, str], timeout: float
-    ) -> int:
-        import urllib3
-
-        default_port = 443 if target.scheme == "https" else 80
-        host = f"[{target.host}]" if ":" in target.host else target.host
-        host_header = host if target.port == default_port else f"{host}:{target.port}"
-        limit = urllib3.Timeout(total=timeout)
-        pool: urllib3.HTTPConnectionPool
-        if target.scheme == "https":
-            pool = urllib3.HTTPSConnectionPool(
-                address,
-                target.port,
-                server_hostname=target.host,
-                assert_hostname=target.host,
-                cert_reqs="CERT_REQUIRED",
-                ca_certs=self.ca_certs,
-                timeout=limit,
-                retries=False,
-            )
-        else:
-            pool = urllib3.HTTPConnectionPool(address, target.port, timeout=limit, retries=False)
-        try:
-            response = pool.urlopen(
-                "POST",
-                target.path,
-                body=body,
-                headers={**headers, "Host": host_header},
-                redirect=False,
-                assert_same_host=False,
-                preload_content=True,
-            )
-            return int(response.status)
-        finally:
-            pool.close()
+        client = self._clients[target.allow_private]
+        with client.open(
+            "POST", target.url, timeout_s=timeout, body=body, headers=headers, addresses=target.addresses
+        ) as response:
+            return response.status  # the body is not read: the status is the answer
 
 
-pinned_transport = PinnedTransport()
+client_transport = ClientTransport()
 
 
 # -- delivery -------------------------------------------------------------------------------
@@ -246,20 +203,16 @@ class _PermanentAnswer(Exception):
 def _retryable(exc: BaseException) -> bool:
     """Retry an answer that says "later", and no answer at all (refused, reset, timed out);
     not a certificate that does not match: the next try would meet the same one."""
-    import ssl
-
-    from urllib3.exceptions import HTTPError, SSLError
-
-    if isinstance(exc, SSLError | ssl.SSLCertVerificationError):
+    if isinstance(exc, TLSError | RefusedAddress | InvalidURL):
         return False
-    return isinstance(exc, _RetryableAnswer | OSError | HTTPError)
+    return isinstance(exc, _RetryableAnswer | TransportError | TimedOut | OSError)
 
 
 @dataclass
 class WebhookSender:
     """Process-wide delivery settings; `for_job` makes one job's sender."""
 
-    transport: Transport = pinned_transport
+    transport: Transport = client_transport
     backoff: Backoff = TERMINAL_WEBHOOK_BACKOFF
     progress_interval_s: float = PROGRESS_INTERVAL_S
     progress_timeout_s: float = PROGRESS_TIMEOUT_S
@@ -302,7 +255,6 @@ class WebhookSender:
             delivery.attempts += 1
             headers = {
                 "Content-Type": "application/json",
-                "User-Agent": f"orfeas-worker/{__version__}",
                 "webhook-id": msg_id,
                 "webhook-timestamp": str(int(time.time())),
             }

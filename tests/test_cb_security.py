@@ -1,27 +1,24 @@
-"""The closed doors, inside the app: per-job callback binding in the store's rules, the pinned
-outbound client for clients' webhooks, API key parsing and the conflict answer."""
+"""The closed doors, inside the app: per-job callback binding in the store's rules, the outbound
+client for clients' webhooks, API key parsing and the conflict answer."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from callback_server.api_keys import match_key
 from callback_server.auth import job_token, master_key, new_ref
 from callback_server.deliveries import send
-from callback_server.outbound import PinnedResolver, RefusedAddress
 from callback_server.settings import ApiKey, ServerSettings, parse_api_keys
 from callback_server.store.base import ApplyOutcome, Delivery, Job, StatusEvent, plan_event
 from orfeas.errors import ConfigError
+from orfeas_contract.outbound import OutboundClient
 from orfeas_contract.status import JobStatus
 from tests.cb_fakes import (
     CbEnv,
@@ -32,6 +29,7 @@ from tests.cb_fakes import (
     close_harness,
     start_harness,
 )
+from tests.inputs_support import table_resolver
 
 TOKEN = "master-token-0123456789abcdef"
 
@@ -135,46 +133,29 @@ async def test_an_early_callback_with_another_jobs_token_is_replaced_by_the_subm
     assert job["output"] is None
 
 
-class _Names(AbstractResolver):
-    """A resolver with fixed answers, standing in for DNS (counts its calls)."""
-
-    def __init__(self, answers: dict[str, list[str]]) -> None:
-        self.answers = answers
-        self.calls = 0
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        self.calls += 1
-        return [
-            ResolveResult(hostname=host, host=a, port=port, family=socket.AF_INET, proto=0, flags=0)
-            for a in self.answers[host]
-        ]
-
-    async def close(self) -> None:
-        pass
-
-
 @pytest.mark.asyncio
-async def test_the_pinned_client_connects_only_to_the_addresses_it_checked(env):
-    """A name that resolves to loopback is refused before any connection; allowed, the request
-    goes to exactly the address the resolver checked (the name itself is not in DNS)."""
+async def test_deliveries_connect_only_to_the_addresses_the_client_checked(env):
+    """A name that resolves to loopback, alone or beside a public address, is refused before any
+    connection; allowed, the POST goes to exactly the address the resolver gave (the name itself
+    is not in DNS)."""
     sink = WebhookSink()
     server = await env.serve(sink.app())
-    url = f"http://hooks.orfeas.test:{server.port}/hook"
-    names = _Names({"hooks.orfeas.test": ["127.0.0.1"], "mixed.orfeas.test": ["93.184.215.14", "10.0.0.7"]})
-    for allow_private, host in ((False, "hooks.orfeas.test"), (False, "mixed.orfeas.test")):
-        resolver = PinnedResolver(allow_private=allow_private, inner=names)
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver)) as session:
-            with pytest.raises(RefusedAddress):
-                await session.post(url.replace("hooks.orfeas.test", host), data=b"{}")
+    h = await env.harness()
+    poster = h.runtime.webhooks
+    assert poster is not None
+    names = table_resolver(
+        {"hooks.orfeas.test": ["127.0.0.1"], "mixed.orfeas.test": ["93.184.215.14", "10.0.0.7"]}
+    )
+
+    def delivery(host: str) -> Delivery:
+        return Delivery(1, "job-1", f"http://{host}:{server.port}/hook", b"{}", "msg-1", 0, True, 0.0)
+
+    poster.client = OutboundClient(resolver=names)
+    for host in ("hooks.orfeas.test", "mixed.orfeas.test"):
+        assert await send(h.runtime, delivery(host)) is False
     assert sink.received == []
-    resolver = PinnedResolver(allow_private=True, inner=names)
-    async with (
-        aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=resolver)) as session,
-        session.post(url, data=b"{}") as resp,
-    ):
-        assert resp.status == 200
+    poster.client = OutboundClient(resolver=names, allow_private=True)
+    assert await send(h.runtime, delivery("hooks.orfeas.test")) is True
     assert len(sink.received) == 1
 
 

@@ -6,7 +6,8 @@ import pytest
 import standardwebhooks
 
 from orfeas.errors import InvalidInput
-from orfeas_contract.netguard import is_public_address, resolve_public
+from orfeas_contract.netguard import is_public_address
+from orfeas_contract.outbound import resolve_public
 from orfeas_contract.webhook_signing import rejection, signature_headers
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()

@@ -315,10 +315,10 @@ def tls_receiver(tmp_path):
 
 def test_https_to_the_pinned_address_checks_the_certificate_name(tls_receiver):
     """Over TLS the pinned connection presents and verifies the URL's name; a name the cert lacks fails."""
-    from orfeas_worker.webhooks import PinnedTransport
+    from orfeas_worker.webhooks import ClientTransport
 
     port, ca, receiver = tls_receiver
-    sender = WebhookSender(transport=PinnedTransport(ca_certs=ca), backoff=FAST, terminal_timeout_s=2.0)
+    sender = WebhookSender(transport=ClientTransport(ca_file=ca), backoff=FAST, terminal_timeout_s=2.0)
     loopback = lambda host, p: ["127.0.0.1"]  # noqa: E731
     good = parse_webhook(f"https://hooks.example.test:{port}/cb", allow_private=True, resolver=loopback)
     delivery = sender.for_job(good, "job-tls").finish(EventType.COMPLETED, output={})
