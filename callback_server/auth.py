@@ -28,7 +28,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import parse_qsl, urlencode
 
 from callback_server.settings import ServerSettings
@@ -47,8 +47,7 @@ NO_CREDENTIALS = "no token or signature"
 BAD_TOKEN = "bad token"
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     """`accepted`; `ref`: the job reference the callback is bound to (None: any job);
     `reason`: why it was refused (for the log)."""
 
@@ -96,6 +95,8 @@ def _query_pairs(query: str) -> list[tuple[str, str]]:
 
 
 def query_value(query: str, name: str) -> str | None:
+    if not query:  # most callbacks have none, and parse_qsl("") costs more than this test
+        return None
     for key, value in _query_pairs(query):
         if key == name:
             return value

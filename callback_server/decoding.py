@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # A body under this many bytes with no encoding is decoded on the loop: the thread hand-off
 # (about 50 µs) costs more than the parse.
@@ -23,8 +22,7 @@ INLINE_MAX_BYTES = 64 * 1024
 _STEP = 64 * 1024  # compressed bytes fed per call, so the output bound is checked often
 
 
-@dataclass(frozen=True)
-class Decoded:
+class Decoded(NamedTuple):
     data: bytes | None  # None: could not be decoded
     note: str | None = None  # what was done or why it failed, for the stored row
     truncated: bool = False  # inflated past the limit (data holds the first `limit` bytes)

@@ -14,18 +14,17 @@ Callbacks recorded but never marked (a crash inside the store's write path) are 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from callback_server.auth import authenticate, query_ref, redact_token
-from callback_server.decoding import Decoded, codings_of, decode_body, needs_thread
+from callback_server.body import CappedBody
+from callback_server.decoding import codings_of, decode_body, needs_thread
 from callback_server.metrics import provider_label
 from callback_server.payload import parse_body
 from callback_server.runtime import Runtime
-from callback_server.status_map import interpret, reported_word
+from callback_server.status_map import StatusUpdate, interpret, reported_word
 from callback_server.store.base import ApplyOutcome, StatusEvent
 from callback_server.task_id import extract_task_id
 from orfeas_contract.status import JobStatus
@@ -39,13 +38,36 @@ NO_STATUS = "no_status"
 OVERSIZE = "oversize"
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     accepted: bool
     event: StatusEvent | None
     job_id: str | None
     outcome: str | None  # set when there is no event
     note: str | None = None  # how the body was decoded, or why it could not be (stored with it)
+
+
+class Arrival(NamedTuple):
+    """A callback as it came (or as stored, for a replay): what `decide` reads."""
+
+    provider: str
+    headers: dict[str, str]
+    body: CappedBody
+    query: str  # as sent, percent-escapes kept
+    wanted: dict[str, str]  # the headers `decide` reads, by lower-case name (`arrival` fills it)
+
+
+_WANTED = frozenset({"content-type", "content-encoding", "webhook-id"})
+_CUT = "body over the size cap or cut at the timeout: stored as far as it came"
+
+
+def arrival(provider: str, headers: dict[str, str], body: CappedBody, query: str) -> Arrival:
+    """An Arrival, with the headers `decide` reads picked out in one pass."""
+    wanted = {}
+    for key, value in headers.items():
+        name = key.lower()
+        if name in _WANTED:
+            wanted[name] = value
+    return Arrival(provider, headers, body, query, wanted)
 
 
 def _dedupe_key(msg_id: str | None, body_sha256: str) -> str:
@@ -54,31 +76,23 @@ def _dedupe_key(msg_id: str | None, body_sha256: str) -> str:
     return "sha256:" + body_sha256
 
 
-_WANTED = frozenset({"content-type", "content-encoding", "webhook-id"})
+def _decoded(body: CappedBody, encoding: str | None, limit: int) -> tuple[bytes | None, str | None, bool]:
+    """The bytes to parse, the note to store and whether the body counts as over-size."""
+    if body.truncated or body.timed_out:
+        return None, _CUT, True
+    if not encoding:  # nearly every callback: no Decoded to build
+        return body.data, None, False
+    decoded = decode_body(body.data, codings_of(encoding), limit)
+    return decoded.data, decoded.note, decoded.truncated
 
 
-def _wanted_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The headers `decide` reads, by lower-case name, in one pass."""
-    return {k: v for k, v in ((key.lower(), value) for key, value in headers.items()) if k in _WANTED}
-
-
-def decide(
-    runtime: Runtime,
-    provider: str,
-    headers: Mapping[str, str],
-    body: bytes,
-    query: str,
-    *,
-    body_sha256: str | None = None,
-    truncated: bool = False,
-    authentic: bool | None = None,
-) -> Decision:
+def decide(runtime: Runtime, came: Arrival, authentic: bool | None = None) -> Decision:
     """What a callback does, from its parts alone (`authentic`: a verdict already given, for a
     stored callback whose token was redacted). Never raises; touches no shared state, so it may
     run on a worker thread (see `count` for its metrics)."""
-    digest = body_sha256 or hashlib.sha256(body).hexdigest()
+    provider, headers, body, query, wanted = came
     if authentic is None:
-        verdict = authenticate(runtime.settings, headers, query, body)
+        verdict = authenticate(runtime.settings, headers, query, body.data)
         authentic, ref = verdict.accepted, verdict.ref
         if not authentic:
             log.warning(
@@ -88,47 +102,29 @@ def decide(
         ref = query_ref(query)  # a stored callback: bound to the ref its query names, as on arrival
     if not authentic:
         return Decision(False, None, None, REJECTED)
-    wanted = _wanted_headers(headers)
-    content_type = wanted.get("content-type", "")
-    encodings = codings_of(wanted.get("content-encoding", ""))
-    if truncated:
-        decoded = Decoded(
-            None, "body over the size cap or cut at the timeout: stored as far as it came", True
-        )
-    else:
-        decoded = decode_body(body, encodings, runtime.settings.max_body_bytes)
-    oversize = truncated or decoded.truncated
-    parsed = None if oversize or decoded.data is None else parse_body(decoded.data, content_type)
+    data, note, oversize = _decoded(body, wanted.get("content-encoding"), runtime.settings.max_body_bytes)
+    parsed = None if oversize or data is None else parse_body(data, wanted.get("content-type", ""))
     match = extract_task_id(provider, parsed, query, headers)
     if match is None:
-        return Decision(True, None, None, OVERSIZE if oversize else NO_TASK_ID, decoded.note)
+        return Decision(True, None, None, OVERSIZE if oversize else NO_TASK_ID, note)
     update = interpret(provider, parsed, match.container)
-    key = _dedupe_key(wanted.get("webhook-id"), digest)
-    if update is None:
-        event = StatusEvent(
-            job_id=match.task_id,
-            status=JobStatus.IN_PROGRESS,
-            dedupe_key=key,
-            provider=provider,
-            from_callback=True,
-            word=reported_word(parsed, match.container),
-            known=False,
-            callback_ref=ref,
-        )
-    else:
-        event = StatusEvent(
-            job_id=match.task_id,
-            status=update.status,
-            dedupe_key=key,
-            progress=update.progress,
-            output=update.output,
-            error=update.error,
-            provider=provider,
-            from_callback=True,
-            word=update.word,
-            callback_ref=ref,
-        )
-    return Decision(True, event, match.task_id, None, decoded.note)
+    known = update is not None
+    if update is None:  # named, state unknown: the job shows IN_PROGRESS, "reported, state unknown"
+        update = StatusUpdate(JobStatus.IN_PROGRESS, word=reported_word(parsed, match.container))
+    event = StatusEvent(
+        match.task_id,
+        update.status,
+        _dedupe_key(wanted.get("webhook-id"), body.sha256),
+        update.progress,
+        update.output,
+        update.error,
+        provider,
+        callback_ref=ref,
+        from_callback=True,
+        word=update.word,
+        known=known,
+    )
+    return Decision(True, event, match.task_id, None, note)
 
 
 def count(runtime: Runtime, decision: Decision) -> None:
@@ -139,45 +135,24 @@ def count(runtime: Runtime, decision: Decision) -> None:
         runtime.metrics.inc("orfeas_callback_parse_misses_total")
 
 
-async def decide_off_loop(
-    runtime: Runtime,
-    provider: str,
-    headers: dict[str, str],
-    body: bytes,
-    query: str,
-    *,
-    body_sha256: str | None = None,
-    truncated: bool = False,
-    authentic: bool | None = None,
-) -> Decision:
+async def decide_off_loop(runtime: Runtime, came: Arrival, authentic: bool | None = None) -> Decision:
     """`decide`, on a worker thread when the body is compressed or large (inflating and parsing
     8 MiB takes tens of milliseconds), else inline (a thread hand-off costs more than a small parse)."""
-    run = functools.partial(
-        decide,
-        runtime,
-        provider,
-        headers,
-        body,
-        query,
-        body_sha256=body_sha256,
-        truncated=truncated,
-        authentic=authentic,
-    )
-    if needs_thread(_wanted_headers(headers).get("content-encoding", ""), body):
-        decision = await asyncio.to_thread(run)
+    if needs_thread(came.wanted.get("content-encoding", ""), came.body.data):
+        decision = await asyncio.to_thread(decide, runtime, came, authentic)
     else:
-        decision = run()
+        decision = decide(runtime, came, authentic)
     count(runtime, decision)
     return decision
 
 
-async def after_apply(
-    runtime: Runtime, provider: str, decision: Decision, outcome: ApplyOutcome | None
-) -> None:
+def after_apply(runtime: Runtime, provider: str, decision: Decision, outcome: ApplyOutcome | None) -> None:
     label = outcome.value if outcome is not None else (decision.outcome or "recorded")
     runtime.metrics.inc("orfeas_callbacks_total", provider=provider_label(provider), outcome=label)
     event = decision.event
-    if event is not None and outcome is ApplyOutcome.WRONG_JOB:
+    if event is None:
+        return
+    if outcome is ApplyOutcome.WRONG_JOB:
         log.warning(
             "callback for job %s refused: its credentials are another job's",
             event.job_id,
@@ -185,11 +160,7 @@ async def after_apply(
         )
     # DEBUG, not INFO: one line per callback was a sixth of a callback's CPU time under load
     # (about 70 of ~560 µs); the counts are in orfeas_callbacks_total.
-    if (
-        event is not None
-        and outcome in (ApplyOutcome.APPLIED, ApplyOutcome.CREATED)
-        and log.isEnabledFor(logging.DEBUG)
-    ):
+    elif outcome in (ApplyOutcome.APPLIED, ApplyOutcome.CREATED) and log.isEnabledFor(logging.DEBUG):
         log.debug(
             "job %s → %s (%s)",
             event.job_id,
@@ -199,38 +170,26 @@ async def after_apply(
         )
 
 
-async def ingest(
-    runtime: Runtime,
-    provider: str,
-    headers: dict[str, str],
-    body: bytes,
-    query: str,
-    *,
-    body_sha256: str | None = None,
-    truncated: bool = False,
-    body_size: int | None = None,
-) -> Decision:
+async def ingest(runtime: Runtime, came: Arrival) -> Decision:
     """Record the callback durably and apply it; returns once both are committed.
 
-    `body` may be the first part of the body only (`truncated`); `body_size` is the size received."""
-    decision = await decide_off_loop(
-        runtime, provider, headers, body, query, body_sha256=body_sha256, truncated=truncated
-    )
-    stored_headers, stored_query = redact_token(headers, query)
-    store = await runtime.ready_store()
+    `came.body` may be the first part of the body only (`truncated`); its `size` is the size received."""
+    decision = await decide_off_loop(runtime, came)
+    stored_headers, stored_query = redact_token(came.headers, came.query)
+    store = runtime.store if runtime.store_ready.is_set() else await runtime.ready_store()
     recorded = await store.record_and_apply(
-        provider,
+        came.provider,
         stored_headers,
-        body,
+        came.body.data,
         stored_query,
         accepted=decision.accepted,
         event=decision.event,
         job_id=decision.job_id,
         outcome=decision.outcome,
-        body_size=body_size,
+        body_size=came.body.size,
         note=decision.note,
     )
-    await after_apply(runtime, provider, decision, recorded.outcome)
+    after_apply(runtime, came.provider, decision, recorded.outcome)
     return decision
 
 
@@ -243,10 +202,12 @@ async def replay_unapplied(runtime: Runtime, batch: int = 500) -> int:
         if not rows:
             return done
         for callback_id, provider, headers, body, query, accepted in rows:
-            decision = await decide_off_loop(runtime, provider, headers, body, query, authentic=accepted)
+            stored = CappedBody(body, len(body), hashlib.sha256(body).hexdigest(), False, True)
+            came = arrival(provider, headers, stored, query)
+            decision = await decide_off_loop(runtime, came, authentic=accepted)
             if decision.event is not None:
                 outcome = await store.apply_event(decision.event, callback_id=callback_id)
-                await after_apply(runtime, provider, decision, outcome)
+                after_apply(runtime, provider, decision, outcome)
             else:
                 await store.mark_callback(
                     callback_id, job_id=decision.job_id, outcome=decision.outcome or NO_STATUS

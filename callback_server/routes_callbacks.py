@@ -14,7 +14,7 @@ import re
 from aiohttp import web
 
 from callback_server.body import read_capped
-from callback_server.ingest import ingest
+from callback_server.ingest import arrival, ingest
 from callback_server.runtime import RUNTIME, StoreNotReady, json_error
 from orfeas_contract.errors import StorageError
 
@@ -44,20 +44,11 @@ async def receive_callback(request: web.Request) -> web.StreamResponse:
     body = await read_capped(
         request, runtime.settings.max_body_bytes, timeout_s=runtime.settings.body_timeout_s
     )
-    headers = dict(request.headers)
+    # The query string as sent, percent-escapes kept: a decoded `%00` is a NUL that a TEXT column
+    # refuses.
+    came = arrival(provider, dict(request.headers), body, request.rel_url.raw_query_string)
     try:
-        decision = await ingest(
-            runtime,
-            provider,
-            headers,
-            body.data,
-            # As sent, percent-escapes kept: a decoded `%00` is a NUL that a TEXT column refuses.
-            request.rel_url.raw_query_string,
-            body_sha256=body.sha256,
-            # A body cut at the timeout is stored as far as it came, not parsed.
-            truncated=body.truncated or body.timed_out,
-            body_size=body.size,
-        )
+        decision = await ingest(runtime, came)
     except (StoreNotReady, StorageError, OSError) as exc:
         log.error("callback not stored: %s", exc)
         return json_error(503, "store_unavailable", "the callback could not be stored; retry later")

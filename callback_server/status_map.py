@@ -17,8 +17,7 @@ root's `data`; the root need not be an object (an array or a JSON string holding
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from typing import Any, TypeGuard
+from typing import Any, NamedTuple, TypeGuard
 
 from orfeas_contract.events import EventType
 from orfeas_contract.job_state import error_info
@@ -59,8 +58,7 @@ _OUTPUT_KEYS = ("output", "resultJson", "result", "results")
 _ERROR_KEYS = ("error", "failMsg", "fail_msg", "errorMessage", "message")
 
 
-@dataclass(frozen=True)
-class StatusUpdate:
+class StatusUpdate(NamedTuple):
     status: JobStatus
     progress: dict[str, Any] | None = None
     output: Any = None
@@ -243,4 +241,4 @@ def _with_error_info(update: StatusUpdate | None) -> StatusUpdate | None:
     RunPod's string `error` (our `"<code>: <field>: <why>"`, or a provider's own text) included."""
     if update is None or update.error is None:
         return update
-    return replace(update, error=error_info(update.error))
+    return update._replace(error=error_info(update.error))

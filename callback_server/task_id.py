@@ -16,8 +16,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
 from callback_server.payload import loads_json
@@ -35,8 +34,7 @@ WRAPPERS = ("data", "result", "output", "payload")
 TASK_ID_HEADERS = ("X-Task-Id", "X-Job-Id")
 
 
-@dataclass(frozen=True)
-class TaskIdMatch:
+class TaskIdMatch(NamedTuple):
     task_id: str
     source: str  # "provider", "body", "query" or "header"
     container: Mapping[str, Any] | None = None  # the dict that held the id, when it came from the body
