@@ -127,6 +127,7 @@ def decide(
             from_callback=True,
             word=update.word,
             callback_ref=ref,
+            run_id=update.run_id,
         )
     return Decision(True, event, match.task_id, None, decoded.note)
 

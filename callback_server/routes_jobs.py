@@ -328,7 +328,7 @@ async def cancel_job(request: web.Request) -> web.Response:
         except UpstreamError as exc:
             return json_error(502, exc.code, exc.message)
     # One cancel per attempt: a job retried after a cancel can be cancelled again.
-    key = f"cancel:{job.retry_epoch}"
+    key = f"cancel:{job.attempt}"
     await store.apply_event(StatusEvent(job_id, JobStatus.CANCELLED, dedupe_key=key, provider=job.provider))
     log.info("job %s cancelled", job_id, extra={"job_id": job_id, "client": client_label(request)})
     job = await store.get_job(job_id) or job
@@ -336,7 +336,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 
 async def retry_job(request: web.Request) -> web.Response:
-    """RunPod /retry: the one way back from a terminal state, under a higher retry epoch."""
+    """RunPod /retry: the one way back from a terminal state, as the job's next attempt."""
     runtime = request.app[RUNTIME]
     job_id = _job_id(request)
     if job_id is None:
@@ -353,13 +353,13 @@ async def retry_job(request: web.Request) -> web.Response:
         await runtime.upstream.retry(job_id)
     except UpstreamError as exc:
         return json_error(502, exc.code, exc.message)
-    epoch = job.retry_epoch + 1
+    attempt = job.attempt + 1
     event = StatusEvent(
         job_id,
         JobStatus.IN_QUEUE,
-        dedupe_key=f"retry:{epoch}",
+        dedupe_key=f"retry:{attempt}",
         provider=job.provider,
-        retry_epoch=epoch,
+        attempt=attempt,
         deadline_at=runtime.clock() + runtime.settings.job_deadline_s,  # the new attempt's own time
     )
     await store.apply_event(event)

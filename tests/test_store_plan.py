@@ -9,9 +9,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from callback_server.store import ApplyOutcome, Job, StatusEvent, plan_event
+from callback_server.store import ApplyOutcome, Job, StatusEvent, Store, plan_event
 from callback_server.store.base import scoped_to_attempt
-from callback_server.store.sqlite import SqliteStore
+from callback_server.store.sqlite import SqliteDatabase
 from orfeas_contract.status import JobStatus
 
 events = st.builds(
@@ -21,7 +21,7 @@ events = st.builds(
     dedupe_key=st.sampled_from([f"k{i}" for i in range(8)]),
     progress=st.one_of(st.none(), st.fixed_dictionaries({"fraction": st.floats(0, 1)})),
     output=st.one_of(st.none(), st.integers(0, 9)),
-    retry_epoch=st.one_of(st.none(), st.integers(0, 3)),
+    attempt=st.one_of(st.none(), st.integers(0, 3)),
     known=st.booleans(),
 )
 
@@ -43,8 +43,8 @@ def replay(stream: list[StatusEvent]) -> tuple[Job | None, list[ApplyOutcome]]:
 
 
 @given(st.lists(events, min_size=1, max_size=30))
-def test_state_never_moves_back_without_a_higher_retry_epoch(stream: list[StatusEvent]) -> None:
-    """Across any stream: the rank only drops, and a terminal state is only left, when the epoch rises."""
+def test_state_never_moves_back_without_a_higher_attempt(stream: list[StatusEvent]) -> None:
+    """Across any stream: the rank only drops, and a terminal state is only left, when the attempt rises."""
     job: Job | None = None
     seen: set[str] = set()
     for n, event in enumerate(stream):
@@ -52,10 +52,10 @@ def test_state_never_moves_back_without_a_higher_retry_epoch(stream: list[Status
         if outcome is not ApplyOutcome.DUPLICATE:
             seen.add(event.dedupe_key)
         if job is not None and new is not None:
-            epoch_rose = new.retry_epoch > job.retry_epoch
-            assert epoch_rose or new.status.rank >= job.status.rank
-            assert epoch_rose or not job.status.is_terminal
-            assert new.retry_epoch >= job.retry_epoch
+            attempt_rose = new.attempt > job.attempt
+            assert attempt_rose or new.status.rank >= job.status.rank
+            assert attempt_rose or not job.status.is_terminal
+            assert new.attempt >= job.attempt
             assert new.updated_at > job.updated_at
         if outcome in (ApplyOutcome.DUPLICATE, ApplyOutcome.STALE, ApplyOutcome.NOTED):
             assert new is None
@@ -71,7 +71,7 @@ def test_sqlite_store_matches_the_rules(stream: list[StatusEvent]) -> None:
 
     async def run() -> tuple[Job | None, list[ApplyOutcome]]:
         with tempfile.TemporaryDirectory() as tmp:
-            async with SqliteStore(str(Path(tmp) / "p.db")) as store:
+            async with Store(SqliteDatabase(str(Path(tmp) / "p.db"))) as store:
                 outcomes = [await store.apply_event(e) for e in stream]
                 return await store.get_job("j"), outcomes
 
@@ -79,9 +79,9 @@ def test_sqlite_store_matches_the_rules(stream: list[StatusEvent]) -> None:
     assert outcomes == expected_outcomes
     assert job is not None
     assert expected_job is not None
-    assert (job.status, job.progress, job.output, job.retry_epoch) == (
+    assert (job.status, job.progress, job.output, job.attempt) == (
         expected_job.status,
         expected_job.progress,
         expected_job.output,
-        expected_job.retry_epoch,
+        expected_job.attempt,
     )
