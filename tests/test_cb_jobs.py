@@ -20,6 +20,8 @@ from callback_server import deliveries
 from callback_server.app import LEADER_WORK
 from callback_server.auth import job_secret, job_token, master_key
 from callback_server.reconciler import reconcile_once
+from orfeas_contract.events import EventType, make_event
+from orfeas_worker.webhooks import new_attempt_id
 from tests.cb_fakes import (
     API_KEY_LABEL,
     CbEnv,
@@ -363,6 +365,30 @@ async def test_retry_is_the_one_way_back(env):
     assert fake.calls_to("/retry") == 1
     await h.post("/callbacks/runpod", {"id": job_id, "status": "COMPLETED", "output": {"ok": True}})
     assert (await h.job(job_id))["status"] == "COMPLETED"
+
+
+async def test_a_late_event_of_the_first_run_is_stale_after_a_retry(env):
+    """After /retry, the first run's re-sent `failed` event (the worker's shape, naming its run in
+    `attempt`) is stored with the outcome `stale` and leaves the job IN_QUEUE; the new run's apply."""
+    fake = FakeRunPod()
+    url = await env.upstream(fake)
+    h = await env.harness(runpod_endpoint_url=url)
+    job_id = (await (await h.client.post("/v1/jobs", json={"input": {}})).json())["id"]
+    first = new_attempt_id()
+    failed = make_event(
+        EventType.FAILED, job_id, error={"code": "internal_error", "message": "boom"}, attempt=first
+    )
+    await h.post("/callbacks/runpod", failed)
+    assert (await h.job(job_id))["status"] == "FAILED"
+    assert (await h.client.post(f"/v1/jobs/{job_id}/retry")).status == 200
+    await h.post("/callbacks/runpod", failed)  # the first run's terminal webhook, sent again late
+    assert (await h.job(job_id))["status"] == "IN_QUEUE"
+    await asyncio.sleep(0.002)  # a later millisecond: the retry's run sorts after the first
+    second = new_attempt_id()
+    await h.post("/callbacks/runpod", make_event(EventType.PROGRESS, job_id, attempt=second))
+    assert (await h.job(job_id))["status"] == "IN_PROGRESS"
+    outcomes = [r["outcome"] for r in await h.callback_rows() if r["job_id"] == job_id]
+    assert outcomes == ["applied", "stale", "applied"]
 
 
 async def test_replicas_refresh_a_stale_job_upstream_once(env, tmp_path: Path):
