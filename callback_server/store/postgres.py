@@ -76,6 +76,8 @@ async def _answer(conn: asyncpg.Connection, step: sql.Step) -> Any:
     if want is sql.Want.COUNT:
         status = await conn.execute(text, *step.params)  # "UPDATE 1", "INSERT 0 1"
         return int(status.rsplit(" ", 1)[-1])
+    if want is sql.Want.NEW_ID:
+        return await conn.fetchval(text + " RETURNING id", *step.params)
     if want is sql.Want.ROW:
         return await conn.fetchrow(text, *step.params)
     if want is sql.Want.ROWS:

@@ -216,36 +216,52 @@ def _wrap(exc: Exception) -> Exception:
     return exc
 
 
+# Looked up once, not per statement: an Enum member read through its class is a descriptor call,
+# and these run for every statement of every callback on the writer thread.
+_NOTHING, _COUNT, _NEW_ID, _ROWS, _ROW = (
+    sql.Want.NOTHING,
+    sql.Want.COUNT,
+    sql.Want.NEW_ID,
+    sql.Want.ROWS,
+    sql.Want.ROW,
+)
+_QUERY, _CHANGED = sql.Query, sql.Changed
+_translate = DIALECT.sql
+
+
 def _answer(conn: sqlite3.Connection, step: sql.Step, changed: list[str]) -> Any:
     """What `step` gets back, run on `conn` (inside the caller's transaction)."""
-    if isinstance(step, sql.Changed):
-        changed.append(step.job_id)
+    if type(step) is not _QUERY:
+        if type(step) is _CHANGED:
+            changed.append(step.job_id)
+        return None  # a KeyLock takes nothing: the writer runs one transaction at a time
+    text, params, want = step
+    cursor = conn.execute(_translate(text), params)
+    if want is _NOTHING:
         return None
-    if isinstance(step, sql.KeyLock):
-        return None  # nothing to take: the writer runs one transaction at a time
-    cursor = conn.execute(DIALECT.sql(step.text), step.params)
-    want = step.want
-    if want is sql.Want.NOTHING:
-        return None
-    if want is sql.Want.COUNT:
+    if want is _COUNT:
         return cursor.rowcount
-    # fetchall, not fetchone: an INSERT … RETURNING runs to its end (its statement done) before
-    # the transaction commits.
+    if want is _NEW_ID:
+        return cursor.lastrowid  # not RETURNING: about 7 µs less an INSERT (16.5 against 9.5 here)
     rows = cursor.fetchall()
-    if want is sql.Want.ROWS:
+    if want is _ROWS:
         return rows
     if not rows:
         return None
-    return rows[0] if want is sql.Want.ROW else rows[0][0]
+    return rows[0] if want is _ROW else rows[0][0]
 
 
 def _run(conn: sqlite3.Connection, plan: sql.Plan[T]) -> tuple[T, list[str]]:
-    """Run `plan` on `conn`; its result and the jobs it changed."""
+    """Run `plan` on `conn`; its result and the jobs it changed (plan.send directly, not sql.Run:
+    this is the writer thread's loop, run for every statement of every callback)."""
     changed: list[str] = []
-    run = sql.Run(plan)
-    while run.step is not None:
-        run.answer(_answer(conn, run.step, changed))
-    return run.result, changed
+    send = plan.send
+    try:
+        step = send(None)
+        while True:
+            step = send(_answer(conn, step, changed))
+    except StopIteration as done:
+        return done.value, changed
 
 
 class SqliteDatabase:
