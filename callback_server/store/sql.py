@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from callback_server.settings import DATABASE_URL
 from callback_server.store.base import (
@@ -119,28 +119,25 @@ class Run(Generic[T]):
         return self._result  # type: ignore[return-value]  # set by the plan's return
 
 
-def execute(text: str, *params: Any) -> Query:
-    return Query(text, params, Want.NOTHING)
+class _Asking(Protocol):
+    def __call__(self, text: str, *params: Any) -> Query: ...
 
 
-def count(text: str, *params: Any) -> Query:
-    return Query(text, params, Want.COUNT)
+def _asking(want: Want) -> _Asking:
+    """The step builder for queries that want `want` back: `count("UPDATE …", a, b)`."""
+
+    def build(text: str, *params: Any) -> Query:
+        return Query(text, params, want)
+
+    return build
 
 
-def one_row(text: str, *params: Any) -> Query:
-    return Query(text, params, Want.ROW)
-
-
-def all_rows(text: str, *params: Any) -> Query:
-    return Query(text, params, Want.ROWS)
-
-
-def value(text: str, *params: Any) -> Query:
-    return Query(text, params, Want.VALUE)
-
-
-def new_id(text: str, *params: Any) -> Query:
-    return Query(text, params, Want.NEW_ID)
+execute = _asking(Want.NOTHING)
+count = _asking(Want.COUNT)
+one_row = _asking(Want.ROW)
+all_rows = _asking(Want.ROWS)
+value = _asking(Want.VALUE)
+new_id = _asking(Want.NEW_ID)
 
 
 _TOKEN = re.compile(r"\{(\w+)\}")
