@@ -56,7 +56,7 @@ async def test_callback_survives_close_and_reopen(maker: StoreMaker) -> None:
 
 
 async def test_callback_survives_sigkill_right_after_record(maker: StoreMaker) -> None:
-    """A process killed with SIGKILL just after record_callback returned still left its row."""
+    """A process killed with SIGKILL just after record_and_apply returned still left its row."""
     script = textwrap.dedent(
         """
         import asyncio, sys, time

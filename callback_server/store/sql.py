@@ -436,8 +436,7 @@ def apply_event(
         )
         outcome, new = plan_event(job, event, seen=seen is not None, now=now)
         if new is not None:
-            params = job_params(new)
-            yield execute(_UPDATE_JOB, *params)
+            yield execute(_UPDATE_JOB, *job_params(new))
             if outcome is ApplyOutcome.APPLIED:
                 yield from _queue(delivery_for(new, event.dedupe_key, now), now)
     if callback is not None:
