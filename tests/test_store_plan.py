@@ -23,6 +23,7 @@ events = st.builds(
     output=st.one_of(st.none(), st.integers(0, 9)),
     attempt=st.one_of(st.none(), st.integers(0, 3)),
     known=st.booleans(),
+    run_id=st.one_of(st.none(), st.sampled_from(["r1", "r2", "r10"])),  # "r10" sorts after "r2"
 )
 
 
@@ -63,6 +64,28 @@ def test_state_never_moves_back_without_a_higher_attempt(stream: list[StatusEven
             job = new
 
 
+@given(st.lists(events, min_size=1, max_size=30))
+def test_no_event_of_a_run_the_job_moved_past_applies(stream: list[StatusEvent]) -> None:
+    """Across any stream, within one attempt: an applied event of a worker run is of the job's run or
+    a later one (never an older run, nor the run of an earlier attempt), and the job then holds it."""
+    job: Job | None = None
+    seen: set[str] = set()
+    for n, event in enumerate(stream):
+        outcome, new = plan_event(job, event, seen=event.dedupe_key in seen, now=1000.0 + n)
+        if outcome is not ApplyOutcome.DUPLICATE:
+            seen.add(event.dedupe_key)
+        same_attempt = job is not None and event.attempt in (None, job.attempt)
+        if same_attempt and outcome is ApplyOutcome.APPLIED and event.run_id is not None:
+            assert job is not None
+            assert new is not None
+            if job.run_id is not None:
+                assert (len(event.run_id), event.run_id) >= (len(job.run_id), job.run_id)
+                assert event.run_id != job.run_id or job.run_attempt == job.attempt
+            assert (new.run_id, new.run_attempt) == (event.run_id, job.attempt)
+        if new is not None:
+            job = new
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(events, min_size=1, max_size=20))
 def test_sqlite_store_matches_the_rules(stream: list[StatusEvent]) -> None:
@@ -79,9 +102,10 @@ def test_sqlite_store_matches_the_rules(stream: list[StatusEvent]) -> None:
     assert outcomes == expected_outcomes
     assert job is not None
     assert expected_job is not None
-    assert (job.status, job.progress, job.output, job.attempt) == (
+    assert (job.status, job.progress, job.output, job.attempt, job.run_id) == (
         expected_job.status,
         expected_job.progress,
         expected_job.output,
         expected_job.attempt,
+        expected_job.run_id,
     )
