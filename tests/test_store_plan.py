@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -27,18 +28,30 @@ events = st.builds(
 )
 
 
-def replay(stream: list[StatusEvent]) -> tuple[Job | None, list[ApplyOutcome]]:
-    """Apply a stream in memory through plan_event, as a store would (keys scoped to the attempt)."""
+Step = tuple[Job | None, StatusEvent, ApplyOutcome, Job | None]
+
+
+def steps(stream: list[StatusEvent], *, scoped: bool = False) -> Iterator[Step]:
+    """Each event of `stream` through plan_event in memory: (job before, event, outcome, job to
+    store); `scoped`: keys scoped to the attempt first, as a store does."""
     job: Job | None = None
     seen: set[str] = set()
-    outcomes = []
     for n, given_event in enumerate(stream):
-        event = scoped_to_attempt(given_event, job)
+        event = scoped_to_attempt(given_event, job) if scoped else given_event
         outcome, new = plan_event(job, event, seen=event.dedupe_key in seen, now=1000.0 + n)
         if outcome is not ApplyOutcome.DUPLICATE:
             seen.add(event.dedupe_key)
+        yield job, event, outcome, new
         if new is not None:
             job = new
+
+
+def replay(stream: list[StatusEvent]) -> tuple[Job | None, list[ApplyOutcome]]:
+    """Apply a stream in memory as a store would: the final job and every outcome."""
+    job: Job | None = None
+    outcomes = []
+    for _, _, outcome, new in steps(stream, scoped=True):
+        job = new or job
         outcomes.append(outcome)
     return job, outcomes
 
@@ -46,12 +59,7 @@ def replay(stream: list[StatusEvent]) -> tuple[Job | None, list[ApplyOutcome]]:
 @given(st.lists(events, min_size=1, max_size=30))
 def test_state_never_moves_back_without_a_higher_attempt(stream: list[StatusEvent]) -> None:
     """Across any stream: the rank only drops, and a terminal state is only left, when the attempt rises."""
-    job: Job | None = None
-    seen: set[str] = set()
-    for n, event in enumerate(stream):
-        outcome, new = plan_event(job, event, seen=event.dedupe_key in seen, now=1000.0 + n)
-        if outcome is not ApplyOutcome.DUPLICATE:
-            seen.add(event.dedupe_key)
+    for job, _, outcome, new in steps(stream):
         if job is not None and new is not None:
             attempt_rose = new.attempt > job.attempt
             assert attempt_rose or new.status.rank >= job.status.rank
@@ -60,30 +68,22 @@ def test_state_never_moves_back_without_a_higher_attempt(stream: list[StatusEven
             assert new.updated_at > job.updated_at
         if outcome in (ApplyOutcome.DUPLICATE, ApplyOutcome.STALE, ApplyOutcome.NOTED):
             assert new is None
-        if new is not None:
-            job = new
 
 
 @given(st.lists(events, min_size=1, max_size=30))
 def test_no_event_of_a_run_the_job_moved_past_applies(stream: list[StatusEvent]) -> None:
     """Across any stream, within one attempt: an applied event of a worker run is of the job's run or
     a later one (never an older run, nor the run of an earlier attempt), and the job then holds it."""
-    job: Job | None = None
-    seen: set[str] = set()
-    for n, event in enumerate(stream):
-        outcome, new = plan_event(job, event, seen=event.dedupe_key in seen, now=1000.0 + n)
-        if outcome is not ApplyOutcome.DUPLICATE:
-            seen.add(event.dedupe_key)
-        same_attempt = job is not None and event.attempt in (None, job.attempt)
-        if same_attempt and outcome is ApplyOutcome.APPLIED and event.run_id is not None:
-            assert job is not None
-            assert new is not None
-            if job.run_id is not None:
-                assert (len(event.run_id), event.run_id) >= (len(job.run_id), job.run_id)
-                assert event.run_id != job.run_id or job.run_attempt == job.attempt
-            assert (new.run_id, new.run_attempt) == (event.run_id, job.attempt)
-        if new is not None:
-            job = new
+    for job, event, outcome, new in steps(stream):
+        if job is None or event.run_id is None or outcome is not ApplyOutcome.APPLIED:
+            continue
+        if event.attempt not in (None, job.attempt):
+            continue  # a retry: the one way back, whatever run it names
+        assert new is not None
+        if job.run_id is not None:
+            assert (len(event.run_id), event.run_id) >= (len(job.run_id), job.run_id)
+            assert event.run_id != job.run_id or job.run_attempt == job.attempt
+        assert (new.run_id, new.run_attempt) == (event.run_id, job.attempt)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
