@@ -331,6 +331,8 @@ JOB_COLUMNS = (
     "run_attempt",
 )
 _JSON_COLUMNS = frozenset({"progress", "output", "error", "input", "last_callback"})
+#: The terminal statuses as an SQL list, for `status NOT IN …`.
+TERMINAL_SQL = "(" + ",".join(f"'{s.value}'" for s in JobStatus if s.is_terminal) + ")"
 #: The error a job gets when the leader marks it TIMED_OUT past its deadline.
 TIMED_OUT_ERROR = {"code": "timed_out", "message": "no final status arrived before the job's deadline"}
 TIMED_OUT_DEDUPE_KEY = "deadline:timed-out"

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from callback_server.settings import DATABASE_URL
-from callback_server.store import sql
+from callback_server.store import schema, steps
 from callback_server.store.store import OnChange
 from orfeas_contract.errors import StorageError
 
@@ -34,7 +34,7 @@ CHANNEL = "orfeas_jobs"
 # Reconnecting the listener: first after half a second, then backing off to once every 30 s.
 LISTEN_RETRY_MIN_S = 0.5
 LISTEN_RETRY_MAX_S = 30.0
-DIALECT = sql.Dialect(
+DIALECT = steps.Dialect(
     tokens={
         # clock_timestamp, not now(): the time of the statement, not of the transaction's start.
         "now": "extract(epoch FROM clock_timestamp())::float8",
@@ -64,29 +64,29 @@ def _translated() -> Iterator[None]:
         raise _storage_error(exc) from exc
 
 
-async def _answer(conn: asyncpg.Connection, step: sql.Step) -> Any:
+async def _answer(conn: asyncpg.Connection, step: steps.Step) -> Any:
     """What `step` gets back, run on `conn` (inside the caller's transaction, if any)."""
-    if isinstance(step, sql.KeyLock):
+    if isinstance(step, steps.KeyLock):
         return await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", step.key)
-    if isinstance(step, sql.Changed):  # delivered to every listener at commit
+    if isinstance(step, steps.Changed):  # delivered to every listener at commit
         return await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, step.job_id)
     text, want = DIALECT.sql(step.text), step.want
-    if want is sql.Want.NOTHING:
+    if want is steps.Want.NOTHING:
         return await conn.execute(text, *step.params)
-    if want is sql.Want.COUNT:
+    if want is steps.Want.COUNT:
         status = await conn.execute(text, *step.params)  # "UPDATE 1", "INSERT 0 1"
         return int(status.rsplit(" ", 1)[-1])
-    if want is sql.Want.NEW_ID:
+    if want is steps.Want.NEW_ID:
         return await conn.fetchval(text + " RETURNING id", *step.params)
-    if want is sql.Want.ROW:
+    if want is steps.Want.ROW:
         return await conn.fetchrow(text, *step.params)
-    if want is sql.Want.ROWS:
+    if want is steps.Want.ROWS:
         return await conn.fetch(text, *step.params)
     return await conn.fetchval(text, *step.params)
 
 
-async def _run(conn: asyncpg.Connection, plan: sql.Plan[T]) -> T:
-    run = sql.Run(plan)
+async def _run(conn: asyncpg.Connection, plan: steps.Plan[T]) -> T:
+    run = steps.Run(plan)
     while run.step is not None:
         run.answer(await _answer(conn, run.step))
     return run.result
@@ -126,7 +126,7 @@ class PostgresDatabase:
         try:
             with _translated():
                 async with pool.acquire() as conn, conn.transaction():
-                    await _run(conn, sql.prepare_schema())
+                    await _run(conn, schema.prepare_schema())
         except BaseException:
             await pool.close()
             raise
@@ -203,10 +203,10 @@ class PostgresDatabase:
                 else:
                     yield conn
 
-    async def write(self, plan: sql.PlanFactory[T]) -> T:
+    async def write(self, plan: steps.PlanFactory[T]) -> T:
         async with self._conn(transaction=True) as conn:
             return await _run(conn, plan())
 
-    async def read(self, plan: sql.PlanFactory[T]) -> T:
+    async def read(self, plan: steps.PlanFactory[T]) -> T:
         async with self._conn(transaction=False) as conn:
             return await _run(conn, plan())

@@ -1,38 +1,21 @@
-"""The store's SQL, written once for SQLite and PostgreSQL: the schema, its migrations, and every
-read and write as a *plan*.
-
-A plan is a generator that yields steps (`Query`, `KeyLock`, `Changed`), gets each query's result
-back, and returns the operation's result. The adapters run a plan inside one transaction, each
-its own way: SQLite synchronously on its single writer thread (store/sqlite.py: group commit),
-PostgreSQL on a pooled asyncpg connection, awaiting every statement (store/postgres.py). The
-job/callback/outbox/lease logic is here once; an adapter supplies only what differs, its
-`Dialect` (placeholders, row locks, the clock, DDL types, how a table's columns are listed), how
-it takes a named lock and how it tells waiters that a job changed.
-
-Statements use PostgreSQL's `$n` placeholders and `{token}`s the dialect fills: `{now}` is the
-database's clock in unix seconds (leases follow it on both stores, so processes and replicas with
-skewed clocks agree on who holds one), `{for_update}` locks the rows read (nothing on SQLite,
-whose one writer already serialises every write), `{id}`/`{real}`/`{blob}`/`{bool}`/`{bigint}` are
-DDL types, `{columns}` lists table $1's columns.
-
-A write plan may run twice on SQLite (its writer re-runs a batch when one request in it fails), so
-adapters take a plan *factory* and plans keep no state outside their own frame.
+"""The store's operations, written once for SQLite and PostgreSQL: every read and write of jobs,
+callbacks, the client webhook outbox and leases as a plan (store/steps.py) that an adapter runs
+in one transaction (store/sqlite.py, store/postgres.py). An adapter supplies only what differs
+(its Dialect, how it takes a named lock, how it tells waiters that a job changed); the schema and
+its migrations are store/schema.py.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
-from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
-from callback_server.settings import DATABASE_URL
 from callback_server.store.base import (
     JOB_COLUMNS,
     LEADER_LEASE,
+    TERMINAL_SQL,
     TIMED_OUT_ERROR,
     ApplyOutcome,
     Delivery,
@@ -49,252 +32,18 @@ from callback_server.store.base import (
     timed_out_key,
 )
 from callback_server.store.outbox import QueuedDelivery, delivery_for
-from orfeas_contract.errors import StorageError
+from callback_server.store.steps import (
+    Changed,
+    KeyLock,
+    Plan,
+    all_rows,
+    count,
+    execute,
+    new_id,
+    one_row,
+    value,
+)
 from orfeas_contract.status import JobStatus
-
-T = TypeVar("T")
-
-
-# -- steps --------------------------------------------------------------------------------------
-
-
-class Want(Enum):
-    """What a query's step gets back."""
-
-    NOTHING = "nothing"
-    COUNT = "count"  # rows changed
-    NEW_ID = "new_id"  # the `id` of the row an INSERT made (SQLite's lastrowid, PostgreSQL's RETURNING)
-    ROW = "row"  # the first row, or None
-    ROWS = "rows"
-    VALUE = "value"  # the first column of the first row, or None
-
-
-class Query(NamedTuple):
-    # A tuple, not a dataclass: one is made for every statement, and a frozen dataclass's
-    # __init__ costs a few microseconds on the writer thread.
-    text: str  # `$n` placeholders and `{token}`s (see the module docstring)
-    params: tuple[Any, ...]
-    want: Want
-
-
-@dataclass(frozen=True, slots=True)
-class KeyLock:
-    """Serialise the transactions that take the same key until they end (PostgreSQL: an advisory
-    lock; SQLite: nothing, its one writer runs one transaction at a time)."""
-
-    key: str
-
-
-@dataclass(frozen=True, slots=True)
-class Changed:
-    """The job changed: waiters on it wake once the transaction commits."""
-
-    job_id: str
-
-
-Step = Query | KeyLock | Changed
-Plan = Generator[Step, Any, T]
-PlanFactory = Callable[[], Plan[T]]
-
-
-class Run(Generic[T]):
-    """A plan being run by an adapter: `step` is what it asks for next (None once it returned
-    `result`); `answer` hands it the step's result and moves it on."""
-
-    def __init__(self, plan: Plan[T]) -> None:
-        self._plan = plan
-        self.step: Step | None = None
-        self._result: T | None = None
-        self.answer(None)
-
-    def answer(self, result: Any) -> None:
-        try:
-            self.step = self._plan.send(result)
-        except StopIteration as done:
-            self.step, self._result = None, done.value
-
-    @property
-    def result(self) -> T:
-        assert self.step is None, "the plan has not returned yet"
-        return self._result  # type: ignore[return-value]  # set by the plan's return
-
-
-class _Asking(Protocol):
-    def __call__(self, text: str, *params: Any) -> Query: ...
-
-
-def _asking(want: Want) -> _Asking:
-    """The step builder for queries that want `want` back: `count("UPDATE …", a, b)`."""
-
-    def build(text: str, *params: Any) -> Query:
-        return Query(text, params, want)
-
-    return build
-
-
-execute = _asking(Want.NOTHING)
-count = _asking(Want.COUNT)
-one_row = _asking(Want.ROW)
-all_rows = _asking(Want.ROWS)
-value = _asking(Want.VALUE)
-new_id = _asking(Want.NEW_ID)
-
-
-_TOKEN = re.compile(r"\{(\w+)\}")
-_PLACEHOLDER = re.compile(r"\$(\d+)")
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """How one database spells what the statements leave open."""
-
-    tokens: Mapping[str, str]  # every `{token}` (see the module docstring)
-    question_marks: bool  # `$n` placeholders written `?n` (SQLite)
-    _cache: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
-
-    def sql(self, text: str) -> str:
-        """`text` in this database's SQL (translated once per statement text)."""
-        done = self._cache.get(text)
-        if done is None:
-            done = _TOKEN.sub(lambda m: self.tokens[m[1]], text)
-            if self.question_marks:
-                done = _PLACEHOLDER.sub(r"?\1", done)
-            self._cache[text] = done
-        return done
-
-
-# -- schema -------------------------------------------------------------------------------------
-
-# 2: jobs.callback_ref, callbacks.note, jobs.last_callback.
-# 3: one name per concept (jobs.retry_epoch and job_events.retry_epoch are `attempt`, leases.epoch
-#    is `fence`); jobs.run_id and jobs.run_attempt (the worker run the job takes events from).
-SCHEMA_VERSION = 3
-_TERMINAL_SQL = "(" + ",".join(f"'{s.value}'" for s in JobStatus if s.is_terminal) + ")"
-_SCHEMA_KEY = "orfeas:schema"  # replicas opening one empty database create the schema one at a time
-
-_SCHEMA_VERSION_TABLE = (
-    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at {real} NOT NULL)"
-)
-_TABLES = f"""
-CREATE TABLE IF NOT EXISTS callbacks (
-    id {{id}},
-    received_at {{real}} NOT NULL,
-    provider TEXT NOT NULL,
-    headers TEXT NOT NULL,
-    query TEXT NOT NULL,
-    body {{blob}} NOT NULL,
-    body_size {{bigint}} NOT NULL,
-    accepted {{bool}} NOT NULL,
-    job_id TEXT,
-    outcome TEXT,
-    note TEXT
-);
-CREATE INDEX IF NOT EXISTS callbacks_unmarked ON callbacks (id) WHERE outcome IS NULL;
-CREATE INDEX IF NOT EXISTS callbacks_job ON callbacks (job_id);
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    created_at {{real}} NOT NULL,
-    updated_at {{real}} NOT NULL,
-    progress TEXT,
-    output TEXT,
-    error TEXT,
-    provider TEXT NOT NULL,
-    input TEXT,
-    idempotency_key TEXT,
-    client_webhook TEXT,
-    attempt INTEGER NOT NULL DEFAULT 0,
-    upstream_checked_at {{real}},
-    deadline_at {{real}},
-    callback_ref TEXT,
-    last_callback TEXT,
-    run_id TEXT,
-    run_attempt INTEGER
-);
-CREATE INDEX IF NOT EXISTS jobs_idempotency ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS jobs_open ON jobs (updated_at) WHERE status NOT IN {_TERMINAL_SQL};
-CREATE INDEX IF NOT EXISTS jobs_recent ON jobs (updated_at);
-CREATE TABLE IF NOT EXISTS job_events (
-    id {{id}},
-    job_id TEXT NOT NULL,
-    dedupe_key TEXT NOT NULL,
-    status TEXT NOT NULL,
-    outcome TEXT NOT NULL,
-    attempt INTEGER,
-    callback_id {{bigint}},
-    at {{real}} NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS job_events_dedupe ON job_events (job_id, dedupe_key)
-    WHERE outcome <> 'duplicate';
-CREATE TABLE IF NOT EXISTS deliveries (
-    id {{id}},
-    job_id TEXT NOT NULL,
-    url TEXT NOT NULL,
-    body {{blob}} NOT NULL,
-    msg_id TEXT NOT NULL UNIQUE,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    terminal {{bool}} NOT NULL,
-    next_attempt_at {{real}} NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    created_at {{real}} NOT NULL,
-    finished_at {{real}}
-);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending';
-CREATE TABLE IF NOT EXISTS leases (
-    name TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,
-    fence {{bigint}} NOT NULL,
-    expires_at {{real}} NOT NULL
-)
-"""
-_STATEMENTS = tuple(s.strip() for s in _TABLES.split(";"))
-
-# What an older database is brought up with when it is opened, in this order. Each step looks at
-# the table's columns first, so a database at any version (or half-migrated) ends the same.
-_RENAMED = (  # (table, old name, new name)
-    ("jobs", "retry_epoch", "attempt"),  # 3
-    ("job_events", "retry_epoch", "attempt"),  # 3
-    ("leases", "epoch", "fence"),  # 3
-)
-_ADDED = (  # (table, column, type)
-    ("jobs", "callback_ref", "TEXT"),  # 2
-    ("callbacks", "note", "TEXT"),  # 2
-    ("jobs", "last_callback", "TEXT"),  # 2
-    ("jobs", "run_id", "TEXT"),  # 3
-    ("jobs", "run_attempt", "INTEGER"),  # 3
-)
-
-
-def prepare_schema() -> Plan[None]:
-    """Create the schema, or bring an older one to SCHEMA_VERSION; refuse a newer one."""
-    yield KeyLock(_SCHEMA_KEY)
-    yield execute(_SCHEMA_VERSION_TABLE)
-    newest = yield value("SELECT max(version) FROM schema_version")
-    if newest is not None and newest > SCHEMA_VERSION:
-        raise StorageError(
-            f"schema version {newest} is newer than this program's {SCHEMA_VERSION}", field=DATABASE_URL
-        )
-    for table, old, new in _RENAMED:
-        columns = yield from _columns(table)
-        if old in columns and new not in columns:
-            yield execute(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}")
-    for table, column, kind in _ADDED:
-        columns = yield from _columns(table)
-        if columns and column not in columns:
-            yield execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-    for statement in _STATEMENTS:
-        yield execute(statement)
-    yield execute(
-        "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        SCHEMA_VERSION,
-        time.time(),
-    )
-
-
-def _columns(table: str) -> Plan[set[str]]:
-    rows = yield all_rows("{columns}", table)
-    return {row[0] for row in rows}
-
 
 # -- callbacks ----------------------------------------------------------------------------------
 
@@ -470,7 +219,7 @@ def create_job(job: Job) -> Plan[Job]:
             # Serialises submits that share a key, so only one of them creates a job.
             yield KeyLock(f"idempotency:{job.idempotency_key}")
             row = yield one_row(
-                f"SELECT * FROM jobs WHERE idempotency_key = $1 AND status NOT IN {_TERMINAL_SQL}"
+                f"SELECT * FROM jobs WHERE idempotency_key = $1 AND status NOT IN {TERMINAL_SQL}"
                 " ORDER BY created_at DESC LIMIT 1",
                 job.idempotency_key,
             )
@@ -503,7 +252,7 @@ def find_by_idempotency_key(key: str) -> Plan[Job | None]:
 
 def mark_upstream_checked(job_id: str, at: float, min_interval: float) -> Plan[bool]:
     changed = yield count(
-        f"UPDATE jobs SET upstream_checked_at = $1 WHERE id = $2 AND status NOT IN {_TERMINAL_SQL}"
+        f"UPDATE jobs SET upstream_checked_at = $1 WHERE id = $2 AND status NOT IN {TERMINAL_SQL}"
         " AND (upstream_checked_at IS NULL OR upstream_checked_at <= $3)",
         at,
         job_id,
@@ -514,7 +263,7 @@ def mark_upstream_checked(job_id: str, at: float, min_interval: float) -> Plan[b
 
 def stale_jobs(checked_before: float, created_after: float, limit: int) -> Plan[list[Job]]:
     rows = yield all_rows(
-        f"SELECT * FROM jobs WHERE status NOT IN {_TERMINAL_SQL} AND created_at > $1"
+        f"SELECT * FROM jobs WHERE status NOT IN {TERMINAL_SQL} AND created_at > $1"
         " AND updated_at < $2 AND coalesce(upstream_checked_at, 0) < $2"
         " ORDER BY coalesce(upstream_checked_at, 0), updated_at LIMIT $3",
         created_after,
@@ -541,7 +290,7 @@ def expire_jobs(now: float, fence: int) -> Plan[list[str]]:
     """Time out the jobs past their deadline (`now`: the leader's clock); leader only."""
     yield from _check_fence(fence)
     rows = yield all_rows(
-        f"SELECT id, attempt FROM jobs WHERE status NOT IN {_TERMINAL_SQL}"
+        f"SELECT id, attempt FROM jobs WHERE status NOT IN {TERMINAL_SQL}"
         " AND deadline_at IS NOT NULL AND deadline_at <= $1 ORDER BY deadline_at",
         now,
     )

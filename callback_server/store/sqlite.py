@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from callback_server.settings import DATABASE_URL
-from callback_server.store import sql
+from callback_server.store import schema, steps
 from callback_server.store.base import StaleFence
 from callback_server.store.store import OnChange
 from orfeas_contract.errors import StorageError
@@ -40,7 +40,7 @@ _NOW = (
     if sqlite3.sqlite_version_info >= (3, 42, 0)
     else "((julianday('now') - 2440587.5) * 86400.0)"
 )
-DIALECT = sql.Dialect(
+DIALECT = steps.Dialect(
     tokens={
         "now": _NOW,
         "for_update": "",  # the one writer thread serialises every write
@@ -219,17 +219,17 @@ def _wrap(exc: Exception) -> Exception:
 # Looked up once, not per statement: an Enum member read through its class is a descriptor call,
 # and these run for every statement of every callback on the writer thread.
 _NOTHING, _COUNT, _NEW_ID, _ROWS, _ROW = (
-    sql.Want.NOTHING,
-    sql.Want.COUNT,
-    sql.Want.NEW_ID,
-    sql.Want.ROWS,
-    sql.Want.ROW,
+    steps.Want.NOTHING,
+    steps.Want.COUNT,
+    steps.Want.NEW_ID,
+    steps.Want.ROWS,
+    steps.Want.ROW,
 )
-_QUERY, _CHANGED = sql.Query, sql.Changed
+_QUERY, _CHANGED = steps.Query, steps.Changed
 _translate = DIALECT.sql
 
 
-def _answer(conn: sqlite3.Connection, step: sql.Step, changed: list[str]) -> Any:
+def _answer(conn: sqlite3.Connection, step: steps.Step, changed: list[str]) -> Any:
     """What `step` gets back, run on `conn` (inside the caller's transaction)."""
     if type(step) is not _QUERY:
         if type(step) is _CHANGED:
@@ -251,8 +251,8 @@ def _answer(conn: sqlite3.Connection, step: sql.Step, changed: list[str]) -> Any
     return rows[0] if want is _ROW else rows[0][0]
 
 
-def _run(conn: sqlite3.Connection, plan: sql.Plan[T]) -> tuple[T, list[str]]:
-    """Run `plan` on `conn`; its result and the jobs it changed (plan.send directly, not sql.Run:
+def _run(conn: sqlite3.Connection, plan: steps.Plan[T]) -> tuple[T, list[str]]:
+    """Run `plan` on `conn`; its result and the jobs it changed (plan.send directly, not steps.Run:
     this is the writer thread's loop, run for every statement of every callback)."""
     changed: list[str] = []
     send = plan.send
@@ -305,7 +305,7 @@ class SqliteDatabase:
         try:
             # One transaction: processes opening the same file at once create or migrate it once.
             conn.execute("BEGIN IMMEDIATE")
-            _run(conn, sql.prepare_schema())
+            _run(conn, schema.prepare_schema())
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -331,7 +331,7 @@ class SqliteDatabase:
         """(transactions committed, write requests in them) since open: the group-commit batch size."""
         return (self._writer.batches, self._writer.ops) if self._writer else (0, 0)
 
-    async def write(self, plan: sql.PlanFactory[T]) -> T:
+    async def write(self, plan: steps.PlanFactory[T]) -> T:
         if self._writer is None:
             raise StorageError("the store is not open", field=DATABASE_URL)
         result, changed = await self._writer.submit(lambda conn: _run(conn, plan()))
@@ -348,7 +348,7 @@ class SqliteDatabase:
                 self._read_conns.append(conn)
         return conn
 
-    async def read(self, plan: sql.PlanFactory[T]) -> T:
+    async def read(self, plan: steps.PlanFactory[T]) -> T:
         if self._pool is None:
             raise StorageError("the store is not open", field=DATABASE_URL)
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
 
-from callback_server.store import sql
+from callback_server.store import sql, steps
 from callback_server.store.base import (
     ApplyOutcome,
     Delivery,
@@ -44,16 +44,16 @@ class Database(Protocol):
     poll_s: float  # how often a waiter looks for a change it may not be told of
 
     async def open(self, on_change: OnChange) -> None:
-        """Connect and prepare the schema (sql.prepare_schema); tell `on_change` of changes."""
+        """Connect and prepare the schema (schema.prepare_schema); tell `on_change` of changes."""
         ...
 
     async def close(self) -> None: ...
 
-    async def write(self, plan: sql.PlanFactory[T]) -> T:
+    async def write(self, plan: steps.PlanFactory[T]) -> T:
         """Run the plan in one committed transaction; its `Changed` jobs are told after the commit."""
         ...
 
-    async def read(self, plan: sql.PlanFactory[T]) -> T: ...
+    async def read(self, plan: steps.PlanFactory[T]) -> T: ...
 
 
 class Store:
