@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol, TypeVar
 
+from callback_server.settings import ServerSettings
 from callback_server.store import sql, steps
 from callback_server.store.base import (
     ApplyOutcome,
@@ -34,8 +35,6 @@ T = TypeVar("T")
 
 #: Told which jobs changed; None: any may have (a listener was lost), so every waiter looks again.
 OnChange = Callable[[Iterable[str] | None], None]
-
-DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class Database(Protocol):
@@ -90,7 +89,7 @@ class Store:
       ends the lease at once (the fence is kept, so the next grant is higher).
     """
 
-    def __init__(self, db: Database, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(self, db: Database, *, max_body_bytes: int = ServerSettings.max_body_bytes) -> None:
         self.db = db
         self.max_body_bytes = max_body_bytes
         self._open = False
