@@ -3,17 +3,18 @@
     .venv/bin/python bench/store.py [--writers 64] [--seconds 3] [--body 600] [--dir PATH]
                                     [--postgres URL]
 
-WRITERS coroutines call `record_callback` back to back for SECONDS each run (every call durable
-when it returns: WAL, synchronous=FULL, so each commit is an fsync). Runs, each on a fresh file
+WRITERS coroutines call `record_and_apply` with no event (the callback row alone) back to back
+for SECONDS each run (every call durable when it returns: WAL, synchronous=FULL, so each commit
+is an fsync). Runs, each on a fresh file
 in DIR (default: a temp dir beside the repo, on the same disk the server would use):
 
-- group:    SqliteStore as shipped (one writer thread commits every waiting request at once)
+- group:    the SQLite store as shipped (one writer thread commits every waiting request at once)
 - single:   the same store with group_commit=False (one transaction, one fsync per write)
 - aiosqlite: the naive design, one aiosqlite connection, INSERT + COMMIT per write
 - group+apply: `record_and_apply` (callback row + job event + job row per request), grouped
 
 Reported: writes/s, p50/p99 latency per call, mean writes per commit, and the ratio of each run
-to `single`. With --postgres, the same record_callback load against PostgreSQL (the server's own
+to `single`. With --postgres, the same callback-row load against PostgreSQL (the server's own
 commit path) is added.
 """
 
@@ -31,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from callback_server.store import StatusEvent  # noqa: E402
-from callback_server.store.sqlite import SqliteStore  # noqa: E402
+from callback_server.store import StatusEvent, Store  # noqa: E402
+from callback_server.store.sqlite import SqliteDatabase  # noqa: E402
 from orfeas_contract.status import JobStatus  # noqa: E402
 
 HEADERS = {"content-type": "application/json", "user-agent": "RunPod-Webhook/1.0", "webhook-id": ""}
@@ -75,18 +76,19 @@ def _body(n: int, size: int) -> bytes:
 
 
 async def _sqlite_run(path: Path, args: argparse.Namespace, *, group: bool, apply: bool) -> dict:
-    async with SqliteStore(str(path), group_commit=group) as store:
+    db = SqliteDatabase(str(path), group_commit=group)
+    async with Store(db) as store:
 
         async def record(n: int) -> object:
             body = _body(n, args.body)
             headers = {**HEADERS, "webhook-id": f"msg-{n}"}
             if not apply:
-                return await store.record_callback("runpod", headers, body, "", accepted=True)
+                return await store.record_and_apply("runpod", headers, body, "", accepted=True, event=None)
             event = StatusEvent(f"job-{n}", JobStatus.COMPLETED, f"msg-{n}", output={"mesh": "s3://b/k"})
             return await store.record_and_apply("runpod", headers, body, "", accepted=True, event=event)
 
         count, latencies = await _load(record, args.writers, args.seconds)
-        commits, ops = store.commits
+        commits, ops = db.commits
     name = ("group" if group else "single") + ("+apply" if apply else "")
     return _row(name, count, latencies, args.seconds, ops / commits if commits else None)
 
@@ -124,13 +126,14 @@ async def _aiosqlite_run(path: Path, args: argparse.Namespace) -> dict:
 
 
 async def _postgres_run(url: str, args: argparse.Namespace) -> dict:
-    from callback_server.store.postgres import PostgresStore
+    from callback_server.store.postgres import PostgresDatabase
 
-    async with PostgresStore(url, max_size=min(args.writers, 20)) as store:
+    async with Store(PostgresDatabase(url, max_size=min(args.writers, 20))) as store:
 
         async def record(n: int) -> object:
             headers = {**HEADERS, "webhook-id": f"msg-{n}"}
-            return await store.record_callback("runpod", headers, _body(n, args.body), "", accepted=True)
+            body = _body(n, args.body)
+            return await store.record_and_apply("runpod", headers, body, "", accepted=True, event=None)
 
         count, latencies = await _load(record, args.writers, args.seconds)
     return _row("postgres", count, latencies, args.seconds, None)

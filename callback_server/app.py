@@ -30,7 +30,7 @@ from callback_server.routes_ops import add_ops_routes
 from callback_server.routes_page import add_page_routes
 from callback_server.runtime import RUNTIME, Runtime, log
 from callback_server.settings import API_KEYS, ServerSettings
-from callback_server.store.base import Store
+from callback_server.store.store import Store
 
 LeadershipFactory = Callable[[Store, str, ServerSettings], Any]
 LEADERSHIP = web.AppKey("leadership", Leadership)
@@ -54,14 +54,14 @@ class LeaderWork:
         self.runtime = runtime
         self.tasks: list[asyncio.Task[Any]] = []
 
-    async def on_change(self, role: str, epoch: int | None) -> None:
-        self.runtime.set_role(role, epoch)
+    async def on_change(self, role: str, fence: int | None) -> None:
+        self.runtime.set_role(role, fence)
         await self.stop()
-        if role == "leader" and epoch is not None:
+        if role == "leader" and fence is not None:
             rt = self.runtime
             self.tasks = [
-                rt.spawn(reconcile_forever(rt, epoch), f"reconciler:{epoch}"),
-                rt.spawn(deliver_forever(rt, epoch), f"deliveries:{epoch}"),
+                rt.spawn(reconcile_forever(rt, fence), f"reconciler:{fence}"),
+                rt.spawn(deliver_forever(rt, fence), f"deliveries:{fence}"),
             ]
 
     async def stop(self) -> None:

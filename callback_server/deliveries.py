@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from callback_server.outbound import THREADS
 from callback_server.runtime import Runtime
-from callback_server.store.base import Delivery, StaleEpoch
+from callback_server.store.base import Delivery, StaleFence
 from orfeas_contract import webhook_signing
 from orfeas_contract.outbound import InvalidURL, OutboundError, RefusedAddress
 
@@ -79,12 +79,12 @@ class Dispatcher:
     in all, so one hanging receiver delays no other client's webhook (one at a time, four hanging
     receivers held another client's job.completed for 54 s)."""
 
-    def __init__(self, runtime: Runtime, epoch: int) -> None:
+    def __init__(self, runtime: Runtime, fence: int) -> None:
         self.runtime = runtime
-        self.epoch = epoch
+        self.fence = fence
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.per_host: Counter[str] = Counter()
-        self.stale = False  # finish_delivery said the epoch is stale: stop
+        self.stale = False  # finish_delivery said the fence is stale: stop
 
     def start(self, due: list[Delivery]) -> int:
         """Start the deliveries in `due` not already running and within the bounds; how many started."""
@@ -109,9 +109,9 @@ class Dispatcher:
             runtime.metrics.inc("orfeas_deliveries_total", result="ok" if ok else "failed")
             retry_at = None if ok else next_attempt_at(delivery, runtime.clock())
             await runtime.store.finish_delivery(
-                delivery.id, ok=ok, next_attempt_at=retry_at, epoch=self.epoch
+                delivery.id, ok=ok, next_attempt_at=retry_at, fence=self.fence
             )
-        except StaleEpoch:
+        except StaleFence:
             self.stale = True
         except Exception:
             log.exception("delivering a client webhook failed", extra={"job_id": delivery.job_id})
@@ -137,9 +137,9 @@ async def _fetch(dispatcher: Dispatcher) -> list[Delivery]:
     return await runtime.store.due_deliveries(runtime.clock(), BATCH + len(dispatcher.tasks))
 
 
-async def deliver_due(runtime: Runtime, epoch: int) -> int:
+async def deliver_due(runtime: Runtime, fence: int) -> int:
     """Deliver everything due now, concurrently within the bounds, and wait for it; how many were tried."""
-    dispatcher = Dispatcher(runtime, epoch)
+    dispatcher = Dispatcher(runtime, fence)
     tried = 0
     try:
         while True:
@@ -148,14 +148,14 @@ async def deliver_due(runtime: Runtime, epoch: int) -> int:
                 break
             await dispatcher.wait_any()
             if dispatcher.stale:
-                raise StaleEpoch(f"epoch {epoch} is stale")
+                raise StaleFence(f"fence {fence} is stale")
     finally:
         await dispatcher.close()
     return tried
 
 
-async def deliver_forever(runtime: Runtime, epoch: int) -> None:
-    dispatcher = Dispatcher(runtime, epoch)
+async def deliver_forever(runtime: Runtime, fence: int) -> None:
+    dispatcher = Dispatcher(runtime, fence)
     try:
         while not dispatcher.stale:
             try:
@@ -165,6 +165,6 @@ async def deliver_forever(runtime: Runtime, epoch: int) -> None:
                 started = 0
             if started < BATCH:
                 await asyncio.sleep(IDLE_SLEEP_S)
-        log.warning("epoch %s is stale: deliveries stop", epoch)
+        log.warning("fence %s is stale: deliveries stop", fence)
     finally:
         await dispatcher.close()

@@ -123,6 +123,7 @@ def decide(runtime: Runtime, came: Arrival, authentic: bool | None = None) -> De
         from_callback=True,
         word=update.word,
         known=known,
+        run_id=update.run_id,
     )
     return Decision(True, event, match.task_id, None, note)
 

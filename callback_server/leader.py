@@ -4,7 +4,7 @@
 never waits on the store. The task tries to take the lease while passive (every `retry_every`
 seconds) and renews it while leader (every `renew_every` seconds). A renewal that fails, raises,
 or does not answer before the lease would run out makes the instance passive at once: a leader
-that cannot prove its lease stops acting as one before another instance can take over. Epochs
+that cannot prove its lease stops acting as one before another instance can take over. Fences
 come from the store and grow with every grant, so a stale leader's writes are refused there too.
 """
 
@@ -18,7 +18,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
-from callback_server.store.base import LEADER_LEASE, Store
+from callback_server.store.base import LEADER_LEASE
+from callback_server.store.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ ChangeCallback = Callable[[Role, int | None], Awaitable[None] | None]
 
 
 class Leadership:
-    """Holds (or waits for) the `name` lease for `holder`; `role` and `epoch` say where it stands."""
+    """Holds (or waits for) the `name` lease for `holder`; `role` and `fence` say where it stands."""
 
     def __init__(
         self,
@@ -52,7 +53,7 @@ class Leadership:
         self.name = name
         self._clock = clock
         self._role: Role = "passive"
-        self._epoch: int | None = None
+        self._fence: int | None = None
         self._valid_until = 0.0  # our clock: past it, an unrenewed lease may be someone else's
         self._callbacks: list[ChangeCallback] = []
         self._task: asyncio.Task[None] | None = None
@@ -64,12 +65,12 @@ class Leadership:
         return self._role
 
     @property
-    def epoch(self) -> int | None:
-        """The epoch of the lease while leader, else None."""
-        return self._epoch if self.role == "leader" else None
+    def fence(self) -> int | None:
+        """The fence of the lease while leader, else None."""
+        return self._fence if self.role == "leader" else None
 
     def on_change(self, callback: ChangeCallback) -> None:
-        """Call `callback(role, epoch)` on every change of role (a coroutine function is awaited)."""
+        """Call `callback(role, fence)` on every change of role (a coroutine function is awaited)."""
         self._callbacks.append(callback)
 
     async def start(self) -> None:
@@ -84,11 +85,11 @@ class Leadership:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._role == "leader" and self._epoch is not None:
-            epoch = self._epoch
+        if self._role == "leader" and self._fence is not None:
+            fence = self._fence
             await self._set("passive", None)
             try:
-                await self.store.release_lease(self.name, self.holder, epoch)
+                await self.store.release_lease(self.name, self.holder, fence)
             except Exception:
                 log.warning("could not release the %s lease (it expires by itself)", self.name, exc_info=True)
 
@@ -103,7 +104,7 @@ class Leadership:
     async def _acquire(self) -> None:
         started = self._clock()
         try:
-            epoch = await asyncio.wait_for(
+            fence = await asyncio.wait_for(
                 self.store.acquire_lease(self.name, self.holder, self.ttl), self.renew_every
             )
         except asyncio.CancelledError:
@@ -111,19 +112,19 @@ class Leadership:
         except Exception:
             log.warning("taking the %s lease failed", self.name, exc_info=True)
             return
-        if epoch is not None:
+        if fence is not None:
             # Count the lease from before the call: the store's clock started it no earlier.
             self._valid_until = started + self.ttl
-            await self._set("leader", epoch)
+            await self._set("leader", fence)
 
     async def _renew(self) -> None:
         started = self._clock()
-        epoch = self._epoch
-        assert epoch is not None
+        fence = self._fence
+        assert fence is not None
         ok = False
         try:
             ok = await asyncio.wait_for(
-                self.store.renew_lease(self.name, self.holder, epoch, self.ttl),
+                self.store.renew_lease(self.name, self.holder, fence, self.ttl),
                 max(0.0, self._valid_until - started),
             )
         except asyncio.CancelledError:
@@ -135,16 +136,16 @@ class Leadership:
         else:
             await self._set("passive", None)
 
-    async def _set(self, role: Role, epoch: int | None) -> None:
-        if role == self._role and epoch == self._epoch:
+    async def _set(self, role: Role, fence: int | None) -> None:
+        if role == self._role and fence == self._fence:
             return
-        self._role, self._epoch = role, epoch
+        self._role, self._fence = role, fence
         if role == "passive":
             self._valid_until = 0.0
-        log.info("leadership of %s: %s (epoch %s)", self.name, role, epoch)
+        log.info("leadership of %s: %s (fence %s)", self.name, role, fence)
         for callback in list(self._callbacks):
             try:
-                result = callback(role, epoch)
+                result = callback(role, fence)
                 if inspect.isawaitable(result):
                     await result
             except Exception:

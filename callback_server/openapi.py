@@ -349,7 +349,7 @@ def _document() -> dict[str, Any]:
             ),
             "/v1/jobs/{id}/retry": _job_action(
                 "retryJob",
-                "Retry a failed, timed-out or cancelled job (RunPod /retry) under a new epoch",
+                "Retry a failed, timed-out or cancelled job (RunPod /retry) as its next attempt",
                 "The job is not in a state that can be retried",
             ),
         },

@@ -19,7 +19,7 @@ from callback_server.ingest import replay_unapplied
 from callback_server.runtime import Runtime
 from callback_server.settings import RUNPOD_RESULT_WINDOW_S
 from callback_server.status_map import interpret
-from callback_server.store.base import ApplyOutcome, Job, StaleEpoch, StatusEvent
+from callback_server.store.base import ApplyOutcome, Job, StaleFence, StatusEvent
 from callback_server.upstream import UpstreamError
 
 log = logging.getLogger("callback_server.reconciler")
@@ -108,10 +108,10 @@ async def run_on_local_server(runtime: Runtime, job_id: str) -> None:
     await apply_envelope(runtime, job_id, envelope)
 
 
-async def reconcile_once(runtime: Runtime, epoch: int) -> None:
+async def reconcile_once(runtime: Runtime, fence: int) -> None:
     now = runtime.clock()
     store = runtime.store
-    for job_id in await store.expire_jobs(now=now, epoch=epoch):
+    for job_id in await store.expire_jobs(now=now, fence=fence):
         log.info("job %s → TIMED_OUT (deadline)", job_id, extra={"job_id": job_id})
     if runtime.upstream is not None and not runtime.upstream.local:
         stale = await store.stale_jobs(
@@ -123,17 +123,17 @@ async def reconcile_once(runtime: Runtime, epoch: int) -> None:
             await refresh_job(runtime, job)
 
 
-async def reconcile_forever(runtime: Runtime, epoch: int) -> None:
-    """The leader's loop; ends when cancelled (leadership lost, shutdown) or the epoch is stale."""
+async def reconcile_forever(runtime: Runtime, fence: int) -> None:
+    """The leader's loop; ends when cancelled (leadership lost, shutdown) or the fence is stale."""
     try:
         await replay_unapplied(runtime)
     except Exception:
         log.exception("replaying unapplied callbacks failed")
     while True:
         try:
-            await reconcile_once(runtime, epoch)
-        except StaleEpoch:
-            log.warning("epoch %s is stale: the reconciler stops", epoch)
+            await reconcile_once(runtime, fence)
+        except StaleFence:
+            log.warning("fence %s is stale: the reconciler stops", fence)
             return
         except Exception:
             log.exception("reconciliation failed; trying again")

@@ -18,7 +18,8 @@ from callback_server.auth import REF_PARAM, TOKEN_PARAM, job_secret, job_token, 
 from callback_server.payload import loads_json
 from callback_server.reconciler import refresh_job, run_on_local_server
 from callback_server.runtime import RUNTIME, Runtime, StoreNotReady, json_error, wait_for_change
-from callback_server.store.base import Job, StatusEvent, Store, storable_text
+from callback_server.store.base import Job, StatusEvent, storable_text
+from callback_server.store.store import Store
 from callback_server.task_id import as_task_id
 from callback_server.upstream import UpstreamError, UpstreamNotFound
 from orfeas_contract.errors import InvalidInput, StorageError
@@ -328,7 +329,7 @@ async def cancel_job(request: web.Request) -> web.Response:
         except UpstreamError as exc:
             return json_error(502, exc.code, exc.message)
     # One cancel per attempt: a job retried after a cancel can be cancelled again.
-    key = f"cancel:{job.retry_epoch}"
+    key = f"cancel:{job.attempt}"
     await store.apply_event(StatusEvent(job_id, JobStatus.CANCELLED, dedupe_key=key, provider=job.provider))
     log.info("job %s cancelled", job_id, extra={"job_id": job_id, "client": client_label(request)})
     job = await store.get_job(job_id) or job
@@ -336,7 +337,7 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 
 async def retry_job(request: web.Request) -> web.Response:
-    """RunPod /retry: the one way back from a terminal state, under a higher retry epoch."""
+    """RunPod /retry: the one way back from a terminal state, as the job's next attempt."""
     runtime, store, job = await _stored_job(request)
     job_id = job.id
     if job.status not in (JobStatus.FAILED, JobStatus.TIMED_OUT, JobStatus.CANCELLED):
@@ -347,13 +348,13 @@ async def retry_job(request: web.Request) -> web.Response:
         await runtime.upstream.retry(job_id)
     except UpstreamError as exc:
         return json_error(502, exc.code, exc.message)
-    epoch = job.retry_epoch + 1
+    attempt = job.attempt + 1
     event = StatusEvent(
         job_id,
         JobStatus.IN_QUEUE,
-        dedupe_key=f"retry:{epoch}",
+        dedupe_key=f"retry:{attempt}",
         provider=job.provider,
-        retry_epoch=epoch,
+        attempt=attempt,
         deadline_at=runtime.clock() + runtime.settings.job_deadline_s,  # the new attempt's own time
     )
     await store.apply_event(event)

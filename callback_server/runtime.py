@@ -19,7 +19,7 @@ from aiohttp import web
 from callback_server.metrics import Metrics
 from callback_server.outbound import WebhookPoster
 from callback_server.settings import ServerSettings
-from callback_server.store.base import Store
+from callback_server.store.store import Store
 from callback_server.upstream import RunPodClient
 from orfeas_contract.outbound import OutboundClient
 
@@ -42,7 +42,7 @@ class Runtime:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     store_error: str | None = None
     role: str = "passive"
-    epoch: int | None = None
+    fence: int | None = None
     upstream: RunPodClient | None = None
     session: aiohttp.ClientSession | None = None
     # Clients' webhooks: every connection to an address checked by the worker's policy.
@@ -79,8 +79,8 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def set_role(self, role: str, epoch: int | None) -> None:
-        self.role, self.epoch = role, epoch
+    def set_role(self, role: str, fence: int | None) -> None:
+        self.role, self.fence = role, fence
         self.metrics.set("orfeas_leader", 1 if role == "leader" else 0)
 
     def open_session(self) -> None:

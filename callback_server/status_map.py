@@ -56,6 +56,7 @@ _EVENT_TYPES: dict[str, EventType] = {t.value: t for t in EventType}
 _STATUS_KEYS = ("status", "state")
 _OUTPUT_KEYS = ("output", "resultJson", "result", "results")
 _ERROR_KEYS = ("error", "failMsg", "fail_msg", "errorMessage", "message")
+_MAX_RUN_ID = 64
 
 
 class StatusUpdate(NamedTuple):
@@ -64,6 +65,7 @@ class StatusUpdate(NamedTuple):
     output: Any = None
     error: Any = None
     word: str | None = None  # the provider's own status word, as sent (shown as the last callback)
+    run_id: str | None = None  # our worker's id of the run that sent it (its events' `attempt`)
 
 
 _KIE_CALLBACK_TYPES: dict[str, JobStatus] = {
@@ -90,19 +92,22 @@ def status_from_word(value: Any) -> JobStatus | None:
 
 
 def _event_update(node: Mapping[str, Any]) -> StatusUpdate | None:
-    """Our worker's event shape: {"type", "job_id", "status", "progress", "output"|"error"}."""
+    """Our worker's event shape: {"type", "job_id", "attempt", "status", "progress", "output"|"error"}."""
     raw_type = node.get("type")
     event_type = _EVENT_TYPES.get(raw_type) if isinstance(raw_type, str) else None
     if event_type is None:
         return None
     status = status_from_word(node.get("status")) or event_type.status
     progress = node.get("progress")
+    run_id = node.get("attempt")
     return StatusUpdate(
         status,
         progress=progress if isinstance(progress, dict) else None,
         output=node.get("output") if status is JobStatus.COMPLETED else None,
         error=node.get("error") if status.is_terminal and status is not JobStatus.COMPLETED else None,
         word=raw_type,
+        # Ids are short (orfeas_worker/webhooks.py new_attempt_id); anything else is not a run id.
+        run_id=run_id if isinstance(run_id, str) and 0 < len(run_id) <= _MAX_RUN_ID else None,
     )
 
 

@@ -26,6 +26,7 @@ from callback_server.app import create_app, start_background
 from callback_server.runtime import RUNTIME, Runtime
 from callback_server.settings import ApiKey, ServerSettings
 from callback_server.store import open_store
+from tests.store_support import table_rows
 
 #: The job API key every harness is configured with, and that its client sends.
 API_KEY = "test-key-0123456789abcdef"
@@ -142,15 +143,7 @@ class Harness:
 
     async def callback_rows(self) -> list[dict[str, Any]]:
         """Every recorded callback as a dict, from whichever store the app runs on."""
-        if self.database_url is None:
-            return [dict(row) for row in self.callbacks()]
-        import asyncpg
-
-        conn = await asyncpg.connect(self.database_url)
-        try:
-            return [dict(r) for r in await conn.fetch("SELECT * FROM callbacks ORDER BY id")]
-        finally:
-            await conn.close()
+        return await table_rows(self.database_url or f"sqlite:///{self.db_path}", "callbacks")
 
     async def job(self, job_id: str) -> dict[str, Any]:
         resp = await self.client.get(f"/v1/jobs/{job_id}")

@@ -19,6 +19,7 @@ from callback_server.app import create_app, start_background
 from callback_server.runtime import RUNTIME
 from callback_server.store import open_store
 from tests.cb_fakes import AUTH, Harness, base_settings, close_harness, start_harness
+from tests.store_support import record
 
 pytestmark = pytest.mark.asyncio
 
@@ -175,8 +176,8 @@ async def test_unapplied_callbacks_are_replayed_at_start(tmp_path: Path):
     db = tmp_path / "replay.db"
     store = open_store(f"sqlite:///{db}")
     async with store:
-        await store.record_callback(
-            "runpod", {}, b'{"id": "r-9", "status": "COMPLETED", "output": 1}', "", accepted=True
+        await record(
+            store, "runpod", {}, b'{"id": "r-9", "status": "COMPLETED", "output": 1}', "", accepted=True
         )
 
     found = await _jobs_after_start(db, base_settings(), "r-9")
@@ -238,11 +239,16 @@ async def test_replay_keeps_the_verdict_given_on_arrival(tmp_path: Path):
     db = tmp_path / "verdict.db"
     store = open_store(f"sqlite:///{db}")
     async with store:
-        await store.record_callback(
-            "runpod", {}, b'{"id": "v-2", "status": "COMPLETED"}', "token=guess", accepted=False
+        await record(
+            store, "runpod", {}, b'{"id": "v-2", "status": "COMPLETED"}', "token=guess", accepted=False
         )
-        await store.record_callback(
-            "runpod", {}, b'{"id": "v-1", "status": "COMPLETED"}', "token=%5Bredacted%5D", accepted=True
+        await record(
+            store,
+            "runpod",
+            {},
+            b'{"id": "v-1", "status": "COMPLETED"}',
+            "token=%5Bredacted%5D",
+            accepted=True,
         )
 
     found = await _jobs_after_start(db, base_settings(callback_token="s3cret"), "v-1", ("v-2",))

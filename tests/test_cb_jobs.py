@@ -20,6 +20,8 @@ from callback_server import deliveries
 from callback_server.app import LEADER_WORK
 from callback_server.auth import job_secret, job_token, master_key
 from callback_server.reconciler import reconcile_once
+from orfeas_contract.events import EventType, make_event
+from orfeas_worker.webhooks import new_attempt_id
 from tests.cb_fakes import (
     API_KEY_LABEL,
     CbEnv,
@@ -303,11 +305,11 @@ async def test_client_webhook_is_signed_and_retried_until_delivered(env):
         assert pending[0].next_attempt_at >= time.time() + deliveries.FIRST_BACKOFF_S - 1
         assert await store.due_deliveries(time.time(), 10) == []
         assert len(sink.received) == 1
-        epoch = h.runtime.epoch
-        assert epoch is not None
+        fence = h.runtime.fence
+        assert fence is not None
         await h.client.server.app[LEADER_WORK].stop()  # the retry below is the only sender
         h.runtime.clock = lambda: 9e12  # every retry is due
-        await deliveries.deliver_due(h.runtime, epoch)
+        await deliveries.deliver_due(h.runtime, fence)
         assert len(sink.received) == 2
         headers, body = sink.received[-1]
         payload = Webhook(SECRET).verify(body, {k.lower(): v for k, v in headers.items()})
@@ -318,15 +320,15 @@ async def test_client_webhook_is_signed_and_retried_until_delivered(env):
         await sink_server.close()
 
 
-async def _leader_epoch(h) -> int:
-    """The harness's leader epoch, once its background election has won (within 10 s)."""
+async def _leader_fence(h) -> int:
+    """The harness's leader fence, once its background election has won (within 10 s)."""
     for _ in range(200):
-        if h.runtime.epoch is not None:
+        if h.runtime.fence is not None:
             break
         await asyncio.sleep(0.05)
-    epoch = h.runtime.epoch
-    assert epoch is not None
-    return epoch
+    fence = h.runtime.fence
+    assert fence is not None
+    return fence
 
 
 async def test_reconciler_expires_jobs_past_their_deadline(env):
@@ -336,16 +338,16 @@ async def test_reconciler_expires_jobs_past_their_deadline(env):
     clock = Clock()
     h = await env.harness(runpod_endpoint_url=url, job_deadline_s=60.0, clock=clock, reconcile_s=600.0)
     job_id = (await (await h.client.post("/v1/jobs", json={"input": {}})).json())["id"]
-    epoch = await _leader_epoch(h)
+    fence = await _leader_fence(h)
     clock.now += 3600  # also past RunPod's 30-minute window: no status polling
-    await reconcile_once(h.runtime, epoch)
+    await reconcile_once(h.runtime, fence)
     job = await h.job(job_id)
     assert job["status"] == "TIMED_OUT"
     assert fake.calls_to("/status") == 0
 
 
 async def test_retry_is_the_one_way_back(env):
-    """A failed job goes back to IN_QUEUE only through retry, under a higher epoch; late events of
+    """A failed job goes back to IN_QUEUE only through retry, as its next attempt; late events of
     the first attempt are then stale, and a running job cannot be retried."""
     fake = FakeRunPod()
     url = await env.upstream(fake)
@@ -363,6 +365,30 @@ async def test_retry_is_the_one_way_back(env):
     assert fake.calls_to("/retry") == 1
     await h.post("/callbacks/runpod", {"id": job_id, "status": "COMPLETED", "output": {"ok": True}})
     assert (await h.job(job_id))["status"] == "COMPLETED"
+
+
+async def test_a_late_event_of_the_first_run_is_stale_after_a_retry(env):
+    """After /retry, the first run's re-sent `failed` event (the worker's shape, naming its run in
+    `attempt`) is stored with the outcome `stale` and leaves the job IN_QUEUE; the new run's apply."""
+    fake = FakeRunPod()
+    url = await env.upstream(fake)
+    h = await env.harness(runpod_endpoint_url=url)
+    job_id = (await (await h.client.post("/v1/jobs", json={"input": {}})).json())["id"]
+    first = new_attempt_id()
+    failed = make_event(
+        EventType.FAILED, job_id, error={"code": "internal_error", "message": "boom"}, attempt=first
+    )
+    await h.post("/callbacks/runpod", failed)
+    assert (await h.job(job_id))["status"] == "FAILED"
+    assert (await h.client.post(f"/v1/jobs/{job_id}/retry")).status == 200
+    await h.post("/callbacks/runpod", failed)  # the first run's terminal webhook, sent again late
+    assert (await h.job(job_id))["status"] == "IN_QUEUE"
+    await asyncio.sleep(0.002)  # a later millisecond: the retry's run sorts after the first
+    second = new_attempt_id()
+    await h.post("/callbacks/runpod", make_event(EventType.PROGRESS, job_id, attempt=second))
+    assert (await h.job(job_id))["status"] == "IN_PROGRESS"
+    outcomes = [r["outcome"] for r in await h.callback_rows() if r["job_id"] == job_id]
+    assert outcomes == ["applied", "stale", "applied"]
 
 
 async def test_replicas_refresh_a_stale_job_upstream_once(env, tmp_path: Path):
@@ -442,8 +468,8 @@ async def test_a_retried_job_has_a_new_deadline_and_can_be_cancelled_again(env):
     stored = await h.runtime.store.get_job(job_id)
     assert stored is not None
     assert stored.deadline_at == pytest.approx(clock.now + 60.0)
-    epoch = await _leader_epoch(h)
-    await reconcile_once(h.runtime, epoch)
+    fence = await _leader_fence(h)
+    await reconcile_once(h.runtime, fence)
     assert (await h.job(job_id))["status"] == "IN_QUEUE"
     again = await h.client.post(f"/v1/jobs/{job_id}/cancel")
     assert (again.status, (await again.json())["status"]) == (200, "CANCELLED")

@@ -433,7 +433,7 @@ async def test_hanging_receivers_delay_no_other_clients_webhook(harness):
             for k in range(6 if n == 0 else 1):  # six messages queued for the first receiver
                 await _completed_job_with_webhook(h, f"hang-{n}-{k}", url)
         await _completed_job_with_webhook(h, "good-1", await _serve(good.app(), servers))
-        await _leader_epoch(h)
+        await _leader_fence(h)
         started = time.monotonic()
         await asyncio.wait_for(good.arrived.wait(), 4.0)  # sequential: 4 x 5 s timeouts first
         assert time.monotonic() - started < 3.0
@@ -448,9 +448,9 @@ async def test_hanging_receivers_delay_no_other_clients_webhook(harness):
             await server.close()
 
 
-async def _leader_epoch(h: Harness) -> int:
+async def _leader_fence(h: Harness) -> int:
     for _ in range(200):
-        if h.runtime.role == "leader" and h.runtime.epoch is not None:
-            return h.runtime.epoch
+        if h.runtime.role == "leader" and h.runtime.fence is not None:
+            return h.runtime.fence
         await asyncio.sleep(0.05)
     raise AssertionError("the harness never became leader")

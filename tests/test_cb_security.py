@@ -30,6 +30,7 @@ from tests.cb_fakes import (
     start_harness,
 )
 from tests.inputs_support import table_resolver
+from tests.store_support import record
 
 TOKEN = "master-token-0123456789abcdef"
 
@@ -249,12 +250,12 @@ async def test_a_replayed_callback_stays_bound_to_the_ref_it_named(tmp_path: Pat
             Job("bound-job", JobStatus.IN_QUEUE, now, now, callback_ref="ref-own-000000000000")
         )
         body = b'{"id": "bound-job", "status": "COMPLETED", "output": {"forged": true}}'
-        await store.record_callback(
-            "runpod", {}, body, "ref=ref-other-0000000000&token=%5Bredacted%5D", accepted=True
+        await record(
+            store, "runpod", {}, body, "ref=ref-other-0000000000&token=%5Bredacted%5D", accepted=True
         )
         body = b'{"id": "bound-job", "status": "IN_PROGRESS"}'
-        await store.record_callback(
-            "runpod", {}, body, "ref=ref-own-000000000000&token=%5Bredacted%5D", accepted=True
+        await record(
+            store, "runpod", {}, body, "ref=ref-own-000000000000&token=%5Bredacted%5D", accepted=True
         )
     h = await start_harness(tmp_path, base_settings(callback_token=TOKEN), db_path=db)
     try:

@@ -56,18 +56,18 @@ async def test_one_leader_and_release_on_stop(maker: StoreMaker) -> None:
     a = Leadership(await maker.new(), "a", ttl=5, renew_every=1, retry_every=0.05)
     b = Leadership(await maker.new(), "b", ttl=5, renew_every=1, retry_every=0.05)
     changes: list[tuple[str, int | None]] = []
-    b.on_change(lambda role, epoch: changes.append((role, epoch)))
+    b.on_change(lambda role, fence: changes.append((role, fence)))
     await a.start()
     await until(lambda: a.role == "leader")
     await b.start()
     await asyncio.sleep(0.3)
     assert (a.role, b.role) == ("leader", "passive")
-    first = a.epoch
+    first = a.fence
     assert first is not None
     await a.stop()
     assert a.role == "passive"
     await until(lambda: b.role == "leader", within=3)  # well before a's 5 s ttl: it was released
-    assert b.epoch == first + 1
+    assert b.fence == first + 1
     assert changes == [("leader", first + 1)]
     await b.stop()
     assert changes[-1] == ("passive", None)
@@ -84,8 +84,8 @@ async def test_dead_leader_is_replaced_after_expiry(maker: StoreMaker) -> None:
     b = Leadership(store_b, "b", ttl=0.6, renew_every=0.2, retry_every=0.05)
     await b.start()
     await until(lambda: b.role == "leader", within=3)
-    assert b.epoch == 2
-    assert await store_b.renew_lease(LEADER_LEASE, "b", 2, 0.6) is True  # the lease is b's, at epoch 2
+    assert b.fence == 2
+    assert await store_b.renew_lease(LEADER_LEASE, "b", 2, 0.6) is True  # the lease is b's, at fence 2
     assert a.role == "passive"  # its own clock says the lease may have passed on
     await b.stop()
 
@@ -96,7 +96,7 @@ async def test_store_errors_make_the_leader_passive_then_it_returns(maker: Store
     lead = Leadership(flaky, "a", ttl=0.8, renew_every=0.1, retry_every=0.05)  # type: ignore[arg-type]
     roles: list[str] = []
 
-    async def record(role: str, epoch: int | None) -> None:
+    async def record(role: str, fence: int | None) -> None:
         roles.append(role)
 
     lead.on_change(record)
@@ -118,7 +118,7 @@ async def test_start_never_waits_for_the_store(maker: StoreMaker) -> None:
     await asyncio.wait_for(lead.start(), 0.5)
     await asyncio.sleep(0.2)
     assert lead.role == "passive"
-    assert lead.epoch is None
+    assert lead.fence is None
     flaky.held.set()
     await until(lambda: lead.role == "leader")
     await lead.stop()

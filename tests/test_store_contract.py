@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -18,9 +17,9 @@ from urllib.parse import parse_qsl
 import pytest
 import pytest_asyncio
 
-from callback_server.store import LEADER_LEASE, ApplyOutcome, Job, StaleEpoch, StatusEvent, Store
+from callback_server.store import LEADER_LEASE, ApplyOutcome, Job, StaleFence, StatusEvent, Store
 from orfeas_contract.status import JobStatus
-from tests.store_support import StoreMaker
+from tests.store_support import StoreMaker, record, run_sql, table_rows
 
 pytestmark = pytest.mark.asyncio
 
@@ -48,7 +47,7 @@ async def test_callback_survives_close_and_reopen(maker: StoreMaker) -> None:
     """A recorded callback (body, headers, query, accepted flag) is read back by a fresh instance."""
     first = await maker.new()
     body = b"\x00\xffnot json at all"
-    callback_id = await first.record_callback("kie", {"Webhook-Id": "m1"}, body, "taskId=abc", accepted=False)
+    callback_id = await record(first, "kie", {"Webhook-Id": "m1"}, body, "taskId=abc", accepted=False)
     await maker.close(first)
     second = await maker.new()
     assert await second.unapplied_callbacks(10) == [
@@ -57,7 +56,7 @@ async def test_callback_survives_close_and_reopen(maker: StoreMaker) -> None:
 
 
 async def test_callback_survives_sigkill_right_after_record(maker: StoreMaker) -> None:
-    """A process killed with SIGKILL just after record_callback returned still left its row."""
+    """A process killed with SIGKILL just after record_and_apply returned still left its row."""
     script = textwrap.dedent(
         """
         import asyncio, sys, time
@@ -66,7 +65,8 @@ async def test_callback_survives_sigkill_right_after_record(maker: StoreMaker) -
         async def main():
             store = open_store(sys.argv[1])
             await store.open()
-            ids = [await store.record_callback("runpod", {"n": str(i)}, b"body-%d" % i, "", accepted=True)
+            ids = [(await store.record_and_apply("runpod", {"n": str(i)}, b"body-%d" % i, "",
+                                                 accepted=True, event=None)).callback_id
                    for i in range(20)]
             print(" ".join(map(str, ids)), flush=True)
             time.sleep(60)  # blocks the loop: nothing more can be written before the kill
@@ -104,7 +104,7 @@ async def test_callback_survives_sigkill_right_after_record(maker: StoreMaker) -
 async def test_body_is_capped_but_recorded(maker: StoreMaker) -> None:
     """A body over max_body_bytes is stored cut to the cap."""
     store = await maker.new(max_body_bytes=16)
-    await store.record_callback("runpod", {}, b"a" * 100, "", accepted=True)
+    await record(store, "runpod", {}, b"a" * 100, "", accepted=True)
     [stored] = await store.unapplied_callbacks(5)
     body = stored.body
     assert body == b"a" * 16
@@ -127,31 +127,14 @@ async def test_any_query_is_stored_escaped_with_a_note(maker: StoreMaker) -> Non
     )
     [stored] = await store.unapplied_callbacks(5) or [None]
     assert stored is None  # marked with its outcome
-    await store.record_callback("generic", {}, b"", "c=\x00", accepted=True)
+    await record(store, "generic", {}, b"", "c=\x00", accepted=True)
     [unmarked] = await store.unapplied_callbacks(5)
     assert parse_qsl(unmarked.query) == [("c", "\x00")]
-    rows = await _callback_rows(maker, store)
+    rows = await table_rows(maker.url, "callbacks")
     assert rows[0]["query"] == "a=%00&b=%FF"
     assert rows[0]["note"] == "caller's note; query: NUL or non-UTF-8 characters stored percent-encoded"
     assert rows[0]["body_size"] == 12345
     assert bytes(rows[0]["body"]) == b"\x00body"
-
-
-async def _callback_rows(maker: StoreMaker, store: Store) -> list[dict]:
-    if maker.backend == "sqlite":
-        conn = sqlite3.connect(maker.url.removeprefix("sqlite:///"))
-        conn.row_factory = sqlite3.Row
-        try:
-            return [dict(r) for r in conn.execute("SELECT * FROM callbacks ORDER BY id")]
-        finally:
-            conn.close()
-    import asyncpg
-
-    pg = await asyncpg.connect(maker.url)
-    try:
-        return [dict(r) for r in await pg.fetch("SELECT * FROM callbacks ORDER BY id")]
-    finally:
-        await pg.close()
 
 
 async def test_last_callback_is_kept_whatever_the_outcome(maker: StoreMaker) -> None:
@@ -238,26 +221,26 @@ async def test_duplicate_is_recorded_not_applied(store: Store) -> None:
     assert job.status is JobStatus.IN_PROGRESS
 
 
-async def test_retry_epoch_is_the_one_way_back(store: Store) -> None:
-    """A higher retry epoch moves a finished job back to IN_QUEUE; events of older epochs are stale."""
+async def test_attempt_is_the_one_way_back(store: Store) -> None:
+    """A higher attempt moves a finished job back to IN_QUEUE; events of earlier attempts are stale."""
     await store.apply_event(ev("j", JobStatus.FAILED, "f", error={"code": "oom"}))
-    assert await store.apply_event(ev("j", JobStatus.IN_QUEUE, "r1", retry_epoch=1)) is ApplyOutcome.APPLIED
+    assert await store.apply_event(ev("j", JobStatus.IN_QUEUE, "r1", attempt=1)) is ApplyOutcome.APPLIED
     job = await store.get_job("j")
     assert job is not None
-    assert (job.status, job.retry_epoch, job.error) == (JobStatus.IN_QUEUE, 1, None)
-    assert await store.apply_event(ev("j", JobStatus.COMPLETED, "late", retry_epoch=0)) is ApplyOutcome.STALE
-    assert await store.apply_event(ev("j", JobStatus.IN_PROGRESS, "p", retry_epoch=1)) is ApplyOutcome.APPLIED
+    assert (job.status, job.attempt, job.error) == (JobStatus.IN_QUEUE, 1, None)
+    assert await store.apply_event(ev("j", JobStatus.COMPLETED, "late", attempt=0)) is ApplyOutcome.STALE
+    assert await store.apply_event(ev("j", JobStatus.IN_PROGRESS, "p", attempt=1)) is ApplyOutcome.APPLIED
     assert await store.apply_event(ev("j", JobStatus.COMPLETED, "c", output=2)) is ApplyOutcome.APPLIED
     job = await store.get_job("j")
     assert job is not None
-    assert (job.status, job.output, job.retry_epoch) == (JobStatus.COMPLETED, 2, 1)
+    assert (job.status, job.output, job.attempt) == (JobStatus.COMPLETED, 2, 1)
 
 
 async def test_apply_marks_its_callback(store: Store) -> None:
     """apply_event with a callback id marks it, so it leaves unapplied_callbacks; mark_callback too."""
-    first = await store.record_callback("runpod", {}, b"{}", "", accepted=True)
-    second = await store.record_callback("runpod", {}, b"junk", "", accepted=True)
-    third = await store.record_callback("runpod", {}, b"forged", "", accepted=False)
+    first = await record(store, "runpod", {}, b"{}", "", accepted=True)
+    second = await record(store, "runpod", {}, b"junk", "", accepted=True)
+    third = await record(store, "runpod", {}, b"forged", "", accepted=False)
     await store.apply_event(ev("j", JobStatus.IN_QUEUE, "k"), callback_id=first)
     await store.mark_callback(third, job_id=None, outcome="rejected")
     assert [r[0] for r in await store.unapplied_callbacks(10)] == [second]
@@ -315,7 +298,7 @@ async def test_job_fields_round_trip(store: Store) -> None:
         input={"image": "data:...", "steps": 5},
         idempotency_key="ik",
         client_webhook="https://example.test/hook",
-        retry_epoch=2,
+        attempt=2,
         upstream_checked_at=1002.0,
         deadline_at=9999.0,
     )
@@ -345,8 +328,8 @@ async def test_recent_jobs_newest_first(store: Store) -> None:
     assert [j.id for j in await store.recent_jobs(2)] == ["a", "c"]
 
 
-async def test_expire_jobs_needs_the_current_epoch(maker: StoreMaker) -> None:
-    """expire_jobs times out past-deadline jobs for the leader; a stale leader's epoch is refused."""
+async def test_expire_jobs_needs_the_current_fence(maker: StoreMaker) -> None:
+    """expire_jobs times out past-deadline jobs for the leader; a stale leader's fence is refused."""
     store = await maker.new()
     now = time.time()
     await store.create_job(queued_job("late", deadline_at=now - 1))
@@ -357,16 +340,16 @@ async def test_expire_jobs_needs_the_current_epoch(maker: StoreMaker) -> None:
     await asyncio.sleep(0.5)
     new = await store.acquire_lease(LEADER_LEASE, "b", 30)
     assert new == old + 1
-    with pytest.raises(StaleEpoch):
-        await store.expire_jobs(now=now, epoch=old)
+    with pytest.raises(StaleFence):
+        await store.expire_jobs(now=now, fence=old)
     assert (await store.get_job("late")).status is JobStatus.IN_QUEUE  # type: ignore[union-attr]
-    assert await store.expire_jobs(now=now, epoch=new) == ["late"]
+    assert await store.expire_jobs(now=now, fence=new) == ["late"]
     late = await store.get_job("late")
     assert late is not None
     assert late.status is JobStatus.TIMED_OUT
     assert late.error["code"] == "timed_out"
     assert (await store.get_job("on-time")).status is JobStatus.IN_QUEUE  # type: ignore[union-attr]
-    assert await store.expire_jobs(now=now, epoch=new) == []
+    assert await store.expire_jobs(now=now, fence=new) == []
 
 
 # -- outbox --------------------------------------------------------------------------------------
@@ -374,10 +357,10 @@ async def test_expire_jobs_needs_the_current_epoch(maker: StoreMaker) -> None:
 
 async def test_outbox_delivery_life(maker: StoreMaker) -> None:
     """A job's changes queue deliveries that come due, retry later, finish; a replayed change queues
-    none again; a stale epoch cannot finish one."""
+    none again; a stale fence cannot finish one."""
     store = await maker.new()
-    epoch = await store.acquire_lease(LEADER_LEASE, "me", 30)
-    assert epoch is not None
+    fence = await store.acquire_lease(LEADER_LEASE, "me", 30)
+    assert fence is not None
     await store.create_job(queued_job("j", client_webhook="https://c.test/h"))
     await store.apply_event(ev("j", JobStatus.IN_PROGRESS, "k-1", progress={"stage": "shape"}))
     await store.apply_event(ev("j", JobStatus.COMPLETED, "k-2", output={"glb": "s3://b/x"}))
@@ -387,22 +370,22 @@ async def test_outbox_delivery_life(maker: StoreMaker) -> None:
     assert [json.loads(d.body)["type"] for d in due] == ["job.in_progress", "job.completed"]
     progress, first = due
     later = time.time() + 60
-    await store.finish_delivery(first.id, ok=False, next_attempt_at=later, epoch=epoch)
-    await store.finish_delivery(progress.id, ok=True, next_attempt_at=None, epoch=epoch)
+    await store.finish_delivery(first.id, ok=False, next_attempt_at=later, fence=fence)
+    await store.finish_delivery(progress.id, ok=True, next_attempt_at=None, fence=fence)
     assert await store.due_deliveries(time.time() + 1, 10) == []
     [retry] = await store.due_deliveries(later + 1, 10)
     assert (retry.msg_id, retry.attempts) == (first.msg_id, 1)
-    with pytest.raises(StaleEpoch):
-        await store.finish_delivery(retry.id, ok=True, next_attempt_at=None, epoch=epoch + 1)
-    await store.finish_delivery(retry.id, ok=False, next_attempt_at=None, epoch=epoch)  # gives up
+    with pytest.raises(StaleFence):
+        await store.finish_delivery(retry.id, ok=True, next_attempt_at=None, fence=fence + 1)
+    await store.finish_delivery(retry.id, ok=False, next_attempt_at=None, fence=fence)  # gives up
     assert await store.due_deliveries(later + 1000, 10) == []
 
 
 # -- leases --------------------------------------------------------------------------------------
 
 
-async def test_lease_two_holders_expiry_and_epochs(maker: StoreMaker) -> None:
-    """One holder at a time; the same holder re-acquires its epoch; expiry hands over with epoch + 1."""
+async def test_lease_two_holders_expiry_and_fences(maker: StoreMaker) -> None:
+    """One holder at a time; the same holder re-acquires its fence; expiry hands over with fence + 1."""
     a, b = await maker.new(), await maker.new()
     first = await a.acquire_lease("lock", "a", 0.4)
     assert first == 1
@@ -414,7 +397,7 @@ async def test_lease_two_holders_expiry_and_epochs(maker: StoreMaker) -> None:
     assert await a.renew_lease("lock", "a", first, 10) is False  # expired: lost
     second = await b.acquire_lease("lock", "b", 10)
     assert second == first + 1
-    assert await b.renew_lease("lock", "b", second, 10) is True  # b holds it, at the new epoch
+    assert await b.renew_lease("lock", "b", second, 10) is True  # b holds it, at the new fence
     await a.release_lease("lock", "a", first)  # not the holder: no effect
     assert await a.acquire_lease("lock", "a", 10) is None
     await b.release_lease("lock", "b", second)
@@ -566,18 +549,18 @@ async def test_upstream_check_is_claimed_once_per_interval(maker: StoreMaker) ->
 async def test_retried_job_gets_a_new_deadline_and_can_time_out_again(maker: StoreMaker) -> None:
     """A job timed out, then retried with a new deadline, is not expired before it and is after it."""
     store = await maker.new()
-    epoch = await store.acquire_lease(LEADER_LEASE, "me", 30)
-    assert epoch is not None
+    fence = await store.acquire_lease(LEADER_LEASE, "me", 30)
+    assert fence is not None
     now = time.time()
     await store.create_job(queued_job("j", deadline_at=now - 1))
-    assert await store.expire_jobs(now=now, epoch=epoch) == ["j"]
-    retry = ev("j", JobStatus.IN_QUEUE, "retry:1", retry_epoch=1, deadline_at=now + 100)
+    assert await store.expire_jobs(now=now, fence=fence) == ["j"]
+    retry = ev("j", JobStatus.IN_QUEUE, "retry:1", attempt=1, deadline_at=now + 100)
     assert await store.apply_event(retry) is ApplyOutcome.APPLIED
     retried = await store.get_job("j")
     assert retried is not None
     assert (retried.status, retried.deadline_at) == (JobStatus.IN_QUEUE, pytest.approx(now + 100))
-    assert await store.expire_jobs(now=now + 50, epoch=epoch) == []
-    assert await store.expire_jobs(now=now + 101, epoch=epoch) == ["j"]
+    assert await store.expire_jobs(now=now + 50, fence=fence) == []
+    assert await store.expire_jobs(now=now + 101, fence=fence) == ["j"]
     assert (await store.get_job("j")).status is JobStatus.TIMED_OUT  # type: ignore[union-attr]
 
 
@@ -639,53 +622,143 @@ async def test_concurrent_callbacks_keep_their_ids_and_dedupe(store: Store) -> N
     same = [r.outcome for n, r in enumerate(results) if n % 2]
     assert same.count(ApplyOutcome.APPLIED) == 1
     assert same.count(ApplyOutcome.DUPLICATE) == 19
-    await store.record_callback("runpod", {}, b"after", "", accepted=True)
+    await record(store, "runpod", {}, b"after", "", accepted=True)
     rows = await store.unapplied_callbacks(100)
     assert [r.body for r in rows] == [b"after"]  # every batched one was marked with its outcome
     assert rows[0].id > max(ids)
 
 
+# A version-3 database taken back to version 2: the names schema 3 changed, its columns removed.
+_BACK_TO_2 = [
+    "ALTER TABLE jobs DROP COLUMN run_id",
+    "ALTER TABLE jobs DROP COLUMN run_attempt",
+    "ALTER TABLE jobs RENAME COLUMN attempt TO retry_epoch",
+    "ALTER TABLE job_events RENAME COLUMN attempt TO retry_epoch",
+    "ALTER TABLE leases RENAME COLUMN fence TO epoch",
+    "DELETE FROM schema_version",
+]
+_BACK_TO_1 = [
+    *_BACK_TO_2,
+    "ALTER TABLE callbacks DROP COLUMN note",
+    "ALTER TABLE jobs DROP COLUMN last_callback",
+    "ALTER TABLE jobs DROP COLUMN callback_ref",
+]
+
+
+async def _old_database(maker: StoreMaker, version: int, rows: list[str]) -> None:
+    """The maker's database as schema `version` left it, holding `rows` (INSERTs in its names)."""
+    await maker.close(await maker.new())
+    back = _BACK_TO_1 if version == 1 else _BACK_TO_2
+    version_row = f"INSERT INTO schema_version (version, applied_at) VALUES ({version}, 0)"
+    await run_sql(maker.url, [*back, version_row, *rows])
+
+
+async def test_a_version_2_database_keeps_its_data_under_the_new_names(maker: StoreMaker) -> None:
+    """A version-2 database opens at version 3: a job's retry_epoch is its attempt, a job event's
+    too, the lease's epoch is its fence (the next grant is one higher), and no old name is left."""
+    await _old_database(
+        maker,
+        2,
+        [
+            "INSERT INTO jobs (id, status, created_at, updated_at, provider, retry_epoch, callback_ref)"
+            " VALUES ('old', 'FAILED', 1, 2, 'runpod', 2, 'ref-old')",
+            "INSERT INTO job_events (job_id, dedupe_key, status, outcome, retry_epoch, at)"
+            " VALUES ('old', 'retry:2', 'IN_QUEUE', 'applied', 2, 1.5)",
+            "INSERT INTO leases (name, holder, epoch, expires_at) VALUES ('leader', 'gone', 7, 0)",
+        ],
+    )
+    store = await maker.new()
+    job = await store.get_job("old")
+    assert job is not None
+    assert (job.status, job.attempt, job.callback_ref, job.run_id) == (JobStatus.FAILED, 2, "ref-old", None)
+    [event] = await table_rows(maker.url, "job_events")
+    assert (event["attempt"], "retry_epoch" in event) == (2, False)
+    assert "retry_epoch" not in (await table_rows(maker.url, "jobs"))[0]
+    assert await store.acquire_lease(LEADER_LEASE, "new", 30) == 8
+    assert [r["version"] for r in await table_rows(maker.url, "schema_version")] == [2, 3]
+    retried = ev("old", JobStatus.IN_QUEUE, "retry:3", attempt=3)
+    assert await store.apply_event(retried) is ApplyOutcome.APPLIED
+
+
 async def test_a_version_1_database_gains_the_new_columns(maker: StoreMaker) -> None:
     """A database made before jobs.callback_ref, callbacks.note and jobs.last_callback existed gets
     them when opened."""
-    first = await maker.new()
-    await maker.close(first)
-    drop = [
-        "ALTER TABLE callbacks DROP COLUMN note",
-        "ALTER TABLE jobs DROP COLUMN last_callback",
-        "ALTER TABLE jobs DROP COLUMN callback_ref",
-        "DELETE FROM schema_version",
-        "INSERT INTO schema_version (version, applied_at) VALUES (1, 0)",
-    ]
-    if maker.backend == "sqlite":
-        conn = sqlite3.connect(maker.url.removeprefix("sqlite:///"))
-        try:
-            for sql in drop:
-                conn.execute(sql)
-            conn.commit()
-        finally:
-            conn.close()
-    else:
-        import asyncpg
-
-        pg = await asyncpg.connect(maker.url)
-        try:
-            for sql in drop:
-                await pg.execute(sql)
-        finally:
-            await pg.close()
+    await _old_database(maker, 1, [])
     store = await maker.new()
-    await store.record_and_apply(
-        "kie",
-        {},
-        b"{}",
-        "a=\x00",
-        accepted=True,
-        event=ev("v1", JobStatus.IN_PROGRESS, "k", from_callback=True, provider="kie", callback_ref="r1"),
+    await record(store, "kie", {}, b"{}", "a=\x00", accepted=True)
+    await store.apply_event(
+        ev("v1", JobStatus.IN_PROGRESS, "k", from_callback=True, provider="kie", callback_ref="r1")
     )
     job = await store.get_job("v1")
     assert job is not None
     assert job.callback_ref == "r1"
     assert job.last_callback is not None
     assert job.last_callback["provider"] == "kie"
-    assert (await _callback_rows(maker, store))[0]["note"].startswith("query:")
+    assert (await table_rows(maker.url, "callbacks"))[0]["note"].startswith("query:")
+
+
+# -- the database's clock and the attempts of a job ----------------------------------------------
+
+
+async def test_a_lease_runs_on_the_database_clock(maker: StoreMaker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lease granted while the process clock reads an hour early still runs its 30 s by the
+    database's clock: another holder cannot take it, and it ends 30 s from the database's now."""
+    a, b = await maker.new(), await maker.new()
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() - 3600)
+    fence = await a.acquire_lease("clock", "a", 30)
+    assert fence is not None
+    monkeypatch.undo()
+    assert await b.acquire_lease("clock", "b", 30) is None
+    assert await a.renew_lease("clock", "a", fence, 30) is True
+    [lease] = await table_rows(maker.url, "leases")
+    assert lease["expires_at"] == pytest.approx(time.time() + 30, abs=5)
+
+
+async def test_a_late_event_of_an_earlier_attempt_is_recorded_not_applied(maker: StoreMaker) -> None:
+    """After a retry, a re-sent callback of the first attempt's worker run is stored, marked stale
+    and changes nothing; the new run's events apply, and an older run's stay stale after it."""
+    store = await maker.new()
+    # Run ids as the worker makes them: the run's start in hex milliseconds, then random bits.
+    first_run, second_run = "19a0b1c2d3e0a0a", "19a0b1c99990b0b"
+
+    async def send(
+        status: JobStatus, key: str, run_id: str | None = None, **kw: object
+    ) -> ApplyOutcome | None:
+        event = ev("r", status, f"webhook-id:{key}", run_id=run_id, from_callback=True, **kw)
+        done = await store.record_and_apply("generic", {}, key.encode(), "", accepted=True, event=event)
+        return done.outcome
+
+    assert await send(JobStatus.IN_PROGRESS, "m1", first_run) is ApplyOutcome.CREATED
+    assert (
+        await send(JobStatus.FAILED, "m2", first_run, error={"code": "oom", "message": "x"})
+        is ApplyOutcome.APPLIED
+    )
+    assert await store.apply_event(ev("r", JobStatus.IN_QUEUE, "retry:1", attempt=1)) is ApplyOutcome.APPLIED
+    assert (
+        await send(JobStatus.FAILED, "m2", first_run, error={"code": "oom", "message": "x"})
+        is ApplyOutcome.STALE
+    )
+    job = await store.get_job("r")
+    assert job is not None
+    assert (job.status, job.error, job.run_attempt) == (JobStatus.IN_QUEUE, None, 0)
+    assert await send(JobStatus.IN_PROGRESS, "n1", second_run) is ApplyOutcome.APPLIED
+    assert await send(JobStatus.IN_PROGRESS, "m3", first_run) is ApplyOutcome.STALE
+    assert await send(JobStatus.COMPLETED, "n2", second_run, output={"glb": "x"}) is ApplyOutcome.APPLIED
+    job = await store.get_job("r")
+    assert job is not None
+    assert (job.status, job.output, job.run_id, job.run_attempt) == (
+        JobStatus.COMPLETED,
+        {"glb": "x"},
+        second_run,
+        1,
+    )
+    recorded = [(r["job_id"], r["outcome"]) for r in await table_rows(maker.url, "callbacks")]
+    assert recorded == [
+        ("r", "created"),
+        ("r", "applied"),
+        ("r", "stale"),  # the first run's re-sent FAILED, after the retry
+        ("r", "applied"),
+        ("r", "stale"),
+        ("r", "applied"),
+    ]

@@ -4,40 +4,59 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
 
-from callback_server.store import LEADER_LEASE, Job, StaleEpoch
-from callback_server.store.sqlite import SqliteStore
+from callback_server.store import LEADER_LEASE, Job, StaleFence, Store
+from callback_server.store.sqlite import SqliteDatabase
 from orfeas.errors import StorageError
 from orfeas_contract.status import JobStatus
+from tests.store_support import record
 
 pytestmark = pytest.mark.asyncio
+T = TypeVar("T")
 
 
 @pytest_asyncio.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore(str(tmp_path / "cb.db")) as opened:
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    async with sqlite_store(str(tmp_path / "cb.db")) as opened:
         yield opened
 
 
-async def test_wal_and_full_sync(store: SqliteStore) -> None:
+def sqlite_store(path: str, **kwargs: Any) -> Store:
+    return Store(SqliteDatabase(path, **kwargs))
+
+
+def db_of(store: Store) -> SqliteDatabase:
+    assert isinstance(store.db, SqliteDatabase)
+    return store.db
+
+
+def raw_write(store: Store, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    """`fn` as one request of the writer's batches, on its connection (no plan)."""
+    writer = db_of(store)._writer
+    assert writer is not None
+    return writer.submit(fn)
+
+
+async def test_wal_and_full_sync(store: Store) -> None:
     """The file is in WAL mode and the writer commits with synchronous=FULL (2)."""
-    with sqlite3.connect(store.path) as conn:
+    with sqlite3.connect(db_of(store).path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert await store._write(lambda c: c.execute("PRAGMA synchronous").fetchone()[0]) == 2
+    assert await raw_write(store, lambda c: c.execute("PRAGMA synchronous").fetchone()[0]) == 2
 
 
-async def test_concurrent_writes_share_commits(store: SqliteStore) -> None:
+async def test_concurrent_writes_share_commits(store: Store) -> None:
     """200 concurrent callbacks are committed in fewer transactions than writes, each with its own id."""
     ids = await asyncio.gather(
-        *[store.record_callback("runpod", {"i": str(i)}, b"x%d" % i, "", accepted=True) for i in range(200)]
+        *[record(store, "runpod", {"i": str(i)}, b"x%d" % i, "", accepted=True) for i in range(200)]
     )
     assert len(set(ids)) == 200
-    commits, writes = store.commits
+    commits, writes = db_of(store).commits
     assert writes == 200
     assert commits < writes
     rows = await store.unapplied_callbacks(500)
@@ -46,20 +65,20 @@ async def test_concurrent_writes_share_commits(store: SqliteStore) -> None:
 
 async def test_without_group_commit_every_write_is_its_own_transaction(tmp_path: Path) -> None:
     """The baseline mode (group_commit=False) commits each request alone."""
-    async with SqliteStore(str(tmp_path / "one.db"), group_commit=False) as store:
-        await asyncio.gather(*[store.record_callback("p", {}, b"", "", accepted=True) for _ in range(50)])
-        assert store.commits == (50, 50)
+    async with sqlite_store(str(tmp_path / "one.db"), group_commit=False) as store:
+        await asyncio.gather(*[record(store, "p", {}, b"", "", accepted=True) for _ in range(50)])
+        assert db_of(store).commits == (50, 50)
 
 
-async def test_a_failing_request_fails_alone_in_its_batch(store: SqliteStore) -> None:
+async def test_a_failing_request_fails_alone_in_its_batch(store: Store) -> None:
     """A refused leader write in the middle of a batch leaves the other writes of the batch committed."""
-    epoch = await store.acquire_lease(LEADER_LEASE, "me", 30)
-    assert epoch is not None
-    before = [store.record_callback("p", {}, b"a%d" % i, "", accepted=True) for i in range(20)]
-    refused = store.expire_jobs(now=0.0, epoch=epoch + 5)
-    after = [store.record_callback("p", {}, b"b%d" % i, "", accepted=True) for i in range(20)]
+    fence = await store.acquire_lease(LEADER_LEASE, "me", 30)
+    assert fence is not None
+    before = [record(store, "p", {}, b"a%d" % i, "", accepted=True) for i in range(20)]
+    refused = store.expire_jobs(now=0.0, fence=fence + 5)
+    after = [record(store, "p", {}, b"b%d" % i, "", accepted=True) for i in range(20)]
     results = await asyncio.gather(*before, refused, *after, return_exceptions=True)
-    assert isinstance(results[20], StaleEpoch)
+    assert isinstance(results[20], StaleFence)
     assert all(isinstance(r, int) for r in results[:20] + results[21:])
     assert len(await store.unapplied_callbacks(100)) == 40
 
@@ -67,11 +86,9 @@ async def test_a_failing_request_fails_alone_in_its_batch(store: SqliteStore) ->
 async def test_close_finishes_queued_writes(tmp_path: Path) -> None:
     """Writes submitted before close() are committed before the store closes."""
     path = str(tmp_path / "drain.db")
-    store = SqliteStore(path)
+    store = sqlite_store(path)
     await store.open()
-    writes = [
-        asyncio.create_task(store.record_callback("p", {}, b"z", "", accepted=True)) for _ in range(100)
-    ]
+    writes = [asyncio.create_task(record(store, "p", {}, b"z", "", accepted=True)) for _ in range(100)]
     await asyncio.sleep(0)  # every task has queued its request
     await store.close()
     ids = await asyncio.gather(*writes)
@@ -82,7 +99,7 @@ async def test_close_finishes_queued_writes(tmp_path: Path) -> None:
 
 async def test_closed_store_raises_storage_error(tmp_path: Path) -> None:
     """Calls on a store that is not open raise StorageError naming DATABASE_URL; ping is False."""
-    store = SqliteStore(str(tmp_path / "x.db"))
+    store = sqlite_store(str(tmp_path / "x.db"))
     with pytest.raises(StorageError) as info:
         await store.get_job("j")
     assert info.value.field == "DATABASE_URL"
@@ -91,7 +108,7 @@ async def test_closed_store_raises_storage_error(tmp_path: Path) -> None:
 
 async def test_unopenable_file_is_a_storage_error(tmp_path: Path) -> None:
     """A path in a missing directory fails open() with StorageError on DATABASE_URL."""
-    store = SqliteStore(str(tmp_path / "missing" / "dir" / "x.db"))
+    store = sqlite_store(str(tmp_path / "missing" / "dir" / "x.db"))
     with pytest.raises(StorageError) as info:
         await store.open()
     assert info.value.field == "DATABASE_URL"
@@ -100,15 +117,15 @@ async def test_unopenable_file_is_a_storage_error(tmp_path: Path) -> None:
 async def test_newer_schema_is_refused(tmp_path: Path) -> None:
     """A database written by a newer schema version is not opened."""
     path = str(tmp_path / "new.db")
-    async with SqliteStore(path):
+    async with sqlite_store(path):
         pass
     with sqlite3.connect(path) as conn:
         conn.execute("INSERT INTO schema_version (version, applied_at) VALUES (99, 0)")
     with pytest.raises(StorageError, match="newer"):
-        await SqliteStore(path).open()
+        await sqlite_store(path).open()
 
 
-async def test_a_request_failing_after_a_write_leaves_none_of_it(store: SqliteStore) -> None:
+async def test_a_request_failing_after_a_write_leaves_none_of_it(store: Store) -> None:
     """A request that wrote a row and then failed is undone alone; its batch-mates still commit."""
 
     def half_done(conn: sqlite3.Connection) -> None:
@@ -118,12 +135,12 @@ async def test_a_request_failing_after_a_write_leaves_none_of_it(store: SqliteSt
         )
         raise sqlite3.IntegrityError("refused after writing")
 
-    others = [store.record_callback("p", {}, b"c%d" % i, "", accepted=True) for i in range(30)]
-    failing = store._write(half_done)
+    others = [record(store, "p", {}, b"c%d" % i, "", accepted=True) for i in range(30)]
+    failing = raw_write(store, half_done)
     results = await asyncio.gather(*others, failing, return_exceptions=True)
     assert isinstance(results[-1], StorageError)
     assert all(isinstance(r, int) for r in results[:-1])
-    commits, writes = store.commits
+    commits, writes = db_of(store).commits
     assert commits < writes  # the failing request shared a transaction with others
     rows = await store.unapplied_callbacks(100)
     assert sorted(r[3] for r in rows) == sorted(b"c%d" % i for i in range(30))
@@ -150,7 +167,7 @@ async def test_a_schema_1_file_gets_the_callback_ref_column(tmp_path: Path) -> N
         """
     )
     conn.close()
-    async with SqliteStore(str(path)) as store:
+    async with sqlite_store(str(path)) as store:
         old = await store.get_job("old")
         assert old is not None
         assert old.callback_ref is None
@@ -159,5 +176,5 @@ async def test_a_schema_1_file_gets_the_callback_ref_column(tmp_path: Path) -> N
         stored = await store.get_job("new")
         assert stored is not None
         assert stored.callback_ref == "ref-new"
-    async with SqliteStore(str(path)) as store:  # a second open finds the column there
+    async with sqlite_store(str(path)) as store:  # a second open finds the column there
         assert (await store.get_job("new")) is not None

@@ -10,7 +10,7 @@ import pytest
 
 from callback_server.settings import ServerSettings
 from callback_server.store import DatabaseUrl, open_store, parse_database_url
-from callback_server.store.sqlite import SqliteStore
+from callback_server.store.sqlite import SqliteDatabase
 from orfeas.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,11 +69,11 @@ def test_password_is_not_echoed() -> None:
 def test_the_store_is_the_one_database_url_names(tmp_path: Path) -> None:
     """DATABASE_URL (read by the settings) names the store; unset, it is the default SQLite file."""
     store = open_store(ServerSettings.from_env({"DATABASE_URL": f"sqlite:///{tmp_path}/env.db"}).database_url)
-    assert isinstance(store, SqliteStore)
-    assert store.path == f"{tmp_path}/env.db"
+    assert isinstance(store.db, SqliteDatabase)
+    assert store.db.path == f"{tmp_path}/env.db"
     default = open_store(ServerSettings.from_env({}).database_url)
-    assert isinstance(default, SqliteStore)
-    assert default.path == "./callback_server.db"
+    assert isinstance(default.db, SqliteDatabase)
+    assert default.db.path == "./callback_server.db"
     with pytest.raises(ConfigError):
         open_store("redis://nope")
 

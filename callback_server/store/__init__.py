@@ -1,6 +1,7 @@
 """Durable stores for the callback server: SQLite (embedded, default) and PostgreSQL (replicas).
 
-`open_store(url)` builds the store a DATABASE_URL names, not yet opened; use it as
+One `Store` (store.py) over the SQL written once (sql.py) and an adapter per database (sqlite.py,
+postgres.py). `open_store(url)` builds the store a DATABASE_URL names, not yet opened; use it as
 `async with open_store(url) as store:` or call `open()`/`close()`. asyncpg is imported only when a
 PostgreSQL URL is used, so `import callback_server.store` stays light.
 """
@@ -14,12 +15,12 @@ from callback_server.store.base import (
     Delivery,
     Job,
     RecordedCallback,
-    StaleEpoch,
+    StaleFence,
     StatusEvent,
-    Store,
     StoredCallback,
     plan_event,
 )
+from callback_server.store.store import Store
 from callback_server.store.url import DatabaseUrl, parse_database_url
 
 __all__ = [
@@ -29,7 +30,7 @@ __all__ = [
     "Delivery",
     "Job",
     "RecordedCallback",
-    "StaleEpoch",
+    "StaleFence",
     "StatusEvent",
     "Store",
     "StoredCallback",
@@ -47,9 +48,9 @@ def open_store(url: str, *, max_body_bytes: int = ServerSettings.max_body_bytes)
     """
     parsed = parse_database_url(url)
     if parsed.kind == "sqlite":
-        from callback_server.store.sqlite import SqliteStore
+        from callback_server.store.sqlite import SqliteDatabase
 
-        return SqliteStore(parsed.target, max_body_bytes=max_body_bytes)
-    from callback_server.store.postgres import PostgresStore
+        return Store(SqliteDatabase(parsed.target), max_body_bytes=max_body_bytes)
+    from callback_server.store.postgres import PostgresDatabase
 
-    return PostgresStore(parsed.target, max_body_bytes=max_body_bytes)
+    return Store(PostgresDatabase(parsed.target), max_body_bytes=max_body_bytes)

@@ -1,17 +1,12 @@
-"""The durable store's contract, kept by the SQLite (embedded) and PostgreSQL (replicas) stores.
+"""The store's records and rules, the same on SQLite (embedded) and PostgreSQL (replicas).
 
-Rules every implementation keeps:
-- `record_callback` is durable (committed) when it returns: the server answers 200 only after it.
-- `apply_event` changes a job only forward (JobStatus.can_move_to); a duplicate (same dedupe key)
-  or stale event is recorded as such and changes nothing. Unknown job ids create the job.
-- Leader-only writes pass the leader's `epoch`; a write with an epoch older than the lease's
-  current one changes nothing (returns False / raises StaleEpoch).
-- No method blocks the event loop.
-- Errors of the database drivers are translated into `orfeas_contract.errors.StorageError` (field
-  DATABASE_URL) where they enter; `StaleEpoch` is the one other error a method raises.
+What a job, an event, a delivery and a stored callback are, and `plan_event`, the one rule book
+for what an event does to a job. store/sql.py runs it inside the transaction that holds the
+job's row (SQLite: the single writer; PostgreSQL: SELECT … FOR UPDATE); store/store.py is the API.
 
-The rules of `apply_event` live once, in `plan_event` below, and both stores call it inside the
-transaction that holds the job's row (SQLite: the single writer; PostgreSQL: SELECT … FOR UPDATE).
+Two counters, two names: a job's `attempt` counts its runs after RunPod /retry (0 for the first);
+a lease's `fence` is its fencing token, one higher for every new grant, which leader-only writes
+carry so that a write of a deposed leader changes nothing (StaleFence).
 """
 
 from __future__ import annotations
@@ -21,24 +16,27 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from orfeas_contract.job_state import ApiJob, error_info
 from orfeas_contract.status import JobStatus
 
-#: The lease the callback server's leader holds; leader-only writes check their epoch against it.
+#: The lease the callback server's leader holds; leader-only writes check their fence against it.
 LEADER_LEASE = "leader"
 
 
-class StaleEpoch(Exception):
-    """A leader-only write came from an instance that is no longer the leader."""
+class StaleFence(Exception):
+    """A leader-only write came from an instance that is no longer the leader (its lease's fence
+    is not the current, unexpired one)."""
 
 
 class ApplyOutcome(StrEnum):
     CREATED = "created"  # the job was unknown; created in this state
     APPLIED = "applied"  # moved the job forward (or updated progress within IN_PROGRESS)
     DUPLICATE = "duplicate"  # same dedupe key seen before: recorded, not applied
-    STALE = "stale"  # would move the job backwards or out of a terminal state: not applied
+    # Would move the job backwards or out of a terminal state, or reports an earlier attempt (a
+    # lower `attempt`, or a worker run the job has moved past): not applied.
+    STALE = "stale"
     # Authenticated for another job (its ref is not the job's): not applied, no job event kept.
     WRONG_JOB = "wrong_job"
     NOTED = "noted"  # a callback whose state could not be read: shown as the last callback only
@@ -61,13 +59,17 @@ class Job:
     input: dict[str, Any] | None = None
     idempotency_key: str | None = None
     client_webhook: str | None = None
-    retry_epoch: int = 0
+    attempt: int = 0  # RunPod /retry runs of this job after the first
     upstream_checked_at: float | None = None  # last RunPod /status call for this job
     deadline_at: float | None = None  # past it, a non-terminal job becomes TIMED_OUT
     # The reference its callback credentials are derived from (callback_server/auth.py).
     callback_ref: str | None = None
     # The last callback that named this job: {"provider", "at", "status"} (its own status word).
     last_callback: dict[str, Any] | None = None
+    # The worker run whose events the job takes (the `attempt` id the worker's events carry), and
+    # the job's attempt it was first seen in; see `plan_event`.
+    run_id: str | None = None
+    run_attempt: int | None = None
 
     def to_api(self) -> ApiJob:
         """The job-state document as the API shows it (orfeas_contract.job_state.ApiJob)."""
@@ -95,13 +97,14 @@ class StatusEvent:
     output: Any = None
     error: Any = None
     provider: str = "runpod"
-    retry_epoch: int | None = None  # RunPod /retry: the one way back, with a higher epoch
-    deadline_at: float | None = None  # with a higher retry epoch: the new attempt's deadline
+    attempt: int | None = None  # RunPod /retry: the one way back, with a higher attempt
+    deadline_at: float | None = None  # with a higher attempt: the new attempt's deadline
     # A callback authenticated by one job's credentials: it may change only the job with this ref.
     callback_ref: str | None = None
     from_callback: bool = False  # a provider's callback: the job shows it as its last callback
     word: str | None = None  # the provider's own status word (callbacks only)
     known: bool = True  # False: the callback named the job but no readable state (NOTED)
+    run_id: str | None = None  # the worker's id of the run that sent it (its events' `attempt`)
 
 
 @dataclass(frozen=True)
@@ -165,10 +168,13 @@ def plan_event(
       not even the last callback);
     - same dedupe key → DUPLICATE;
     - an event whose state is not known → NOTED (the state stays);
-    - a retry epoch below the job's → STALE (an event of an earlier attempt);
-    - a retry epoch above the job's → APPLIED whatever the state (RunPod /retry: the one way
+    - an attempt below the job's → STALE (an event of an earlier attempt);
+    - an attempt above the job's → APPLIED whatever the state (RunPod /retry: the one way
       back); output and error of the earlier attempt are cleared unless the event brings its own,
       and the deadline is the event's when it names one (the new attempt gets its own time);
+    - a worker run (`run_id`) the job has moved past → STALE (`run_is_stale`): a late or re-sent
+      event of the run of an earlier attempt, or of an older run of this one; a newer run
+      becomes the job's run when its event applies;
     - a forward move (JobStatus.can_move_to) → APPLIED;
     - IN_PROGRESS to IN_PROGRESS → APPLIED (a progress update);
     - anything else (backwards, out of a terminal state, a repeated IN_QUEUE) → STALE.
@@ -188,9 +194,11 @@ def plan_event(
             output=event.output,
             error=event.error,
             provider=event.provider,
-            retry_epoch=event.retry_epoch or 0,
+            attempt=event.attempt or 0,
             last_callback=last,
             callback_ref=event.callback_ref,
+            run_id=event.run_id,
+            run_attempt=(event.attempt or 0) if event.run_id is not None else None,
         )
         return ApplyOutcome.CREATED, created
     if event.callback_ref is not None and event.callback_ref != job.callback_ref:
@@ -209,10 +217,11 @@ def _plan_known_job(
     if not event.known:
         return ApplyOutcome.NOTED, None
     updated_at = max(now, job.updated_at + 1e-6)
-    epoch = event.retry_epoch
-    if epoch is not None and epoch < job.retry_epoch:
+    attempt = event.attempt
+    if attempt is not None and attempt < job.attempt:
         return ApplyOutcome.STALE, None
-    if epoch is not None and epoch > job.retry_epoch:
+    if attempt is not None and attempt > job.attempt:
+        # The earlier attempt's run is kept (with its attempt): its late events stay stale.
         retried = dataclasses.replace(
             job,
             status=event.status,
@@ -220,10 +229,14 @@ def _plan_known_job(
             progress=event.progress,
             output=event.output,
             error=event.error,
-            retry_epoch=epoch,
+            attempt=attempt,
             deadline_at=event.deadline_at if event.deadline_at is not None else job.deadline_at,
         )
         return ApplyOutcome.APPLIED, retried
+    if event.run_id is not None:
+        if run_is_stale(job, event.run_id):
+            return ApplyOutcome.STALE, None
+        job = dataclasses.replace(job, run_id=event.run_id, run_attempt=job.attempt)
     moves = job.status.can_move_to(event.status)
     progresses = job.status is JobStatus.IN_PROGRESS and event.status is JobStatus.IN_PROGRESS
     if not (moves or progresses):
@@ -239,17 +252,37 @@ def _plan_known_job(
     return ApplyOutcome.APPLIED, applied
 
 
+def _run_order(run_id: str) -> tuple[int, str]:
+    # The worker's run ids start with the run's start in hex milliseconds (orfeas_worker/webhooks.py
+    # new_attempt_id), so a later run sorts later; by length first, so "10" comes after "9".
+    return len(run_id), run_id
+
+
+def run_is_stale(job: Job, run_id: str) -> bool:
+    """Whether an event of worker run `run_id` reports a run `job` has moved past.
+
+    The job takes the events of one run at a time, the newest it has seen: an older run's are
+    stale (RunPod ran the job again), and so are the events of the run it holds once the job was
+    retried (`run_attempt` below `attempt`): the retry's own run starts later and sorts higher.
+    A run sent no event before a retry leaves nothing to tell it by: its late events apply."""
+    if job.run_id is None:
+        return False
+    if run_id == job.run_id:
+        return job.run_attempt != job.attempt
+    return _run_order(run_id) < _run_order(job.run_id)
+
+
 def scoped_to_attempt(event: StatusEvent, job: Job | None) -> StatusEvent:
     """`event` with its dedupe key scoped to the job's current attempt (RunPod /retry).
 
     An attempt after a retry sends what the first one sent: the same webhook-id from a worker that
     names its messages by job, the same body from RunPod's own webhook. Deduplicated across
     attempts, the retried job's events would be dropped and it would stay IN_QUEUE until its
-    deadline. Keys of the first attempt (epoch 0) are kept as they are; later ones get `@<epoch>`,
+    deadline. Keys of the first attempt (0) are kept as they are; later ones get `@<attempt>`,
     which also gives the client webhook of each attempt its own message id."""
-    if job is None or job.retry_epoch == 0:
+    if job is None or job.attempt == 0:
         return event
-    return dataclasses.replace(event, dedupe_key=f"{event.dedupe_key}@{job.retry_epoch}")
+    return dataclasses.replace(event, dedupe_key=f"{event.dedupe_key}@{job.attempt}")
 
 
 def merge_submitted(existing: Job, submitted: Job) -> Job | None:
@@ -289,22 +322,26 @@ JOB_COLUMNS = (
     "input",
     "idempotency_key",
     "client_webhook",
-    "retry_epoch",
+    "attempt",
     "upstream_checked_at",
     "deadline_at",
     "callback_ref",
     "last_callback",
+    "run_id",
+    "run_attempt",
 )
 _JSON_COLUMNS = frozenset({"progress", "output", "error", "input", "last_callback"})
+#: The terminal statuses as an SQL list, for `status NOT IN …`.
+TERMINAL_SQL = "(" + ",".join(f"'{s.value}'" for s in JobStatus if s.is_terminal) + ")"
 #: The error a job gets when the leader marks it TIMED_OUT past its deadline.
 TIMED_OUT_ERROR = {"code": "timed_out", "message": "no final status arrived before the job's deadline"}
 TIMED_OUT_DEDUPE_KEY = "deadline:timed-out"
 
 
-def timed_out_key(retry_epoch: int) -> str:
+def timed_out_key(attempt: int) -> str:
     """The dedupe key of the deadline's TIMED_OUT event: one per attempt, so a retried job that
     runs past its new deadline times out again."""
-    return TIMED_OUT_DEDUPE_KEY if retry_epoch == 0 else f"{TIMED_OUT_DEDUPE_KEY}:{retry_epoch}"
+    return TIMED_OUT_DEDUPE_KEY if attempt == 0 else f"{TIMED_OUT_DEDUPE_KEY}:{attempt}"
 
 
 # Built once: json.dumps with any keyword builds a new encoder on every call.
@@ -377,100 +414,3 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         kwargs[name] = value
     kwargs["status"] = JobStatus(kwargs["status"])
     return Job(**kwargs)
-
-
-class Store(Protocol):
-    """What the app uses; SqliteStore and PostgresStore keep it (see the module docstring).
-
-    Semantics beyond the signatures:
-    - `record_callback` stores the body cut to the store's `max_body_bytes` and its full size
-      (`body_size` when given: the size received, of which `body` may be only the first part);
-      any query string and any bytes are taken: a query with NUL or non-UTF-8 characters is stored
-      percent-encoded (`storable_text`) and the row's `note` says so, beside the caller's note.
-    - `record_and_apply` records the callback and, in the same transaction, applies `event` (or,
-      without one, marks the callback with `job_id`/`outcome`, e.g. "rejected", "no_task_id"):
-      one durable write per request, and no crash window between record and apply.
-    - `apply_event(..., callback_id=n)` also marks callback n with the job id and the outcome.
-    - an APPLIED event on a job that names a client webhook queues that webhook's delivery
-      (store/outbox.py) in the same transaction, so a crash cannot lose it.
-    - `unapplied_callbacks` lists callbacks never marked (a crash between record and apply),
-      oldest first, as StoredCallback rows (with the `accepted` verdict they were stored with).
-    - `create_job` returns the stored job: the existing one when the id is known or when a
-      non-terminal job already holds the same idempotency key (so a racing submit sees the winner).
-      A known id that a callback created first gets the submission's missing fields
-      (`merge_submitted`); if it is already terminal, its client webhook is queued then.
-    - `mark_upstream_checked(id, at, min_interval=s)` claims the job's next upstream check: True
-      (and the time stored) unless the job is terminal, unknown, or was checked less than `s`
-      seconds before `at`, so replicas racing for one stale job call upstream once.
-    - `find_by_idempotency_key` returns the newest job with that key, whatever its state.
-    - `stale_jobs`: non-terminal jobs created after `created_after` whose row was neither updated
-      nor checked upstream since `checked_before`, least recently checked first.
-    - `expire_jobs` / `finish_delivery` raise StaleEpoch unless `epoch` is the current, unexpired
-      epoch of the LEADER_LEASE lease.
-    - `wait_for_change` returns once the job's `updated_at` is above `since` (at once if it
-      already is), or after `wait_s`.
-    - `acquire_lease` returns the holder's epoch, or None while another holder's lease runs; the
-      epoch grows by one for every new grant (a new holder, or the same one after expiry).
-      `renew_lease` is False once the lease expired or passed to another epoch. `release_lease`
-      ends the lease at once (the epoch is kept, so the next grant is higher).
-    """
-
-    async def open(self) -> None: ...
-    async def close(self) -> None: ...
-    async def ping(self) -> bool: ...
-
-    # Callbacks: raw, durable, before the 200.
-    async def record_callback(
-        self,
-        provider: str,
-        headers: dict[str, str],
-        body: bytes,
-        query: str,
-        *,
-        accepted: bool,
-        body_size: int | None = None,
-        note: str | None = None,
-    ) -> int: ...
-    async def record_and_apply(
-        self,
-        provider: str,
-        headers: dict[str, str],
-        body: bytes,
-        query: str,
-        *,
-        accepted: bool,
-        event: StatusEvent | None,
-        job_id: str | None = None,
-        outcome: str | None = None,
-        body_size: int | None = None,
-        note: str | None = None,
-    ) -> RecordedCallback: ...
-    async def mark_callback(self, callback_id: int, *, job_id: str | None, outcome: str) -> None: ...
-    async def unapplied_callbacks(self, limit: int) -> list[StoredCallback]: ...
-
-    # Jobs
-    async def create_job(self, job: Job) -> Job: ...
-    async def get_job(self, job_id: str) -> Job | None: ...
-    async def find_by_idempotency_key(self, key: str) -> Job | None: ...
-    async def apply_event(self, event: StatusEvent, *, callback_id: int | None = None) -> ApplyOutcome: ...
-    async def mark_upstream_checked(self, job_id: str, at: float, *, min_interval: float = 0.0) -> bool: ...
-    async def stale_jobs(self, *, checked_before: float, created_after: float, limit: int) -> list[Job]: ...
-    async def expire_jobs(self, *, now: float, epoch: int) -> list[str]: ...
-    async def recent_jobs(self, limit: int) -> list[Job]: ...
-
-    # Change notification (long-poll, SSE): returns when job_id changed or wait_s passed.
-    async def wait_for_change(self, job_id: str, since: float, wait_s: float) -> None: ...
-
-    # Client webhook outbox
-    async def due_deliveries(self, now: float, limit: int) -> list[Delivery]: ...
-    async def finish_delivery(
-        self, delivery_id: int, *, ok: bool, next_attempt_at: float | None, epoch: int
-    ) -> None: ...
-
-    # Leader lease: (name, holder, epoch, expires_at)
-    async def acquire_lease(self, name: str, holder: str, ttl: float) -> int | None: ...
-    async def renew_lease(self, name: str, holder: str, epoch: int, ttl: float) -> bool: ...
-    async def release_lease(self, name: str, holder: str, epoch: int) -> None: ...
-
-    async def __aenter__(self) -> Store: ...
-    async def __aexit__(self, *exc: object) -> None: ...
