@@ -191,7 +191,7 @@ class _Job:
     def _export(
         self, mesh: trimesh.Trimesh, shape: ShapeResult, ctx: StageContext
     ) -> tuple[dict[str, Artifact], MeshStats]:
-        from orfeas.mesh.export import export_mesh
+        from orfeas.mesh.export import export_files
         from orfeas.mesh.finish import finish_mesh
         from orfeas.sizes import check_extents
         from orfeas.texture.finish_uv import finish_textured, is_watertight
@@ -210,9 +210,11 @@ class _Job:
         artifacts: dict[str, Artifact] = {}
         for i, fmt in enumerate(self.request.formats):
             ctx.check()
-            artifacts[fmt] = export_mesh(finished, fmt)
-            if self.on_artifact is not None:
-                self.on_artifact(artifacts[fmt])
+            # One file per format, except a UV-textured OBJ: the OBJ, its MTL and its PNG.
+            for artifact in export_files(finished, fmt):
+                artifacts[artifact.format] = artifact
+                if self.on_artifact is not None:
+                    self.on_artifact(artifact)
             ctx.report(0.5 + 0.5 * (i + 1) / len(self.request.formats))
         extents = tuple(float(v) for v in finished.extents)
         stats = MeshStats(
