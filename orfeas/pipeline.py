@@ -96,11 +96,14 @@ class _Job:
         started = self.p.clock()
         try:
             if self.request.prompt is not None:
-                image = self._stage("text_to_image", self._text_to_image)
+                pictures = {"front": self._stage("text_to_image", self._text_to_image)}
             else:
-                image = self._stage("input", self._load_input)
-            cutout: Cutout = self._stage("background", lambda ctx: self._remove_bg(image, ctx))
-            shape_name, shape = self._stage("shape", lambda ctx: self._make_shape(cutout, ctx))
+                self._check_views()  # before any picture is read or model loaded
+                pictures = self._stage("input", self._load_input)
+            cutouts = self._stage("background", lambda ctx: self._remove_bg(pictures, ctx))
+            cutout = cutouts["front"]
+            views = cutouts if len(cutouts) > 1 else None
+            shape_name, shape = self._stage("shape", lambda ctx: self._make_shape(cutout, views, ctx))
             mesh = shape.mesh
             if self.request.texture:
                 mesh = self._texture(shape, cutout)
@@ -125,35 +128,62 @@ class _Job:
         )
 
     # -- stages -------------------------------------------------------------------------
-    def _load_input(self, ctx: StageContext) -> Image.Image:
+    def _check_views(self) -> None:
+        """Refuse views the shape model cannot take (read from its config, no model loaded)."""
+        if self.request.images is None:
+            return
+        from orfeas.gpu.shape_views import check_views
+
+        backend: str = self.request.backend
+        if backend == "auto":
+            backend = "hunyuan" if self.settings.auto_shape_backend == "hunyuan" else "weights-free"
+        check_views(self.request.views(), self.settings, backend)
+
+    def _load_input(self, ctx: StageContext) -> dict[str, Image.Image]:
+        """Each view's picture (`image` is the front view); an error names the view's field."""
         from orfeas.inputs.decode import decode_image
         from orfeas.inputs.sources import read_image_source
 
-        assert self.request.image is not None
-        data = read_image_source(
-            self.request.image, settings=self.settings, object_reader=self.p.object_reader
-        )
-        ctx.report(0.5)
-        image: Image.Image = decode_image(data, max_pixels=self.settings.max_image_pixels)
-        return image
+        sources = self.request.views()
+        pictures: dict[str, Image.Image] = {}
+        for i, (view, source) in enumerate(sources.items()):
+            try:
+                data = read_image_source(source, settings=self.settings, object_reader=self.p.object_reader)
+                ctx.report((i + 0.5) / len(sources))
+                pictures[view] = decode_image(data, max_pixels=self.settings.max_image_pixels)
+            except OrfeasError as exc:
+                if self.request.images is not None and exc.field == "image":
+                    exc.field = f"images.{view}"
+                raise
+        return pictures
 
     def _text_to_image(self, ctx: StageContext) -> Image.Image:
         assert self.request.prompt is not None
         image: Image.Image = self.p.backends.text_to_image().generate(self.request.prompt, ctx)
         return image
 
-    def _remove_bg(self, image: Image.Image, ctx: StageContext) -> Cutout:
+    def _remove_bg(self, pictures: dict[str, Image.Image], ctx: StageContext) -> dict[str, Cutout]:
+        """Each view's cut-out; the front view's subject is checked against the asked size."""
         from orfeas.sizes import check_subject
 
-        cutout: Cutout = self.p.backends.background().remove(image, ctx)
-        check_subject(cutout.mask, self.request.dimensions)  # before the shape is made
-        return cutout
+        remover = self.p.backends.background()
+        cutouts: dict[str, Cutout] = {}
+        for i, (view, picture) in enumerate(pictures.items()):
+            cutouts[view] = remover.remove(picture, ctx)
+            ctx.report((i + 1) / len(pictures))
+        check_subject(cutouts["front"].mask, self.request.dimensions)  # before the shape is made
+        return cutouts
 
-    def _make_shape(self, cutout: Cutout, ctx: StageContext) -> tuple[str, ShapeResult]:
+    def _make_shape(
+        self, cutout: Cutout, views: dict[str, Cutout] | None, ctx: StageContext
+    ) -> tuple[str, ShapeResult]:
         # `auto` is decided inside the stage: judging the picture's palette takes ~30 ms on a
         # 1024² cut-out, which would otherwise be time spent outside every stage.
         name = self._choose_shape(cutout)
-        return name, self.p.backends.shape(name).generate(cutout, self.request, ctx)
+        backend = self.p.backends.shape(name)
+        if views is not None:  # only a multi-view model gets here (`_check_views`)
+            return name, backend.generate(cutout, self.request, ctx, views=views)
+        return name, backend.generate(cutout, self.request, ctx)
 
     def _choose_shape(self, cutout: Cutout) -> str:
         name = self.request.backend

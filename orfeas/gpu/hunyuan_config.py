@@ -7,9 +7,19 @@ from typing import Any
 
 
 def hunyuan_config(
-    *, dit: dict[str, Any], vae: dict[str, Any], dino: dict[str, Any], image_size: int, processor_size: int
+    *,
+    dit: dict[str, Any],
+    vae: dict[str, Any],
+    dino: dict[str, Any],
+    image_size: int,
+    processor_size: int,
+    multiview: bool = False,
 ) -> dict[str, Any]:
-    """Hunyuan3D-2's config.yaml: the classes its loader instantiates, around these parameters."""
+    """Hunyuan3D-2's config.yaml: the classes its loader instantiates, around these parameters.
+
+    `multiview`: Hunyuan3D-2mv's layout, the same DiT and VAE behind DinoImageEncoderMV (a view
+    embedding added to each of up to 4 views' tokens) and MVImageProcessorV2 (a dict of views).
+    """
     return {
         "model": {"target": "hy3dgen.shapegen.models.Hunyuan3DDiT", "params": dit},
         "vae": {"target": "hy3dgen.shapegen.models.ShapeVAE", "params": vae},
@@ -17,7 +27,7 @@ def hunyuan_config(
             "target": "hy3dgen.shapegen.models.SingleImageEncoder",
             "params": {
                 "main_image_encoder": {
-                    "type": "DinoImageEncoder",
+                    "type": "DinoImageEncoderMV" if multiview else "DinoImageEncoder",
                     "kwargs": {"config": dino, "image_size": image_size},
                 }
             },
@@ -27,7 +37,8 @@ def hunyuan_config(
             "params": {"num_train_timesteps": 1000},
         },
         "image_processor": {
-            "target": "hy3dgen.shapegen.preprocessors.ImageProcessorV2",
+            "target": "hy3dgen.shapegen.preprocessors."
+            + ("MVImageProcessorV2" if multiview else "ImageProcessorV2"),
             "params": {"size": processor_size, "border_ratio": 0.15},
         },
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ import numpy as np
 from orfeas.errors import ModelUnavailable, StageFailed
 from orfeas.gpu import runtime
 from orfeas.gpu.models import resolve_model_dir
+from orfeas.gpu.shape_views import CHECKPOINTS, MULTIVIEW_PROCESSOR, shape_model_folder
 from orfeas.gpu.torchvision_standin import import_shapegen
 from orfeas.settings import Settings
 from orfeas.types import ShapeResult
@@ -30,18 +31,12 @@ if TYPE_CHECKING:
     from orfeas.request import JobRequest
     from orfeas.types import Cutout, StageContext
 
-# The DiT subfolder of each published Hunyuan3D-2 repository; the turbo VAE is FlashVDM's decoder.
-DIT_SUBFOLDERS = {
-    "Hunyuan3D-2": "hunyuan3d-dit-v2-0",
-    "Hunyuan3D-2mini": "hunyuan3d-dit-v2-mini",
-    "Hunyuan3D-2mv": "hunyuan3d-dit-v2-mv",
-}
+# The turbo VAE is FlashVDM's decoder.
 TURBO_VAE_SUBFOLDERS = {
     "Hunyuan3D-2": "hunyuan3d-vae-v2-0-turbo",
     "Hunyuan3D-2mini": "hunyuan3d-vae-v2-mini-turbo",
     "Hunyuan3D-2mv": "hunyuan3d-vae-v2-0-turbo",
 }
-CHECKPOINTS = ("model.fp16.safetensors", "model.safetensors", "model.fp16.ckpt", "model.ckpt")
 
 
 @dataclass(frozen=True)
@@ -64,10 +59,6 @@ def shape_params(quality: int) -> ShapeParams:
     steps = round(10 + (50 - 10) * (q - 1) / 9)
     octree = 128 if q <= 2 else 192 if q <= 4 else 256 if q <= 7 else 320 if q <= 9 else 384
     return ShapeParams(steps=steps, octree_resolution=octree, guidance=5.0 + 0.25 * (q - 5))
-
-
-def dit_subfolder(model: str) -> str:
-    return DIT_SUBFOLDERS.get(model.rstrip("/").rsplit("/", 1)[-1], DIT_SUBFOLDERS["Hunyuan3D-2"])
 
 
 def _checkpoint(folder: Path) -> Path:
@@ -102,9 +93,7 @@ class HunyuanShapeBackend:
 
     def _build(self) -> Any:
         model = self.settings.shape_model
-        folder = resolve_model_dir(
-            self.settings, model, subfolder=dit_subfolder(model), needs=["config.yaml", "|".join(CHECKPOINTS)]
-        )
+        folder = shape_model_folder(self.settings)
         # Without torchvision (a CPU smoke-test image) hy3dgen gets its three tensor transforms from
         # a stand-in; with it, this is a plain import. A failure is reported by require() below.
         with contextlib.suppress(ImportError):
@@ -153,7 +142,15 @@ class HunyuanShapeBackend:
         self.flashvdm = True
 
     # -- generation -----------------------------------------------------------------------------
-    def generate(self, cutout: Cutout, request: JobRequest, ctx: StageContext) -> ShapeResult:
+    def generate(
+        self,
+        cutout: Cutout,
+        request: JobRequest,
+        ctx: StageContext,
+        *,
+        views: Mapping[str, Cutout] | None = None,
+    ) -> ShapeResult:
+        """The mesh of `cutout` (the front view), or of every view in `views` for a multi-view model."""
         pipeline = self.load()
         params = self.params(request.quality)
         generator = runtime.make_generator(self.device, ctx.seed)
@@ -164,7 +161,7 @@ class HunyuanShapeBackend:
 
         with runtime.oom_guard(ctx.stage), runtime.measure_vram(self.device) as vram:
             meshes = pipeline(
-                image=cutout.image.convert("RGBA"),
+                image=conditioning(pipeline, cutout, views),
                 num_inference_steps=params.steps,
                 guidance_scale=params.guidance,
                 octree_resolution=params.octree_resolution,
@@ -192,8 +189,19 @@ class HunyuanShapeBackend:
                 "flashvdm": self.flashvdm,
                 "torch_compile": self.settings.torch_compile,
                 "vram_peak_mb": vram.mb,
+                **({"views": list(views)} if views else {}),
             },
         )
+
+
+def conditioning(pipeline: Any, front: Cutout, views: Mapping[str, Cutout] | None) -> Any:
+    """What hy3dgen's pipeline takes as `image`: one RGBA picture, or for a multi-view model a dict
+    view name -> RGBA picture (its MVImageProcessorV2 recentres each view on its alpha and orders
+    them front, left, back, right), the front alone when only it was given."""
+    if type(pipeline.image_processor).__name__ != MULTIVIEW_PROCESSOR:
+        return front.image.convert("RGBA")
+    given = views or {"front": front}
+    return {name: view.image.convert("RGBA") for name, view in given.items()}
 
 
 def picture_box(mesh: trimesh.Trimesh, mask: np.ndarray) -> tuple[float, float, float, float]:

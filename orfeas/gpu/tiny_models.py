@@ -21,7 +21,7 @@ from orfeas.gpu.torchvision_standin import import_shapegen
 
 # Hunyuan3D-2's own config.yaml, with every width shrunk: the DiT's context width is the image
 # encoder's hidden size, its input channels the VAE's latent width, its rotary dims its head size.
-TINY_HUNYUAN_CONFIG: dict[str, Any] = hunyuan_config(
+TINY_HUNYUAN_WIDTHS: dict[str, Any] = dict(
     dit={
         "in_channels": 8,
         "context_in_dim": 32,
@@ -64,8 +64,18 @@ TINY_HUNYUAN_CONFIG: dict[str, Any] = hunyuan_config(
 )
 
 
+TINY_HUNYUAN_CONFIG: dict[str, Any] = hunyuan_config(**TINY_HUNYUAN_WIDTHS)
+# Hunyuan3D-2mv's layout at the same widths: the view-embedding encoder and the multi-view processor.
+TINY_HUNYUAN_MV_CONFIG: dict[str, Any] = hunyuan_config(**TINY_HUNYUAN_WIDTHS, multiview=True)
+
+
 def write_tiny_hunyuan(
-    model_dir: Path, repo: str = "tencent/Hunyuan3D-2", subfolder: str = "hunyuan3d-dit-v2-0", seed: int = 0
+    model_dir: Path,
+    repo: str = "tencent/Hunyuan3D-2",
+    subfolder: str = "hunyuan3d-dit-v2-0",
+    seed: int = 0,
+    *,
+    multiview: bool = False,
 ) -> Path:
     """Write config.yaml and model.fp16.safetensors (keys prefixed model./vae./conditioner.)."""
     import safetensors.torch
@@ -76,10 +86,11 @@ def write_tiny_hunyuan(
     torch.manual_seed(seed)
     folder = model_dir / repo / subfolder
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump(TINY_HUNYUAN_CONFIG))
+    config = TINY_HUNYUAN_MV_CONFIG if multiview else TINY_HUNYUAN_CONFIG
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
     tensors = {}
     for part in ("model", "vae", "conditioner"):
-        module = instantiate_from_config(TINY_HUNYUAN_CONFIG[part])
+        module = instantiate_from_config(config[part])
         for key, value in module.state_dict().items():
             tensors[f"{part}.{key}"] = value.detach().clone().contiguous()
     safetensors.torch.save_file(tensors, str(folder / "model.fp16.safetensors"))
@@ -333,7 +344,11 @@ def write_all(model_dir: Path, *, seed: int = 0) -> dict[str, Path]:
             model_dir, repo="tencent/Hunyuan3D-2mini", subfolder="hunyuan3d-dit-v2-mini", seed=seed
         ),
         "shape_mv": write_tiny_hunyuan(
-            model_dir, repo="tencent/Hunyuan3D-2mv", subfolder="hunyuan3d-dit-v2-mv", seed=seed
+            model_dir,
+            repo="tencent/Hunyuan3D-2mv",
+            subfolder="hunyuan3d-dit-v2-mv",
+            seed=seed,
+            multiview=True,
         ),
         "delight": write_tiny_delight(model_dir, seed=seed),
         "paint": write_tiny_paint(model_dir, seed=seed),
