@@ -90,6 +90,7 @@ class _Job:
         self.deadline = Deadline(self.settings.job_timeout_s, pipeline.clock)
         self.timings: dict[str, float] = {}
         self.vram_mb: dict[str, float] = {}
+        self.memory_plan: dict[str, Any] | None = None
         self.warnings: list[str] = []
 
     def run(self) -> PipelineResult:
@@ -115,6 +116,8 @@ class _Job:
         extra: dict[str, Any] = {"background": {"method": cutout.method, "confidence": cutout.confidence}}
         if self.vram_mb:
             extra["vram_peak_mb"] = {k: round(v, 1) for k, v in self.vram_mb.items()}
+        if self.memory_plan is not None:
+            extra["memory_plan"] = self.memory_plan
         if shape.meta:
             extra["shape"] = dict(shape.meta)
         return PipelineResult(
@@ -200,9 +203,7 @@ class _Job:
     def _texture(self, shape: ShapeResult, cutout: Cutout) -> trimesh.Trimesh:
         """Texture is optional: a failure degrades to the weights-free colours, then to none."""
         try:
-            textured: trimesh.Trimesh = self._stage(
-                "texture", lambda ctx: self.p.backends.texture().apply(shape, cutout, ctx)
-            )
+            textured: trimesh.Trimesh = self._stage("texture", lambda ctx: self._paint(shape, cutout, ctx))
             return textured
         except OutOfMemory:
             raise
@@ -217,6 +218,13 @@ class _Job:
             except OrfeasError as exc:
                 self.warnings.append(f"vertex colours skipped: {exc}")
         return shape.mesh
+
+    def _paint(self, shape: ShapeResult, cutout: Cutout, ctx: StageContext) -> trimesh.Trimesh:
+        plan = self.p.backends.make_room_for_texture()
+        if plan is not None:
+            self.memory_plan = plan.as_dict()
+        textured: trimesh.Trimesh = self.p.backends.texture().apply(shape, cutout, ctx)
+        return textured
 
     def _export(
         self, mesh: trimesh.Trimesh, shape: ShapeResult, ctx: StageContext

@@ -89,6 +89,25 @@ class HunyuanPaintTexture:
         if settings.eager_load:
             self.load()
 
+    def memory_need(self) -> int:
+        """Device bytes the texture stage still needs (orfeas/gpu/memory_plan.py): the weights while
+        they are not loaded, plus the activation peak at this model's view size."""
+        import json
+
+        from orfeas.gpu.memory_plan import paint_need_bytes
+
+        unet = json.loads((self.paint_dir / "unet" / "config.json").read_text())
+        vae_config = self.paint_dir / "vae" / "config.json"
+        levels = (
+            len(json.loads(vae_config.read_text()).get("block_out_channels", [0] * 4))
+            if vae_config.is_file()
+            else 4
+        )
+        view_size = int(unet.get("sample_size", 64)) * 2 ** (levels - 1)
+        dtype = runtime.choose_dtype(self.settings, self.device)
+        width = 4 if dtype == runtime.DTYPES["fp32"] else 2
+        return paint_need_bytes(loaded=self._models is not None, view_size=view_size, bytes_per_param=width)
+
     def load(self) -> _Models:
         with self._lock:
             if self._models is None:

@@ -78,18 +78,36 @@ class HunyuanShapeBackend:
         self.dtype = runtime.choose_dtype(settings, self.device)
         self._pipeline: Any = None
         self._lock = threading.Lock()
+        self._offloaded = False  # moved to host memory to make room for paint (memory_plan)
         self.flashvdm = False
         if settings.eager_load:
             self.load()
 
     # -- loading --------------------------------------------------------------------------------
     def load(self) -> Any:
-        """Build the pipeline once (thread-safe); later calls return it."""
+        """Build the pipeline once (thread-safe); later calls return it, back on the device if it
+        was moved off."""
         with self._lock:
             if self._pipeline is None:
                 with runtime.oom_guard("shape"):
                     self._pipeline = self._build()
+            elif self._offloaded:
+                with runtime.oom_guard("shape"):
+                    self._pipeline.to(device=str(self.device))
+                self._offloaded = False
             return self._pipeline
+
+    def resident(self) -> bool:
+        """True while the loaded pipeline's weights are on a CUDA device."""
+        return self._pipeline is not None and not self._offloaded and self.device.type == "cuda"
+
+    def offload(self) -> None:
+        """Move the pipeline's weights to host memory and give the device memory back."""
+        with self._lock:
+            if self._pipeline is not None and not self._offloaded:
+                self._pipeline.to(device="cpu")
+                self._offloaded = True
+                runtime.free_device_memory()
 
     def _build(self) -> Any:
         model = self.settings.shape_model
