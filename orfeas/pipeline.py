@@ -7,6 +7,7 @@ the deadline cooperatively between steps; the thread limit catches one that cann
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -222,7 +223,7 @@ class _Job:
     def _paint(self, shape: ShapeResult, cutout: Cutout, ctx: StageContext) -> trimesh.Trimesh:
         plan = self.p.backends.make_room_for_texture()
         if plan is not None:
-            self.memory_plan = plan.as_dict()
+            self.memory_plan = dataclasses.asdict(plan)
         textured: trimesh.Trimesh = self.p.backends.texture().apply(shape, cutout, ctx)
         return textured
 

@@ -105,7 +105,7 @@ class Backends:
         if free is None:
             return None
         plan = plan_residency(free, self.texture().memory_need(), mode=self.settings.model_residency)
-        if not plan.keep_shape:
+        if not plan.keep_shape_resident:
             shape.offload()
         return plan
 

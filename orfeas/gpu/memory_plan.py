@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import Any
 
 GIB = 2**30
 BF16_BYTES = 2
@@ -45,20 +44,12 @@ MARGIN_BYTES = 1 * GIB
 
 @dataclass(frozen=True)
 class ResidencyPlan:
-    """Whether the shape model stays on the device through the texture stage, and why."""
+    """Whether the shape model stays on the device through the texture stage, and why (MiB, 0.1)."""
 
-    keep_shape: bool
+    keep_shape_resident: bool
     free_mb: float
     need_mb: float
     reason: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "keep_shape_resident": self.keep_shape,
-            "free_mb": round(self.free_mb, 1),
-            "need_mb": round(self.need_mb, 1),
-            "reason": self.reason,
-        }
 
 
 def paint_need_bytes(*, loaded: bool, view_size: int, bytes_per_param: int = BF16_BYTES) -> int:
@@ -73,7 +64,7 @@ def plan_residency(
     free_bytes: int, need_bytes: int, *, mode: str = "auto", margin_bytes: int = MARGIN_BYTES
 ) -> ResidencyPlan:
     """Keep the shape model resident when the texture stage's need fits in free memory less the margin."""
-    free_mb, need_mb = free_bytes / 2**20, need_bytes / 2**20
+    free_mb, need_mb = round(free_bytes / 2**20, 1), round(need_bytes / 2**20, 1)
     if mode == "keep":
         return ResidencyPlan(True, free_mb, need_mb, "ORFEAS_MODEL_RESIDENCY=keep")
     if mode == "offload":
