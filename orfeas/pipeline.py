@@ -12,13 +12,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from orfeas.deadline import Deadline
 from orfeas.errors import OrfeasError, OutOfMemory, StageFailed, StageTimeout
 from orfeas.progress import ProgressSink, ProgressTracker, discard_progress
 from orfeas.registry import WEIGHTS_FREE_SHAPES, Backends
-from orfeas.request import Dimensions, JobRequest
+from orfeas.request import JobRequest
 from orfeas.settings import Settings
 from orfeas.types import Artifact, MeshStats, PipelineResult, StageContext
 from orfeas.vram import peak_mb, reset_peak
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import trimesh
     from PIL import Image
 
+    from orfeas.mesh.finish import Finishing
     from orfeas.types import Cutout, ShapeResult
 
 T = TypeVar("T")
@@ -34,16 +35,6 @@ ObjectReader = Callable[[str, str], bytes]  # (bucket, key) -> bytes
 # Called with each mesh file as soon as it is written (from the export stage's thread), so a
 # caller can start storing it while the other formats are still being written.
 ArtifactSink = Callable[[Artifact], None]
-
-
-class _Finishing(TypedDict):
-    """The keyword arguments `finish_textured` and `finish_mesh` share."""
-
-    stands: bool
-    face_budget: int
-    dimensions: Dimensions | None
-    default_size_mm: float
-    ctx: StageContext
 
 
 class Pipeline:
@@ -235,7 +226,7 @@ class _Job:
         from orfeas.sizes import check_extents
         from orfeas.texture.finish_uv import finish_textured, is_watertight
 
-        finishing: _Finishing = {
+        finishing: Finishing = {
             "stands": shape.stands,
             "face_budget": self.request.face_budget,
             "dimensions": self.request.dimensions,
@@ -275,6 +266,7 @@ class _Job:
             report=self.tracker.for_stage(name),
             deadline=Deadline(limit, self.p.clock),
             seed=self.request.seed,
+            face_budget=self.request.face_budget,
             warnings=self.warnings,
         )
         ctx.report(0.0)

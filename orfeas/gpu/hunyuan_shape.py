@@ -9,11 +9,9 @@ decoding and the guidance scale. Hunyuan3D-2 is under the Tencent Hunyuan 3D com
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -39,8 +37,9 @@ TURBO_VAE_SUBFOLDERS = {
 }
 
 
-@dataclass(frozen=True)
-class ShapeParams:
+class ShapeParams(NamedTuple):
+    """Sampler and decoder settings of one job (`shape_params`)."""
+
     steps: int
     octree_resolution: int
     guidance: float
@@ -68,44 +67,38 @@ def _checkpoint(folder: Path) -> Path:
     raise FileNotFoundError(folder / CHECKPOINTS[0])
 
 
-class HunyuanShapeBackend:
+class HunyuanShapeBackend(runtime.ModelBackend[Any]):
     name = "hunyuan"
+    stage = "shape"
 
     def __init__(self, settings: Settings, *, params: Callable[[int], ShapeParams] | None = None) -> None:
-        self.settings = settings
         self.params = params or shape_params
-        self.device = runtime.choose_device(settings)
-        self.dtype = runtime.choose_dtype(settings, self.device)
-        self._pipeline: Any = None
-        self._lock = threading.Lock()
         self._offloaded = False  # moved to host memory to make room for paint (memory_plan)
         self.flashvdm = False
-        if settings.eager_load:
-            self.load()
+        super().__init__(settings)
 
     # -- loading --------------------------------------------------------------------------------
     def load(self) -> Any:
         """Build the pipeline once (thread-safe); later calls return it, back on the device if it
         was moved off."""
-        with self._lock:
-            if self._pipeline is None:
+        pipeline = self._model.get()
+        with self._model.lock:
+            if self._offloaded:
                 with runtime.oom_guard("shape"):
-                    self._pipeline = self._build()
-            elif self._offloaded:
-                with runtime.oom_guard("shape"):
-                    self._pipeline.to(device=str(self.device))
+                    pipeline.to(device=str(self.device))
                 self._offloaded = False
-            return self._pipeline
+        return pipeline
 
     def resident(self) -> bool:
         """True while the loaded pipeline's weights are on a CUDA device."""
-        return self._pipeline is not None and not self._offloaded and self.device.type == "cuda"
+        return self._model.loaded and not self._offloaded and self.device.type == "cuda"
 
     def offload(self) -> None:
         """Move the pipeline's weights to host memory and give the device memory back."""
-        with self._lock:
-            if self._pipeline is not None and not self._offloaded:
-                self._pipeline.to(device="cpu")
+        with self._model.lock:
+            pipeline = self._model.peek()
+            if pipeline is not None and not self._offloaded:
+                pipeline.to(device="cpu")
                 self._offloaded = True
                 runtime.free_device_memory()
 
