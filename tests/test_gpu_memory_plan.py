@@ -102,3 +102,29 @@ def test_nothing_is_decided_without_paint_a_resident_shape_model_or_a_gpu(monkey
     backends._instances[SHAPE_BACKENDS["hunyuan"]] = shape
     assert backends.make_room_for_texture() is None  # CPU: no device memory to plan
     assert shape.offloaded == 0
+
+
+def test_the_job_result_carries_the_plan_made_before_its_texture_stage(monkeypatch):
+    """The plan the registry returns before the texture stage is the result's `memory_plan`."""
+    import base64
+
+    from orfeas.gpu.memory_plan import ResidencyPlan
+    from orfeas.pipeline import Pipeline
+    from orfeas.request import parse_request
+    from tests.inputs_support import EMBLEM
+
+    backends = Backends(cpu_settings())
+    plan = ResidencyPlan(
+        False, 8192.0, 10854.4, "texture needs 10854 MiB, 8192 MiB free less a 1024 MiB margin"
+    )
+    calls = []
+    monkeypatch.setattr(backends, "make_room_for_texture", lambda: calls.append(1) or plan)
+    request = parse_request({"image": base64.b64encode(EMBLEM.read_bytes()).decode(), "formats": ["stl"]})
+    result = Pipeline(cpu_settings(), backends).run(request)
+    assert calls == [1]
+    assert result.extra["memory_plan"] == {
+        "keep_shape_resident": False,
+        "free_mb": 8192.0,
+        "need_mb": 10854.4,
+        "reason": plan.reason,
+    }
