@@ -16,7 +16,7 @@ configs (`python bench/vram_plan.py` prints them; docs/backends.md has the table
     delight             UNet (8 inputs) 865.9 M + VAE 83.7 M + CLIP ViT-H text 340.4 M = 1290.0 M
 
 At bf16 (2 bytes each) the shape model is 4.6 GiB, paint and delight together 6.6 GiB: on a
-32 GB RTX 5090 (31.4 GiB usable) both stay resident with ~20 GiB left for activations.
+32 GB RTX 5090 (31.4 GiB usable) both stay resident with ~19 GiB left for activations.
 
 Activation peaks are estimates from tensor sizes, not device measurements (no GPU has run this
 yet; each job's `vram_peak_mb` per stage is the measured figure to replace them with):
