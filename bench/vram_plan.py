@@ -2,15 +2,16 @@
 
     .venv/bin/python bench/vram_plan.py
 
-Each model is built from its published config on PyTorch's meta device (no memory, no weights,
+Each model is built from its config on PyTorch's meta device (no memory, no weights,
 a few seconds on a CPU): Hunyuan3D-2's DiT, ShapeVAE and DINOv2-giant conditioner (its
 config.yaml, bench/gpu.py's FULL_CONFIG); Hunyuan3D-Paint's UNet2p5D (hy3dgen's dual-stream,
 multiview and reference attention around a UNet2DConditionModel) at Stable Diffusion 2.1's
 widths: its cross-attention width 1024 is fixed in hy3dgen's code and the published views are
 64² latents, the channel widths (320-1280, 2 layers per block) are SD 2.1's, assumed, not read
 from the published config; the SD VAE and the CLIP ViT-H text encoder; the delight model (an
-InstructPix2Pix UNet of 8 input channels at the same assumed widths, same VAE and text encoder). orfeas/gpu/memory_plan.py holds these counts;
-tests/test_gpu_memory_plan.py checks them against this count. Prints a table and one JSON line.
+InstructPix2Pix UNet of 8 input channels at the same assumed widths, same VAE and text
+encoder). orfeas/gpu/memory_plan.py holds these counts; tests/test_gpu_memory_plan.py checks
+them against this count. Prints a table and one JSON line.
 """
 
 from __future__ import annotations
