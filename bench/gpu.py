@@ -17,7 +17,6 @@ Without CUDA it prints why and exits 0: no figures are invented on a CPU.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import tempfile
@@ -27,59 +26,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orfeas.gpu.hunyuan_config import hunyuan_config  # importable once the root is on the path
+from orfeas.gpu.hunyuan_config import HUNYUAN3D_2_CONFIG  # importable once the root is on the path
 
 # Hunyuan3D-2's published config.yaml (hunyuan3d-dit-v2-0): DiT, ShapeVAE, DINOv2-giant.
-FULL_CONFIG: dict[str, Any] = hunyuan_config(
-    dit={
-        "in_channels": 64,
-        "context_in_dim": 1536,
-        "hidden_size": 1024,
-        "mlp_ratio": 4.0,
-        "num_heads": 16,
-        "depth": 16,
-        "depth_single_blocks": 32,
-        "axes_dim": [64],
-        "theta": 10000,
-        "qkv_bias": True,
-    },
-    vae={
-        "num_latents": 3072,
-        "embed_dim": 64,
-        "num_freqs": 8,
-        "include_pi": False,
-        "heads": 16,
-        "width": 1024,
-        "num_decoder_layers": 16,
-        "qkv_bias": False,
-        "qk_norm": True,
-        "scale_factor": 0.9990943042622529,
-    },
-    dino={
-        "attention_probs_dropout_prob": 0.0,
-        "drop_path_rate": 0.0,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": 0.0,
-        "hidden_size": 1536,
-        "image_size": 518,
-        "initializer_range": 0.02,
-        "layer_norm_eps": 1e-06,
-        "layerscale_value": 1.0,
-        "mlp_ratio": 4,
-        "model_type": "dinov2",
-        "num_attention_heads": 24,
-        "num_channels": 3,
-        "num_hidden_layers": 40,
-        "patch_size": 14,
-        "qkv_bias": True,
-        "use_swiglu_ffn": True,
-    },
-    image_size=518,
-    processor_size=512,
-)
+FULL_CONFIG: dict[str, Any] = HUNYUAN3D_2_CONFIG
 REPO = "tencent/Hunyuan3D-2"
 SUBFOLDER = "hunyuan3d-dit-v2-0"
 TURBO_VAE = "hunyuan3d-vae-v2-0-turbo"
+SEGMENTATION = "tiny/segformer-fg"
 
 
 def write_full_size_model(root: Path, config: dict[str, Any] = FULL_CONFIG, device: str = "cuda") -> Path:
@@ -87,20 +41,12 @@ def write_full_size_model(root: Path, config: dict[str, Any] = FULL_CONFIG, devi
     import safetensors.torch
     import torch
     import yaml
-    from hy3dgen.shapegen.pipelines import instantiate_from_config
 
-    folder = root / REPO / SUBFOLDER
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    tensors = {}
-    with torch.device(device):
-        for part in ("model", "vae", "conditioner"):
-            module = instantiate_from_config(copy.deepcopy(config[part]))
-            for key, value in module.state_dict().items():
-                tensors[f"{part}.{key}"] = value.detach().to("cpu", torch.float16).contiguous()
-            del module
-    safetensors.torch.save_file(tensors, str(folder / "model.fp16.safetensors"))
+    from orfeas.gpu.tiny_models import write_hunyuan_folder
+
+    folder = write_hunyuan_folder(root / REPO / SUBFOLDER, config, device=device, dtype=torch.float16)
     # FlashVDM's turbo VAE has the plain VAE's architecture (distilled weights): same shapes.
+    tensors = safetensors.torch.load_file(str(folder / "model.fp16.safetensors"))
     vae_folder = root / REPO / TURBO_VAE
     vae_folder.mkdir(parents=True, exist_ok=True)
     (vae_folder / "config.yaml").write_text(yaml.safe_dump(config["vae"]))
@@ -244,35 +190,210 @@ def run_ours(
     return rows[-1] if len(rows) == 1 else {**rows[-1], "compile_first_call_s": rows[0]["total_s"]}
 
 
+def write_tiny_texture_models(root: Path) -> None:
+    """The tiny paint, delight and segmentation models beside the shape model (orfeas/gpu/tiny_models.py)."""
+    from orfeas.gpu.tiny_models import write_tiny_delight, write_tiny_paint, write_tiny_segmentation
+
+    write_tiny_delight(root)
+    write_tiny_paint(root)
+    write_tiny_segmentation(root, SEGMENTATION)
+
+
+def run_paint(root: Path, device: str) -> dict[str, Any]:
+    """Hunyuan3D-Paint (the tiny models) on a 20k-face sphere: load, then render, paint and bake."""
+    import numpy as np
+    import trimesh
+
+    from orfeas.deadline import Deadline
+    from orfeas.gpu.hunyuan_paint import HunyuanPaintTexture
+    from orfeas.mesh.export import uv_texture
+    from orfeas.settings import Settings
+    from orfeas.types import Cutout, ShapeResult, StageContext
+
+    settings = Settings(model_dir=root, device=device, texture_backend="hunyuan_paint")
+    started = time.perf_counter()
+    paint = HunyuanPaintTexture(settings)
+    paint.load()
+    sync()
+    load_s = time.perf_counter() - started
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=50.0)  # 20,480 faces
+    image, mask = bench_picture()
+    shape = ShapeResult(mesh=sphere, picture_box=(-50.0, -50.0, 50.0, 50.0), stands=True)
+    ctx = StageContext(
+        job_id="bench", stage="texture", settings=settings, report=lambda f: None, deadline=Deadline(3600)
+    )
+    started = time.perf_counter()
+    textured = paint.apply(shape, Cutout(image, np.asarray(mask), "alpha"), ctx)
+    sync()
+    return {
+        "variant": f"orfeas hunyuan_paint (tiny models, {len(sphere.faces)} faces)",
+        "load_s": load_s,
+        "total_s": time.perf_counter() - started,
+        "uv_texture": uv_texture(textured) is not None,
+    }
+
+
+def run_worker_job(root: Path, device: str, quality: int, seed: int) -> dict[str, Any]:
+    """One RunPod job through orfeas_worker (segmentation, Hunyuan shape, paint, GLB + OBJ, local store)."""
+    import base64
+    import io
+
+    from orfeas.settings import Settings
+    from orfeas.storage.local import LocalStore
+    from orfeas_worker.job import Worker
+
+    image, _ = bench_picture()
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    settings = Settings(
+        model_dir=root,
+        device=device,
+        background_backend="segmentation",
+        segmentation_model=SEGMENTATION,
+        texture_backend="hunyuan_paint",
+    )
+    with tempfile.TemporaryDirectory() as out:
+        worker = Worker(settings, LocalStore(Path(out)))
+        job = {
+            "id": "bench-job",
+            "input": {
+                "image": base64.b64encode(buffer.getvalue()).decode("ascii"),
+                "backend": "hunyuan",
+                "formats": ["glb", "obj"],
+                "quality": quality,
+                "seed": seed,
+            },
+        }
+        started = time.perf_counter()
+        result = worker.run(job)
+        total = time.perf_counter() - started
+    if "error" in result:
+        return {"variant": "worker job", "total_s": total, "error": result["error"]}
+    return {
+        "variant": f"worker job end to end (quality {quality})",
+        "total_s": total,
+        "stages_s": result["timings"],
+        "vram_peak_mb": result.get("vram_peak_mb"),
+        "memory_plan": result.get("memory_plan"),
+        "meshes": sorted(result["meshes"]),
+        "warnings": result["warnings"],
+    }
+
+
+def run_step(step: str, root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """One measured step in this process (a subprocess of the CPU run: its peak RSS is the step's)."""
+    import resource
+
+    image, mask = bench_picture()
+    imported_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if step == "baseline":
+        row = run_baseline(root / REPO / SUBFOLDER, image, args.seed, device=args.device)
+    elif step == "ours":
+        row = run_ours(root, image, mask, "fp32", args.quality, args.seed, device=args.device)
+    elif step == "paint":
+        row = run_paint(root, args.device)
+    else:
+        row = run_worker_job(root, args.device, args.quality, args.seed)
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row["rss_after_imports_mb"] = imported_mb
+    return row
+
+
+def main_cpu(args: argparse.Namespace) -> int:
+    """The same comparison on the CPU with the tiny models, each step in its own process."""
+    import subprocess
+
+    from orfeas.gpu.tiny_models import write_tiny_hunyuan
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_tiny_hunyuan(root)
+        write_tiny_texture_models(root)
+        steps = ["ours", "paint", "worker"] if args.skip_baseline else ["baseline", "ours", "paint", "worker"]
+        for step in steps:
+            done = subprocess.run(
+                [
+                    *(sys.executable, __file__, "--device", "cpu", "--step", step, "--root", tmp),
+                    *("--quality", str(args.quality), "--seed", str(args.seed)),
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,  # hy3dgen's progress bars
+                text=True,
+                timeout=args.timeout,
+                check=False,
+            )
+            lines = done.stdout.strip().splitlines()
+            results.append(
+                json.loads(lines[-1])
+                if done.returncode == 0 and lines
+                else {"variant": step, "error": done.returncode}
+            )
+    base = results[0].get("total_s") if not args.skip_baseline else None
+    print("device: cpu (no GPU here), tiny random-weight models: CPU figures at the smallest size")
+    print(
+        f"{'step':55} {'load s':>7} {'sample s':>9} {'decode s':>9} {'total s':>8} {'× base':>7}"
+        f" {'peak RSS MB':>12}"
+    )
+    fmt = lambda v: f"{v:.2f}" if isinstance(v, float) else "-"  # noqa: E731
+    for r in results:
+        shape_step = "sampling_s" in r
+        ratio = f"{r['total_s'] / base:.3f}" if base and shape_step and "total_s" in r else "-"
+        r["ratio_to_baseline"] = (r["total_s"] / base) if base and shape_step else None
+        print(
+            f"{r['variant']:55} {fmt(r.get('load_s')):>7} {fmt(r.get('sampling_s')):>9}"
+            f" {fmt(r.get('decode_s')):>9} {fmt(r.get('total_s')):>8} {ratio:>7}"
+            f" {fmt(r.get('peak_rss_mb')):>12}"
+        )
+        if "stages_s" in r:
+            print("    stages: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["stages_s"].items()))
+    print(json.dumps({"device": "cpu", "models": "tiny", "quality": args.quality, "results": results}))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quality", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", default="fp16,bf16,bf16+compile,bf16+flashvdm")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per CPU step")
+    parser.add_argument("--step", choices=("baseline", "ours", "paint", "worker"), help=argparse.SUPPRESS)
+    parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     try:
         import torch
     except ImportError:
         print("bench/gpu.py: torch is not installed; nothing measured.")
         return 0
-    if not torch.cuda.is_available():
-        print("bench/gpu.py: no CUDA device here; GPU figures need a GPU, nothing measured.")
-        return 0
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from orfeas.gpu.torchvision_standin import import_shapegen
 
     import_shapegen()  # torchvision stand-in only where torchvision cannot load
+    if args.step is not None:
+        print(json.dumps(run_step(args.step, args.root, args)))
+        return 0
+    if args.device == "cpu":
+        return main_cpu(args)
+    if not torch.cuda.is_available():
+        print(
+            "bench/gpu.py: no CUDA device here; GPU figures need a GPU, nothing measured"
+            " (--device cpu runs the tiny models on the CPU instead)."
+        )
+        return 0
 
     image, mask = bench_picture()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         folder = write_full_size_model(root)
+        write_tiny_texture_models(root)
         if not args.skip_baseline:
             results.append(run_baseline(folder, image, args.seed))
         for variant in args.variants.split(","):
             results.append(run_ours(root, image, mask, variant, args.quality, args.seed))
+        paint = run_paint(root, "cuda")
+        worker = run_worker_job(root, "cuda", args.quality, args.seed)
     base = results[0]["total_s"] if not args.skip_baseline else None
     print(f"device: {torch.cuda.get_device_name()} (capability {torch.cuda.get_device_capability()})")
     print(
@@ -287,6 +408,8 @@ def main() -> int:
             f" {fmt(r['total_s']):>8} {ratio:>7} {fmt(r['peak_vram_gb']):>8}"
         )
         r["ratio_to_baseline"] = (r["total_s"] / base) if base else None
+    print(f"paint (tiny models): {paint['total_s']:.2f} s; worker job: {worker['total_s']:.2f} s")
+    results += [paint, worker]
     print(json.dumps({"device": torch.cuda.get_device_name(), "quality": args.quality, "results": results}))
     return 0
 

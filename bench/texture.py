@@ -9,8 +9,10 @@ a fresh subprocess each (so peak RSS is the step's own):
   decimate_unwrap  orfeas.texture.unwrap: decimate to --budget faces, then xatlas
   bake             orfeas.texture.bake of Hunyuan3D-Paint's six views (--view px each, filled
                    with noise) into a --texture² atlas, on the decimated, unwrapped mesh
-Figures: seconds and peak RSS (MB, ru_maxrss of the subprocess, imports included); a step over
---timeout seconds is reported as such. Prints a table and one JSON line.
+Figures: seconds and peak RSS (MB, ru_maxrss of the subprocess, imports included); for the bake
+also the RSS its subprocess had reached before baking (imports and the unwrap), so the bake's own
+growth is the difference. A step over --timeout seconds is reported as such. Prints a table and
+one JSON line.
 """
 
 from __future__ import annotations
@@ -65,11 +67,17 @@ def run_step(step: str, faces: int, args: argparse.Namespace) -> dict:
         uvm = unwrap(vertices, tri, args.budget)
         rng = np.random.default_rng(1)
         images = [rng.integers(0, 256, (args.view, args.view, 3), dtype=np.uint8) for _ in PAINT_VIEWS]
+        # The unwrap above is not the bake's: the RSS it reached is reported apart.
+        before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
         bake(uvm.vertices, uvm.faces, uvm.uvs, PAINT_VIEWS, images, args.texture)
     seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"faces": len(tri), "seconds": round(seconds, 3), "peak_rss_mb": round(peak_mb, 1)}
+    row = {"faces": len(tri), "seconds": round(seconds, 3), "peak_rss_mb": round(peak_mb, 1)}
+    if step == "bake":
+        row["rss_before_bake_mb"] = round(before_mb, 1)
+        row["bake_faces"] = len(uvm.faces)
+    return row
 
 
 def main() -> None:
@@ -111,6 +119,8 @@ def main() -> None:
             else "timeout"
             for s in ("unwrap_full", "decimate_unwrap", "bake")
         ]
+        if row["bake"]["seconds"] is not None:
+            cells[2] += f" (from {row['bake']['rss_before_bake_mb']:.0f} MB before it)"
         print(
             f"{row['unwrap_full'].get('faces', faces):>7} faces: full unwrap {cells[0]}; "
             f"decimate+unwrap {cells[1]}; bake {cells[2]}",

@@ -22,11 +22,36 @@ def _formats(value: str) -> list[str]:
     return [f.strip().lower() for f in value.split(",") if f.strip()]
 
 
+def _view(value: str) -> tuple[str, Path]:
+    name, sep, path = value.partition("=")
+    if not sep or name not in ("left", "back", "right") or not path:
+        raise argparse.ArgumentTypeError(f"{value!r}: give left=PATH, back=PATH or right=PATH")
+    return name, Path(path)
+
+
+def _read_picture(path: Path, field: str) -> bytes:
+    try:
+        picture = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}", field=field) from None
+    if not picture:
+        raise InvalidInput(f"{path} is empty (0 bytes)", field=field)
+    return picture
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orfeas", description="Turn a picture into a 3D mesh.")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="make meshes from a picture")
-    gen.add_argument("picture", help="path to a PNG, JPEG or WebP picture")
+    gen.add_argument("picture", help="path to a PNG, JPEG or WebP picture (the front view)")
+    gen.add_argument(
+        "--view",
+        action="append",
+        default=[],
+        type=_view,
+        metavar="NAME=PATH",
+        help="another view for a multi-view model: left=PATH, back=PATH or right=PATH (repeatable)",
+    )
     gen.add_argument("--out", required=True, type=Path, help="directory for the meshes")
     gen.add_argument(
         "--formats", type=_formats, default=["glb", "stl"], help=f"comma list of {','.join(ALL_FORMATS)}"
@@ -74,8 +99,9 @@ def tiny_models(args: argparse.Namespace) -> int:
 
 
 def _request_dict(args: argparse.Namespace, picture: bytes) -> dict[str, Any]:
+    front = base64.b64encode(picture).decode("ascii")
     data: dict[str, Any] = {
-        "image": base64.b64encode(picture).decode("ascii"),
+        "image": front,
         "formats": args.formats,
         "quality": args.quality,
         "backend": args.backend,
@@ -91,6 +117,12 @@ def _request_dict(args: argparse.Namespace, picture: bytes) -> dict[str, Any]:
         data["target_faces"] = args.target_faces
     if args.seed is not None:
         data["seed"] = args.seed
+    if args.view:
+        views = {"front": front}
+        for name, path in args.view:
+            views[name] = base64.b64encode(_read_picture(path, f"images.{name}")).decode("ascii")
+        del data["image"]
+        data["images"] = views
     return data
 
 
@@ -103,13 +135,7 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     from orfeas.pipeline import Pipeline
     from orfeas.settings import Settings
 
-    path = Path(args.picture)
-    try:
-        picture = path.read_bytes()
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}", field="image") from None
-    if not picture:
-        raise InvalidInput(f"{path} is empty (0 bytes)", field="image")
+    picture = _read_picture(Path(args.picture), "image")
     request = parse_request(_request_dict(args, picture))
     settings = Settings.from_env()
     if args.texture_backend is not None:

@@ -7,18 +7,19 @@ the deadline cooperatively between steps; the thread limit catches one that cann
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from orfeas.backend_names import WEIGHTS_FREE_SHAPES
 from orfeas.deadline import Deadline
 from orfeas.errors import OrfeasError, OutOfMemory, StageFailed, StageTimeout
 from orfeas.progress import ProgressSink, ProgressTracker, discard_progress
 from orfeas.registry import Backends
-from orfeas.request import Dimensions, JobRequest
+from orfeas.request import JobRequest
 from orfeas.settings import Settings
 from orfeas.types import Artifact, MeshStats, PipelineResult, StageContext
 from orfeas.vram import peak_mb, reset_peak
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     import trimesh
     from PIL import Image
 
+    from orfeas.mesh.finish import Finishing
     from orfeas.types import Cutout, ShapeResult
 
 T = TypeVar("T")
@@ -34,16 +36,6 @@ ObjectReader = Callable[[str, str], bytes]  # (bucket, key) -> bytes
 # Called with each mesh file as soon as it is written (from the export stage's thread), so a
 # caller can start storing it while the other formats are still being written.
 ArtifactSink = Callable[[Artifact], None]
-
-
-class _Finishing(TypedDict):
-    """The keyword arguments `finish_textured` and `finish_mesh` share."""
-
-    stands: bool
-    face_budget: int
-    dimensions: Dimensions | None
-    default_size_mm: float
-    ctx: StageContext
 
 
 class Pipeline:
@@ -91,17 +83,21 @@ class _Job:
         self.deadline = Deadline(self.settings.job_timeout_s, pipeline.clock)
         self.timings: dict[str, float] = {}
         self.vram_mb: dict[str, float] = {}
+        self.memory_plan: dict[str, Any] | None = None
         self.warnings: list[str] = []
 
     def run(self) -> PipelineResult:
         started = self.p.clock()
         try:
             if self.request.prompt is not None:
-                image = self._stage("text_to_image", self._text_to_image)
+                pictures = {"front": self._stage("text_to_image", self._text_to_image)}
             else:
-                image = self._stage("input", self._load_input)
-            cutout: Cutout = self._stage("background", lambda ctx: self._remove_bg(image, ctx))
-            shape_name, shape = self._stage("shape", lambda ctx: self._make_shape(cutout, ctx))
+                self._check_views()  # before any picture is read or model loaded
+                pictures = self._stage("input", self._load_input)
+            cutouts = self._stage("background", lambda ctx: self._remove_bg(pictures, ctx))
+            cutout = cutouts["front"]
+            views = cutouts if len(cutouts) > 1 else None
+            shape_name, shape = self._stage("shape", lambda ctx: self._make_shape(cutout, views, ctx))
             mesh = shape.mesh
             if self.request.texture:
                 mesh = self._texture(shape, cutout)
@@ -113,6 +109,8 @@ class _Job:
         extra: dict[str, Any] = {"background": {"method": cutout.method, "confidence": cutout.confidence}}
         if self.vram_mb:
             extra["vram_peak_mb"] = {k: round(v, 1) for k, v in self.vram_mb.items()}
+        if self.memory_plan is not None:
+            extra["memory_plan"] = self.memory_plan
         if shape.meta:
             extra["shape"] = dict(shape.meta)
         return PipelineResult(
@@ -126,35 +124,62 @@ class _Job:
         )
 
     # -- stages -------------------------------------------------------------------------
-    def _load_input(self, ctx: StageContext) -> Image.Image:
+    def _check_views(self) -> None:
+        """Refuse views the shape model cannot take (read from its config, no model loaded)."""
+        if self.request.images is None:
+            return
+        from orfeas.gpu.shape_views import check_views
+
+        backend: str = self.request.backend
+        if backend == "auto":
+            backend = "hunyuan" if self.settings.auto_shape_backend == "hunyuan" else "weights-free"
+        check_views(self.request.views(), self.settings, backend)
+
+    def _load_input(self, ctx: StageContext) -> dict[str, Image.Image]:
+        """Each view's picture (`image` is the front view); an error names the view's field."""
         from orfeas.inputs.decode import decode_image
         from orfeas.inputs.sources import read_image_source
 
-        assert self.request.image is not None
-        data = read_image_source(
-            self.request.image, settings=self.settings, object_reader=self.p.object_reader
-        )
-        ctx.report(0.5)
-        image: Image.Image = decode_image(data, max_pixels=self.settings.max_image_pixels)
-        return image
+        sources = self.request.views()
+        pictures: dict[str, Image.Image] = {}
+        for i, (view, source) in enumerate(sources.items()):
+            try:
+                data = read_image_source(source, settings=self.settings, object_reader=self.p.object_reader)
+                ctx.report((i + 0.5) / len(sources))
+                pictures[view] = decode_image(data, max_pixels=self.settings.max_image_pixels)
+            except OrfeasError as exc:
+                if self.request.images is not None and exc.field == "image":
+                    exc.field = f"images.{view}"
+                raise
+        return pictures
 
     def _text_to_image(self, ctx: StageContext) -> Image.Image:
         assert self.request.prompt is not None
         image: Image.Image = self.p.backends.text_to_image().generate(self.request.prompt, ctx)
         return image
 
-    def _remove_bg(self, image: Image.Image, ctx: StageContext) -> Cutout:
+    def _remove_bg(self, pictures: dict[str, Image.Image], ctx: StageContext) -> dict[str, Cutout]:
+        """Each view's cut-out; the front view's subject is checked against the asked size."""
         from orfeas.sizes import check_subject
 
-        cutout: Cutout = self.p.backends.background().remove(image, ctx)
-        check_subject(cutout.mask, self.request.dimensions)  # before the shape is made
-        return cutout
+        remover = self.p.backends.background()
+        cutouts: dict[str, Cutout] = {}
+        for i, (view, picture) in enumerate(pictures.items()):
+            cutouts[view] = remover.remove(picture, ctx)
+            ctx.report((i + 1) / len(pictures))
+        check_subject(cutouts["front"].mask, self.request.dimensions)  # before the shape is made
+        return cutouts
 
-    def _make_shape(self, cutout: Cutout, ctx: StageContext) -> tuple[str, ShapeResult]:
+    def _make_shape(
+        self, cutout: Cutout, views: dict[str, Cutout] | None, ctx: StageContext
+    ) -> tuple[str, ShapeResult]:
         # `auto` is decided inside the stage: judging the picture's palette takes ~30 ms on a
         # 1024² cut-out, which would otherwise be time spent outside every stage.
         name = self._choose_shape(cutout)
-        return name, self.p.backends.shape(name).generate(cutout, self.request, ctx)
+        backend = self.p.backends.shape(name)
+        if views is not None:  # only a multi-view model gets here (`_check_views`)
+            return name, backend.generate(cutout, self.request, ctx, views=views)
+        return name, backend.generate(cutout, self.request, ctx)
 
     def _choose_shape(self, cutout: Cutout) -> str:
         name = self.request.backend
@@ -171,9 +196,7 @@ class _Job:
     def _texture(self, shape: ShapeResult, cutout: Cutout) -> trimesh.Trimesh:
         """Texture is optional: a failure degrades to the weights-free colours, then to none."""
         try:
-            textured: trimesh.Trimesh = self._stage(
-                "texture", lambda ctx: self.p.backends.texture().apply(shape, cutout, ctx)
-            )
+            textured: trimesh.Trimesh = self._stage("texture", lambda ctx: self._paint(shape, cutout, ctx))
             return textured
         except OutOfMemory:
             raise
@@ -189,15 +212,22 @@ class _Job:
                 self.warnings.append(f"vertex colours skipped: {exc}")
         return shape.mesh
 
+    def _paint(self, shape: ShapeResult, cutout: Cutout, ctx: StageContext) -> trimesh.Trimesh:
+        plan = self.p.backends.make_room_for_texture()
+        if plan is not None:
+            self.memory_plan = dataclasses.asdict(plan)
+        textured: trimesh.Trimesh = self.p.backends.texture().apply(shape, cutout, ctx)
+        return textured
+
     def _export(
         self, mesh: trimesh.Trimesh, shape: ShapeResult, ctx: StageContext
     ) -> tuple[dict[str, Artifact], MeshStats]:
-        from orfeas.mesh.export import export_mesh
+        from orfeas.mesh.export import export_files
         from orfeas.mesh.finish import finish_mesh
         from orfeas.sizes import check_extents
         from orfeas.texture.finish_uv import finish_textured, is_watertight
 
-        finishing: _Finishing = {
+        finishing: Finishing = {
             "stands": shape.stands,
             "face_budget": self.request.face_budget,
             "dimensions": self.request.dimensions,
@@ -211,9 +241,11 @@ class _Job:
         artifacts: dict[str, Artifact] = {}
         for i, fmt in enumerate(self.request.formats):
             ctx.check()
-            artifacts[fmt] = export_mesh(finished, fmt)
-            if self.on_artifact is not None:
-                self.on_artifact(artifacts[fmt])
+            # One file per format, except a UV-textured OBJ: the OBJ, its MTL and its PNG.
+            for artifact in export_files(finished, fmt):
+                artifacts[artifact.format] = artifact
+                if self.on_artifact is not None:
+                    self.on_artifact(artifact)
             ctx.report(0.5 + 0.5 * (i + 1) / len(self.request.formats))
         extents = tuple(float(v) for v in finished.extents)
         stats = MeshStats(
@@ -235,6 +267,7 @@ class _Job:
             report=self.tracker.for_stage(name),
             deadline=Deadline(limit, self.p.clock),
             seed=self.request.seed,
+            face_budget=self.request.face_budget,
             warnings=self.warnings,
         )
         ctx.report(0.0)

@@ -89,6 +89,25 @@ class Backends:
         if self.settings.text_to_image_model:
             self.text_to_image()
 
+    def make_room_for_texture(self) -> Any:
+        """Before the texture stage: the memory plan (orfeas/gpu/memory_plan.py) when Hunyuan3D-Paint
+        follows a resident Hunyuan shape model on a CUDA device, the shape model moved to host
+        memory when paint would not fit beside it; None when there is nothing to decide."""
+        if self.settings.texture_backend != "hunyuan_paint":
+            return None
+        shape = self._instances.get(SHAPE_BACKENDS["hunyuan"])
+        if shape is None or not shape.resident():
+            return None
+        from orfeas.gpu.memory_plan import device_free_bytes, plan_residency
+
+        free = device_free_bytes()
+        if free is None:
+            return None
+        plan = plan_residency(free, self.texture().memory_need(), mode=self.settings.model_residency)
+        if not plan.keep_shape_resident:
+            shape.offload()
+        return plan
+
     def free_memory(self) -> None:
         """Give cached device memory back after an out-of-memory error (only if torch is loaded)."""
         torch = sys.modules.get("torch")

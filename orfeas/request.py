@@ -53,12 +53,34 @@ class Dimensions(BaseModel):
         return value
 
 
+# hy3dgen's multi-view processor (MVImageProcessorV2) knows these views, in this order of its view
+# embedding: front, front turned 90° clockwise (left), back, 270° (right).
+VIEW_NAMES: tuple[str, ...] = ("front", "left", "back", "right")
+
+
+class Views(BaseModel):
+    """Pictures of one object from up to four sides, each in any form `image` takes; front is required."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    front: str = Field(min_length=1)
+    left: str | None = Field(default=None, min_length=1)
+    back: str | None = Field(default=None, min_length=1)
+    right: str | None = Field(default=None, min_length=1)
+
+    def given(self) -> dict[str, str]:
+        """View name -> source, in VIEW_NAMES order, the views given only."""
+        return {name: value for name in VIEW_NAMES if (value := getattr(self, name)) is not None}
+
+
 class JobRequest(BaseModel):
     """What to make: a picture (or a prompt) and how the mesh should come out."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     image: str | None = Field(default=None, min_length=1)
+    # Several views for a multi-view shape model (Hunyuan3D-2mv); instead of `image` or `prompt`.
+    images: Views | None = None
     prompt: str | None = Field(default=None, min_length=1, max_length=2000)
     formats: tuple[MeshFormat, ...] = ("glb", "stl")
     quality: int = Field(default=5, ge=1, le=10)
@@ -86,13 +108,21 @@ class JobRequest(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> JobRequest:
-        if (self.image is None) == (self.prompt is None):
+        if self.images is not None and (self.image is not None or self.prompt is not None):
+            raise ValueError("images: give images alone, without image or prompt")
+        if self.images is None and (self.image is None) == (self.prompt is None):
             raise ValueError("give exactly one of image or prompt")
         if not self.formats:
             raise ValueError("formats: give at least one format")
         if len(set(self.formats)) != len(self.formats):
             object.__setattr__(self, "formats", tuple(dict.fromkeys(self.formats)))
         return self
+
+    def views(self) -> dict[str, str]:
+        """Picture source per view: `images` as given, or `image` as the front view; {} for a prompt."""
+        if self.images is not None:
+            return self.images.given()
+        return {"front": self.image} if self.image is not None else {}
 
     @property
     def face_budget(self) -> int:
@@ -107,11 +137,14 @@ def invalid_input_from(exc: ValidationError) -> InvalidInput:
     message = str(first["msg"]).removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown field"
+    elif first["type"] == "model_type":
+        message = "must be a JSON object"
     elif first["type"] == "literal_error" and "expected" in first.get("ctx", {}):
         message = f"must be one of {first['ctx']['expected']}"
-    if field == "input" and message.startswith("formats:"):
-        field, message = "formats", message.removeprefix("formats: ")
-    elif field == "input" and "image or prompt" in message:
+    for name in ("formats", "images"):
+        if field == "input" and message.startswith(f"{name}:"):
+            field, message = name, message.removeprefix(f"{name}: ")
+    if field == "input" and "image or prompt" in message:
         field = "image"
     return InvalidInput(message, field=field)
 

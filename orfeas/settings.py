@@ -57,6 +57,7 @@ DTYPE = "ORFEAS_DTYPE"
 EAGER_LOAD = "ORFEAS_EAGER_LOAD"
 TORCH_COMPILE = "ORFEAS_TORCH_COMPILE"
 FLASHVDM = "ORFEAS_FLASHVDM"
+MODEL_RESIDENCY = "ORFEAS_MODEL_RESIDENCY"
 TEXT_TO_IMAGE_MODEL = "ORFEAS_TEXT_TO_IMAGE_MODEL"
 SHAPE_MODEL = "ORFEAS_SHAPE_MODEL"
 PAINT_MODEL = "ORFEAS_PAINT_MODEL"
@@ -135,6 +136,9 @@ class Settings:
     eager_load: bool = False
     torch_compile: bool = False
     flashvdm: bool = False
+    # Shape model on the device through the texture stage: auto (if paint fits beside it,
+    # orfeas/gpu/memory_plan.py), keep, or offload (to host memory, back for the next shape).
+    model_residency: str = "auto"
     text_to_image_model: str | None = None
     shape_model: str = "tencent/Hunyuan3D-2"
     paint_model: str | None = None
@@ -186,6 +190,9 @@ class Settings:
             eager_load=read_bool(e, EAGER_LOAD, d.eager_load),
             torch_compile=read_bool(e, TORCH_COMPILE, d.torch_compile),
             flashvdm=read_bool(e, FLASHVDM, d.flashvdm),
+            model_residency=read_choice(
+                e, MODEL_RESIDENCY, d.model_residency, frozenset({"auto", "keep", "offload"})
+            ),
             text_to_image_model=read_optional(e, TEXT_TO_IMAGE_MODEL),
             shape_model=read_str(e, SHAPE_MODEL, d.shape_model),
             paint_model=read_optional(e, PAINT_MODEL),

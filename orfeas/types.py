@@ -16,6 +16,14 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
+class SettingsBackend:
+    """A backend that needs only the settings (the weights-free ones): the registry builds each
+    with them, once per process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+
 @dataclass(frozen=True)
 class StageContext:
     """What a stage may use besides its input: settings, progress within the stage, the deadline."""
@@ -27,6 +35,8 @@ class StageContext:
     deadline: Deadline
     seed: int | None = None
     warnings: list[str] = field(default_factory=list)
+    # The job's face budget, for a stage that decimates before export (paint unwraps at most this).
+    face_budget: int | None = None
 
     def check(self) -> None:
         """Raise StageTimeout if the job's deadline (or this stage's limit) has passed."""

@@ -87,6 +87,22 @@ def test_gpu_says_why_it_measures_nothing_without_cuda() -> None:
     assert "nothing measured" in _bench("gpu")
 
 
+@pytest.mark.slow  # about 100 s on one core: the tiny models' shape, paint and a worker job
+def test_gpu_runs_on_the_cpu_with_the_tiny_models() -> None:
+    """bench/gpu.py --device cpu: our shape stage, paint and a full worker job, each timed with a peak RSS."""
+    pytest.importorskip("torch")
+    report = _last_json(_bench("gpu", "--device", "cpu", "--skip-baseline", "--quality", "1"))
+    assert report["device"] == "cpu"
+    shape, paint, worker = report["results"]
+    assert shape["steps"] == 10
+    assert shape["total_s"] > 0
+    assert paint["uv_texture"] is True
+    assert set(worker["stages_s"]) >= {"input", "background", "shape", "texture", "export"}
+    assert worker["meshes"] == ["glb", "mtl", "obj", "png"]
+    for row in (shape, paint, worker):
+        assert row["peak_rss_mb"] >= row["rss_after_imports_mb"] > 0
+
+
 def test_quality_reports_colour_figures() -> None:
     """bench/quality.py --samples icon,logo: off-colour share, top heights and faces for each, and
     the logo's tool changes when prusa-slicer is installed."""
@@ -118,3 +134,5 @@ def test_texture_reports_unwrap_and_bake_per_size() -> None:
         assert row[step]["seconds"] > 0
         assert row[step]["peak_rss_mb"] > 0
         assert row[step]["faces"] > 2_000
+    assert 0 < row["bake"]["rss_before_bake_mb"] <= row["bake"]["peak_rss_mb"]
+    assert row["bake"]["bake_faces"] <= 2_000

@@ -145,3 +145,20 @@ def test_flat_and_max_colors_reach_the_mesh(tmp_path: Path) -> None:
     assert len(judge.top_heights(trimesh.load(tmp_path / "f" / "model.stl"))) == 1
     ply = trimesh.load(tmp_path / "o" / "model.ply", process=False)
     assert len(np.unique(np.asarray(ply.visual.vertex_colors), axis=0)) == 1
+
+
+def test_views_reach_the_request_and_a_one_picture_backend_refuses_them(tmp_path: Path) -> None:
+    """`--view left=PATH` sends `images`; the extrude backend refuses it naming `images.left`,
+    and a view file that is missing is refused naming its own field."""
+    refused = run_cli(
+        str(EMBLEM), "--out", str(tmp_path), "--backend", "extrude", "--view", f"left={EMBLEM}", "--json"
+    )
+    assert refused.returncode == 2
+    assert last_json(refused.stdout)["field"] == "images.left"
+    assert "extrude" in last_json(refused.stdout)["message"]
+    missing = run_cli(str(EMBLEM), "--out", str(tmp_path), "--view", f"back={tmp_path / 'nope.png'}")
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("invalid_input: images.back: cannot read")
+    bad_name = run_cli(str(EMBLEM), "--out", str(tmp_path), "--view", f"top={EMBLEM}")
+    assert bad_name.returncode == 2
+    assert "left=PATH" in bad_name.stderr

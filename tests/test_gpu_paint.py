@@ -77,3 +77,26 @@ def test_the_cli_paints_with_texture_backend_hunyuan_paint(
     assert not [w for w in result["warnings"] if "texture degraded" in w], result["warnings"]
     document, _ = read_glb(Path(result["meshes"]["glb"]["path"]).read_bytes())
     assert "baseColorTexture" in document["materials"][0]["pbrMetallicRoughness"]
+
+
+def test_a_small_face_budget_keeps_the_texture_and_the_obj_is_a_textured_bundle(
+    model_dir, few_steps, tmp_path
+):
+    """With target_faces under paint's own 40k, paint unwraps within the job's budget, so the texture
+    reaches export: the OBJ comes with its MTL and PNG, which trimesh opens as a textured mesh."""
+    import trimesh
+
+    settings = cpu_settings(model_dir=model_dir, texture_backend="hunyuan_paint")
+    picture = base64.b64encode(EMBLEM.read_bytes()).decode("ascii")
+    request = parse_request(
+        {"image": picture, "backend": "extrude", "formats": ["obj"], "target_faces": 1500, "seed": 0}
+    )
+    result = Pipeline(settings).run(request, job_id="paint-budget")
+    assert not [w for w in result.warnings if "texture degraded" in w], result.warnings
+    assert set(result.artifacts) == {"obj", "mtl", "png"}
+    assert result.mesh.faces <= 1500 * 1.05
+    for artifact in result.artifacts.values():
+        (tmp_path / f"model.{artifact.format}").write_bytes(artifact.data)
+    obj = trimesh.load(tmp_path / "model.obj", process=False)
+    assert isinstance(obj.visual, trimesh.visual.TextureVisuals)
+    assert obj.visual.material.image.size == (128, 128)  # 4 × the tiny model's 32-px views

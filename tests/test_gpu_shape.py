@@ -193,3 +193,21 @@ def test_missing_hy3dgen_is_backend_unavailable(model_dir, cutout, monkeypatch):
     with pytest.raises(BackendUnavailable, match=r"hy3dgen\.shapegen") as info:
         HunyuanShapeBackend(settings, params=tiny_plan).generate(cutout, REQUEST, make_ctx(settings))
     assert info.value.code == "backend_unavailable"
+
+
+def test_an_offloaded_pipeline_comes_back_to_its_device_for_the_next_job(model_dir, cutout):
+    """After `offload` the weights are in host memory; the next generate moves them back and
+    gives the same mesh as before."""
+    settings = cpu_settings(model_dir=model_dir)
+    backend = HunyuanShapeBackend(settings, params=tiny_plan)
+    before = backend.generate(cutout, REQUEST, make_ctx(settings)).mesh
+    moves: list[str] = []
+    pipeline = backend.load()
+    original_to = pipeline.to
+    pipeline.to = lambda device=None, dtype=None: (moves.append(str(device)), original_to(device, dtype))[1]
+    backend.offload()
+    backend.offload()  # a second call moves nothing
+    after = backend.generate(cutout, REQUEST, make_ctx(settings)).mesh
+    assert moves == ["cpu", "cpu"]  # off to the host, then back to the backend's device (the CPU here)
+    assert not backend.resident()  # a CPU backend never holds device memory
+    np.testing.assert_allclose(after.vertices, before.vertices)

@@ -15,11 +15,25 @@ def test_minimal_request_gets_defaults():
     assert r.face_budget == QUALITY_FACES[5]
 
 
+def test_views_are_the_given_images_in_view_order_or_the_image_as_front():
+    """`views()` lists the given views front, left, back, right; a plain `image` is the front view."""
+    r = parse_request({"images": {"right": "cg==", "front": "Zg=="}})
+    assert r.views() == {"front": "Zg==", "right": "cg=="}
+    assert parse_request({"image": "aGk="}).views() == {"front": "aGk="}
+    assert parse_request({"prompt": "a cat"}).views() == {}
+
+
 @pytest.mark.parametrize(
     ("data", "field", "fragment"),
     [
         ({}, "image", "exactly one of image or prompt"),
         ({"image": "x", "prompt": "a cat"}, "image", "exactly one"),
+        ({"images": {"left": "x"}}, "images.front", "required"),
+        ({"images": {"front": "x", "top": "y"}}, "images.top", "unknown field"),
+        ({"images": {"front": "x", "left": ""}}, "images.left", "at least 1 character"),
+        ({"images": {"front": "x"}, "image": "y"}, "images", "without image or prompt"),
+        ({"images": {"front": "x"}, "prompt": "a cat"}, "images", "without image or prompt"),
+        ({"images": "x"}, "images", "JSON object"),
         ({"image": "x", "formats": ["glb", "fbx"]}, "formats.1", "must be one of"),
         ({"image": "x", "formats": []}, "formats", "at least one"),
         ({"image": "x", "quality": 11}, "quality", "less than or equal to 10"),

@@ -72,3 +72,55 @@ def test_ply_and_3mf_take_the_texture_at_each_vertex_and_stl_the_geometry():
     assert set(re.findall(r'color="(#[0-9A-F]+)"', model)) == {"#DC1E1EFF", "#1E1EDCFF"}
     stl = trimesh.load(io.BytesIO(export_mesh(mesh, "stl").data), file_type="stl")
     assert stl.is_watertight
+
+
+def _face_centre_colours(mesh: trimesh.Trimesh) -> np.ndarray:
+    """The texture's RGB at each face's UV centre (nearest texel; trimesh's v counts from the bottom)."""
+    material = mesh.visual.material  # a glTF file loads as a PBR material, an MTL as a simple one
+    texture = getattr(material, "baseColorTexture", None) or material.image
+    image = np.asarray(texture.convert("RGB"))
+    uv = np.asarray(mesh.visual.uv)[np.asarray(mesh.faces)].mean(axis=1)
+    height, width = image.shape[:2]
+    cols = np.clip(np.round(uv[:, 0] * (width - 1)), 0, width - 1).astype(int)
+    rows = np.clip(np.round((1.0 - uv[:, 1]) * (height - 1)), 0, height - 1).astype(int)
+    return image[rows, cols]
+
+
+def test_textured_obj_is_an_obj_an_mtl_and_a_png_that_trimesh_opens_as_the_glb(tmp_path):
+    """A UV-textured OBJ is model.obj + model.mtl + model.png; loaded from one folder it has the
+    GLB's texture: the same colour at every face centre."""
+    from orfeas.mesh.export import export_files
+
+    mesh = textured_sphere()
+    files = export_files(mesh, "obj")
+    assert [f.format for f in files] == ["obj", "mtl", "png"]
+    assert [f.content_type for f in files] == ["model/obj", "model/mtl", "image/png"]
+    text = files[0].data.decode("ascii")
+    assert "mtllib model.mtl" in text
+    assert re.search(r"^f \d+/\d+/\d+ ", text, re.M)
+    assert "map_Kd model.png" in files[1].data.decode("ascii")
+    for f in files:
+        (tmp_path / f"model.{f.format}").write_bytes(f.data)
+    obj = trimesh.load(tmp_path / "model.obj", process=False, maintain_order=True)
+    assert isinstance(obj.visual, trimesh.visual.TextureVisuals)
+    assert obj.visual.material.image is not None
+    assert len(obj.faces) == len(mesh.faces)
+    glb = trimesh.load(io.BytesIO(export_mesh(mesh, "glb").data), file_type="glb", process=False)
+    glb_mesh = next(iter(glb.geometry.values())) if isinstance(glb, trimesh.Scene) else glb
+    expected = _face_centre_colours(mesh)
+    assert {tuple(c) for c in expected} == {(220, 30, 30), (30, 30, 220)}
+    np.testing.assert_array_equal(_face_centre_colours(obj), expected)
+    np.testing.assert_array_equal(_face_centre_colours(glb_mesh), expected)
+
+
+def test_untextured_obj_stays_one_file_with_vertex_colours():
+    """A mesh without a UV texture gives one OBJ, its colours on the `v` lines and no material."""
+    from orfeas.mesh.export import export_files
+
+    mesh = trimesh.creation.box(extents=(10, 10, 10))
+    mesh.visual.vertex_colors = np.tile([200, 10, 10, 255], (len(mesh.vertices), 1))
+    files = export_files(mesh, "obj")
+    assert [f.format for f in files] == ["obj"]
+    text = files[0].data.decode("ascii")
+    assert "mtllib" not in text
+    assert re.search(r"^v \S+ \S+ \S+ 0\.7843 0\.0392 0\.0392$", text, re.M)

@@ -7,7 +7,7 @@ paint pipeline (`hunyuanpaint/pipeline.py` with its UNet2p5D, entered without te
 `__init__`, see orfeas/gpu/texgen_import.py). The rest is ours:
 
     mesh (any shape backend, build frame) → Hunyuan's frame (Y up, longest side 1.15)
-    → decimate to TEXTURE_FACE_BUDGET, xatlas unwrap          (orfeas/texture/unwrap.py)
+    → decimate to the job's budget (≤ 40k), xatlas unwrap          (orfeas/texture/unwrap.py)
     → normal and position maps from the six views             (orfeas/texture/views.py)
     → delight the picture, paint the six views                (hy3dgen's models)
     → bake the views into the atlas, inpaint, pad             (orfeas/texture/bake.py)
@@ -19,7 +19,7 @@ published model), the texture 4× the view size up to 2048 (hy3dgen bakes 2048²
 
 from __future__ import annotations
 
-import threading
+import importlib.util
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
     from orfeas.types import Cutout, ShapeResult, StageContext
 
+# Native modules the texture path imports (all PyPI wheels): UV unwrapping, hole filling.
+NATIVE_WHEELS = ("xatlas", "cv2")
 DELIGHT_SUBFOLDER = "hunyuan3d-delight-v2-0"
 PAINT_SUBFOLDER = "hunyuan3d-paint-v2-0"
 # Decimate before unwrapping: xatlas on 40k faces is ~25 s on one core (bench/texture.py);
@@ -62,11 +64,11 @@ class _Models:
     view_size: int
 
 
-class HunyuanPaintTexture:
+class HunyuanPaintTexture(runtime.ModelBackend[_Models]):
     name = "hunyuan_paint"
+    stage = "texture"
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
         self.model = settings.paint_model or settings.shape_model
         try:
             import diffusers  # noqa: F401
@@ -78,23 +80,39 @@ class HunyuanPaintTexture:
             raise BackendUnavailable(
                 f"Hunyuan3D-Paint is not usable here ({type(exc).__name__}: {exc})", field="texture"
             ) from exc
-        self.device = runtime.choose_device(settings)
+        # The texture path's only native pieces are PyPI wheels (torch, xatlas, OpenCV); nothing is
+        # compiled for it (docs/backends.md). A missing wheel is refused here, where the backend is
+        # built (at worker start with ORFEAS_EAGER_LOAD), not met halfway through a job.
+        missing = [name for name in NATIVE_WHEELS if importlib.util.find_spec(name) is None]
+        if missing:
+            raise BackendUnavailable(
+                f"Hunyuan3D-Paint needs {', '.join(missing)} (requirements.txt); not installed here",
+                field="texture",
+            )
         # Both folders are checked now so that a missing one is reported before any job runs.
         self.delight_dir = resolve_model_dir(settings, self.model, subfolder=DELIGHT_SUBFOLDER)
         self.paint_dir = resolve_model_dir(
             settings, self.model, subfolder=PAINT_SUBFOLDER, needs=["unet/config.json"]
         )
-        self._models: _Models | None = None
-        self._lock = threading.Lock()
-        if settings.eager_load:
-            self.load()
+        super().__init__(settings)
 
-    def load(self) -> _Models:
-        with self._lock:
-            if self._models is None:
-                with runtime.oom_guard("texture"):
-                    self._models = self._build()
-            return self._models
+    def memory_need(self) -> int:
+        """Device bytes the texture stage still needs (orfeas/gpu/memory_plan.py): the weights while
+        they are not loaded, plus the activation peak at this model's view size."""
+        import json
+
+        from orfeas.gpu.memory_plan import paint_need_bytes
+
+        unet = json.loads((self.paint_dir / "unet" / "config.json").read_text())
+        vae_config = self.paint_dir / "vae" / "config.json"
+        levels = (
+            len(json.loads(vae_config.read_text()).get("block_out_channels", [0] * 4))
+            if vae_config.is_file()
+            else 4
+        )
+        view_size = int(unet.get("sample_size", 64)) * 2 ** (levels - 1)
+        width = 4 if self.dtype == runtime.DTYPES["fp32"] else 2
+        return paint_need_bytes(loaded=self._model.loaded, view_size=view_size, bytes_per_param=width)
 
     def _build(self) -> _Models:
         from diffusers import (
@@ -106,7 +124,7 @@ class HunyuanPaintTexture:
 
         from orfeas.gpu.texgen_import import import_texgen_module
 
-        dtype = runtime.choose_dtype(self.settings, self.device)
+        dtype = self.dtype
         delight = StableDiffusionInstructPix2PixPipeline.from_pretrained(
             str(self.delight_dir), dtype=dtype, safety_checker=None, local_files_only=True
         )
@@ -154,7 +172,10 @@ class HunyuanPaintTexture:
 
         size = models.view_size
         build = np.asarray(mesh.vertices, dtype=np.float64)
-        uvm = unwrap(build, np.asarray(mesh.faces, dtype=np.int64), TEXTURE_FACE_BUDGET)
+        # Unwrapped within the job's own budget too: export keeps a UV texture only on a mesh within
+        # it (orfeas/texture/finish_uv.py), and quality 1-3 budgets are 20k-39k faces.
+        budget = min(TEXTURE_FACE_BUDGET, ctx.face_budget or TEXTURE_FACE_BUDGET)
+        uvm = unwrap(build, np.asarray(mesh.faces, dtype=np.int64), budget)
         ctx.report(0.15)
         paint_frame = normalise(uvm.vertices @ BUILD_TO_PAINT.T)
         v = torch.as_tensor(paint_frame, dtype=torch.float32, device=self.device)

@@ -9,17 +9,16 @@ decoding and the guidance scale. Hunyuan3D-2 is under the Tencent Hunyuan 3D com
 from __future__ import annotations
 
 import contextlib
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from orfeas.errors import ModelUnavailable, StageFailed
 from orfeas.gpu import runtime
 from orfeas.gpu.models import resolve_model_dir
+from orfeas.gpu.shape_views import CHECKPOINTS, MULTIVIEW_PROCESSOR, shape_model_folder
 from orfeas.gpu.torchvision_standin import import_shapegen
 from orfeas.settings import Settings
 from orfeas.types import ShapeResult
@@ -30,22 +29,17 @@ if TYPE_CHECKING:
     from orfeas.request import JobRequest
     from orfeas.types import Cutout, StageContext
 
-# The DiT subfolder of each published Hunyuan3D-2 repository; the turbo VAE is FlashVDM's decoder.
-DIT_SUBFOLDERS = {
-    "Hunyuan3D-2": "hunyuan3d-dit-v2-0",
-    "Hunyuan3D-2mini": "hunyuan3d-dit-v2-mini",
-    "Hunyuan3D-2mv": "hunyuan3d-dit-v2-mv",
-}
+# The turbo VAE is FlashVDM's decoder.
 TURBO_VAE_SUBFOLDERS = {
     "Hunyuan3D-2": "hunyuan3d-vae-v2-0-turbo",
     "Hunyuan3D-2mini": "hunyuan3d-vae-v2-mini-turbo",
     "Hunyuan3D-2mv": "hunyuan3d-vae-v2-0-turbo",
 }
-CHECKPOINTS = ("model.fp16.safetensors", "model.safetensors", "model.fp16.ckpt", "model.ckpt")
 
 
-@dataclass(frozen=True)
-class ShapeParams:
+class ShapeParams(NamedTuple):
+    """Sampler and decoder settings of one job (`shape_params`)."""
+
     steps: int
     octree_resolution: int
     guidance: float
@@ -66,10 +60,6 @@ def shape_params(quality: int) -> ShapeParams:
     return ShapeParams(steps=steps, octree_resolution=octree, guidance=5.0 + 0.25 * (q - 5))
 
 
-def dit_subfolder(model: str) -> str:
-    return DIT_SUBFOLDERS.get(model.rstrip("/").rsplit("/", 1)[-1], DIT_SUBFOLDERS["Hunyuan3D-2"])
-
-
 def _checkpoint(folder: Path) -> Path:
     for name in CHECKPOINTS:
         if (folder / name).is_file():
@@ -77,34 +67,44 @@ def _checkpoint(folder: Path) -> Path:
     raise FileNotFoundError(folder / CHECKPOINTS[0])
 
 
-class HunyuanShapeBackend:
+class HunyuanShapeBackend(runtime.ModelBackend[Any]):
     name = "hunyuan"
+    stage = "shape"
 
     def __init__(self, settings: Settings, *, params: Callable[[int], ShapeParams] | None = None) -> None:
-        self.settings = settings
         self.params = params or shape_params
-        self.device = runtime.choose_device(settings)
-        self.dtype = runtime.choose_dtype(settings, self.device)
-        self._pipeline: Any = None
-        self._lock = threading.Lock()
+        self._offloaded = False  # moved to host memory to make room for paint (memory_plan)
         self.flashvdm = False
-        if settings.eager_load:
-            self.load()
+        super().__init__(settings)
 
     # -- loading --------------------------------------------------------------------------------
     def load(self) -> Any:
-        """Build the pipeline once (thread-safe); later calls return it."""
-        with self._lock:
-            if self._pipeline is None:
+        """Build the pipeline once (thread-safe); later calls return it, back on the device if it
+        was moved off."""
+        pipeline = self._model.get()
+        with self._model.lock:
+            if self._offloaded:
                 with runtime.oom_guard("shape"):
-                    self._pipeline = self._build()
-            return self._pipeline
+                    pipeline.to(device=str(self.device))
+                self._offloaded = False
+        return pipeline
+
+    def resident(self) -> bool:
+        """True while the loaded pipeline's weights are on a CUDA device."""
+        return self._model.loaded and not self._offloaded and self.device.type == "cuda"
+
+    def offload(self) -> None:
+        """Move the pipeline's weights to host memory and give the device memory back."""
+        with self._model.lock:
+            pipeline = self._model.peek()
+            if pipeline is not None and not self._offloaded:
+                pipeline.to(device="cpu")
+                self._offloaded = True
+                runtime.free_device_memory()
 
     def _build(self) -> Any:
         model = self.settings.shape_model
-        folder = resolve_model_dir(
-            self.settings, model, subfolder=dit_subfolder(model), needs=["config.yaml", "|".join(CHECKPOINTS)]
-        )
+        folder = shape_model_folder(self.settings)
         # Without torchvision (a CPU smoke-test image) hy3dgen gets its three tensor transforms from
         # a stand-in; with it, this is a plain import. A failure is reported by require() below.
         with contextlib.suppress(ImportError):
@@ -153,7 +153,15 @@ class HunyuanShapeBackend:
         self.flashvdm = True
 
     # -- generation -----------------------------------------------------------------------------
-    def generate(self, cutout: Cutout, request: JobRequest, ctx: StageContext) -> ShapeResult:
+    def generate(
+        self,
+        cutout: Cutout,
+        request: JobRequest,
+        ctx: StageContext,
+        *,
+        views: Mapping[str, Cutout] | None = None,
+    ) -> ShapeResult:
+        """The mesh of `cutout` (the front view), or of every view in `views` for a multi-view model."""
         pipeline = self.load()
         params = self.params(request.quality)
         generator = runtime.make_generator(self.device, ctx.seed)
@@ -164,7 +172,7 @@ class HunyuanShapeBackend:
 
         with runtime.oom_guard(ctx.stage), runtime.measure_vram(self.device) as vram:
             meshes = pipeline(
-                image=cutout.image.convert("RGBA"),
+                image=conditioning(pipeline, cutout, views),
                 num_inference_steps=params.steps,
                 guidance_scale=params.guidance,
                 octree_resolution=params.octree_resolution,
@@ -192,8 +200,19 @@ class HunyuanShapeBackend:
                 "flashvdm": self.flashvdm,
                 "torch_compile": self.settings.torch_compile,
                 "vram_peak_mb": vram.mb,
+                **({"views": list(views)} if views else {}),
             },
         )
+
+
+def conditioning(pipeline: Any, front: Cutout, views: Mapping[str, Cutout] | None) -> Any:
+    """What hy3dgen's pipeline takes as `image`: one RGBA picture, or for a multi-view model a dict
+    view name -> RGBA picture (its MVImageProcessorV2 recentres each view on its alpha and orders
+    them front, left, back, right), the front alone when only it was given."""
+    if type(pipeline.image_processor).__name__ != MULTIVIEW_PROCESSOR:
+        return front.image.convert("RGBA")
+    given = views or {"front": front}
+    return {name: view.image.convert("RGBA") for name, view in given.items()}
 
 
 def picture_box(mesh: trimesh.Trimesh, mask: np.ndarray) -> tuple[float, float, float, float]:

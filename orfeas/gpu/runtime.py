@@ -12,15 +12,18 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import torch
 
 from orfeas.errors import BackendUnavailable, OutOfMemory
 from orfeas.settings import DEVICE, Settings
+
+T = TypeVar("T")
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
@@ -122,6 +125,61 @@ def oom_guard(stage: str) -> Iterator[None]:
         raise OutOfMemory(
             f"device out of memory: {str(exc).splitlines()[0] if str(exc) else exc!r}", stage=stage
         ) from exc
+
+
+class LoadOnce(Generic[T]):
+    """A backend's model, built on first use and then kept for every job of the process.
+
+    Thread-safe (jobs may run in several threads); an out-of-memory error while building is
+    OutOfMemory for `stage`. `lock` is the one the build holds, for a backend that moves the
+    model between devices afterwards.
+    """
+
+    def __init__(self, stage: str, build: Callable[[], T], *, eager: bool = False) -> None:
+        self.stage = stage
+        self._build = build
+        self._value: T | None = None
+        self.lock = threading.Lock()
+        if eager:  # ORFEAS_EAGER_LOAD: a missing or broken model fails the worker's start
+            self.get()
+
+    def get(self) -> T:
+        with self.lock:
+            if self._value is None:
+                with oom_guard(self.stage):
+                    self._value = self._build()
+            return self._value
+
+    @property
+    def loaded(self) -> bool:
+        return self._value is not None
+
+    def peek(self) -> T | None:
+        """The model if built, without building it or taking the lock."""
+        return self._value
+
+
+class ModelBackend(Generic[T]):
+    """What every GPU backend shares: its device and dtype from the settings, and its model built
+    once (`load`, `_build` in the subclass; `stage` names the stage an out-of-memory error is in).
+
+    A subclass sets what `_build` reads before calling `super().__init__`: with ORFEAS_EAGER_LOAD
+    the model is built right there.
+    """
+
+    stage = "model"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.device = choose_device(settings)
+        self.dtype = choose_dtype(settings, self.device)
+        self._model: LoadOnce[T] = LoadOnce(self.stage, self._build, eager=settings.eager_load)
+
+    def load(self) -> T:
+        return self._model.get()
+
+    def _build(self) -> T:
+        raise NotImplementedError
 
 
 @dataclass

@@ -9,7 +9,6 @@ The foreground probability is read from whichever output the model gives: one lo
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,30 +33,18 @@ DEFAULT_SIZE = 1024
 THRESHOLD = 0.5
 
 
-class SegmentationBackgroundRemover:
+class SegmentationBackgroundRemover(runtime.ModelBackend[Any]):
     name = "segmentation"
+    stage = "background"
 
     def __init__(self, settings: Settings) -> None:
         if not settings.segmentation_model:
             raise BackendUnavailable(
                 f"set {SEGMENTATION_MODEL} to use the segmentation background remover", field="background"
             )
-        self.settings = settings
         self.model_name = settings.segmentation_model
-        self.device = runtime.choose_device(settings)
-        self.dtype = runtime.choose_dtype(settings, self.device)
-        self._model: Any = None
         self._size = DEFAULT_SIZE
-        self._lock = threading.Lock()
-        if settings.eager_load:
-            self.load()
-
-    def load(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                with runtime.oom_guard("background"):
-                    self._model = self._build()
-            return self._model
+        super().__init__(settings)
 
     def _build(self) -> Any:
         from transformers import AutoConfig, AutoModelForImageSegmentation, AutoModelForSemanticSegmentation

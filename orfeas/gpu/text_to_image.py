@@ -7,7 +7,6 @@ handful of steps without classifier-free guidance; other models get the usual 30
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,28 +36,16 @@ def sampler_params(model: str) -> SamplerParams:
     return SamplerParams(steps=30, guidance=5.0)
 
 
-class DiffusersTextToImage:
+class DiffusersTextToImage(runtime.ModelBackend[Any]):
     name = "diffusers"
+    stage = "text_to_image"
 
     def __init__(self, settings: Settings, *, params: SamplerParams | None = None) -> None:
         if not settings.text_to_image_model:
             raise BackendUnavailable(f"set {TEXT_TO_IMAGE_MODEL} to use text-to-image", field="prompt")
-        self.settings = settings
         self.model = settings.text_to_image_model
         self.params = params or sampler_params(self.model)
-        self.device = runtime.choose_device(settings)
-        self.dtype = runtime.choose_dtype(settings, self.device)
-        self._pipeline: Any = None
-        self._lock = threading.Lock()
-        if settings.eager_load:
-            self.load()
-
-    def load(self) -> Any:
-        with self._lock:
-            if self._pipeline is None:
-                with runtime.oom_guard("text_to_image"):
-                    self._pipeline = self._build()
-            return self._pipeline
+        super().__init__(settings)
 
     def _build(self) -> Any:
         from diffusers import AutoPipelineForText2Image

@@ -16,37 +16,23 @@ from typing import Any
 import torch
 import yaml
 
-from orfeas.gpu.hunyuan_config import hunyuan_config
+from orfeas.gpu.hunyuan_config import HUNYUAN3D_2_DIT, HUNYUAN3D_2_VAE, hunyuan_config
 from orfeas.gpu.torchvision_standin import import_shapegen
 
 # Hunyuan3D-2's own config.yaml, with every width shrunk: the DiT's context width is the image
 # encoder's hidden size, its input channels the VAE's latent width, its rotary dims its head size.
-TINY_HUNYUAN_CONFIG: dict[str, Any] = hunyuan_config(
-    dit={
-        "in_channels": 8,
-        "context_in_dim": 32,
-        "hidden_size": 32,
-        "mlp_ratio": 2.0,
-        "num_heads": 2,
-        "depth": 1,
-        "depth_single_blocks": 1,
-        "axes_dim": [16],
-        "theta": 10000,
-        "qkv_bias": True,
+TINY_HUNYUAN_WIDTHS: dict[str, Any] = {
+    "dit": {
+        **HUNYUAN3D_2_DIT,
+        **{"in_channels": 8, "context_in_dim": 32, "hidden_size": 32, "mlp_ratio": 2.0},
+        **{"num_heads": 2, "depth": 1, "depth_single_blocks": 1, "axes_dim": [16]},
     },
-    vae={
-        "num_latents": 16,
-        "embed_dim": 8,
-        "num_freqs": 4,
-        "include_pi": False,
-        "heads": 2,
-        "width": 32,
+    "vae": {
+        **HUNYUAN3D_2_VAE,
+        **{"num_latents": 16, "embed_dim": 8, "num_freqs": 4, "heads": 2, "width": 32},
         "num_decoder_layers": 1,
-        "qkv_bias": False,
-        "qk_norm": True,
-        "scale_factor": 0.9990943042622529,
     },
-    dino={
+    "dino": {
         "hidden_size": 32,
         "num_hidden_layers": 1,
         "num_attention_heads": 2,
@@ -59,29 +45,49 @@ TINY_HUNYUAN_CONFIG: dict[str, Any] = hunyuan_config(
         "layer_norm_eps": 1e-6,
         "model_type": "dinov2",
     },
-    image_size=28,
-    processor_size=32,
-)
+    "image_size": 28,
+    "processor_size": 32,
+}
+TINY_HUNYUAN_CONFIG: dict[str, Any] = hunyuan_config(**TINY_HUNYUAN_WIDTHS)
+# Hunyuan3D-2mv's layout at the same widths: the view-embedding encoder and the multi-view processor.
+TINY_HUNYUAN_MV_CONFIG: dict[str, Any] = hunyuan_config(**TINY_HUNYUAN_WIDTHS, multiview=True)
 
 
 def write_tiny_hunyuan(
-    model_dir: Path, repo: str = "tencent/Hunyuan3D-2", subfolder: str = "hunyuan3d-dit-v2-0", seed: int = 0
+    model_dir: Path,
+    repo: str = "tencent/Hunyuan3D-2",
+    subfolder: str = "hunyuan3d-dit-v2-0",
+    seed: int = 0,
+    *,
+    multiview: bool = False,
 ) -> Path:
     """Write config.yaml and model.fp16.safetensors (keys prefixed model./vae./conditioner.)."""
+    torch.manual_seed(seed)
+    config = TINY_HUNYUAN_MV_CONFIG if multiview else TINY_HUNYUAN_CONFIG
+    return write_hunyuan_folder(model_dir / repo / subfolder, config)
+
+
+def write_hunyuan_folder(
+    folder: Path, config: dict[str, Any], *, device: str = "cpu", dtype: torch.dtype | None = None
+) -> Path:
+    """config.yaml and model.fp16.safetensors (keys prefixed model./vae./conditioner.) of `config`
+    with the current random weights, built on `device` (a full-size model builds fast on a GPU)."""
+    import copy
+
     import safetensors.torch
 
     import_shapegen()
     from hy3dgen.shapegen.pipelines import instantiate_from_config
 
-    torch.manual_seed(seed)
-    folder = model_dir / repo / subfolder
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump(TINY_HUNYUAN_CONFIG))
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
     tensors = {}
-    for part in ("model", "vae", "conditioner"):
-        module = instantiate_from_config(TINY_HUNYUAN_CONFIG[part])
-        for key, value in module.state_dict().items():
-            tensors[f"{part}.{key}"] = value.detach().clone().contiguous()
+    with torch.device(device):
+        for part in ("model", "vae", "conditioner"):
+            module = instantiate_from_config(copy.deepcopy(config[part]))
+            for key, value in module.state_dict().items():
+                tensors[f"{part}.{key}"] = value.detach().to("cpu", dtype).contiguous()
+            del module
     safetensors.torch.save_file(tensors, str(folder / "model.fp16.safetensors"))
     return folder
 
@@ -333,7 +339,11 @@ def write_all(model_dir: Path, *, seed: int = 0) -> dict[str, Path]:
             model_dir, repo="tencent/Hunyuan3D-2mini", subfolder="hunyuan3d-dit-v2-mini", seed=seed
         ),
         "shape_mv": write_tiny_hunyuan(
-            model_dir, repo="tencent/Hunyuan3D-2mv", subfolder="hunyuan3d-dit-v2-mv", seed=seed
+            model_dir,
+            repo="tencent/Hunyuan3D-2mv",
+            subfolder="hunyuan3d-dit-v2-mv",
+            seed=seed,
+            multiview=True,
         ),
         "delight": write_tiny_delight(model_dir, seed=seed),
         "paint": write_tiny_paint(model_dir, seed=seed),

@@ -3,7 +3,9 @@
     format  content type        units / axes            colour
     glb     model/gltf-binary   metres, Y up (glTF 2.0) COLOR_0 per vertex, linear (glTF's rule)
     stl     model/stl           millimetres, Z up       none (binary STL has no standard colour)
-    obj     model/obj           millimetres, Z up       `v x y z r g b` (the common extension), sRGB
+    obj     model/obj           millimetres, Z up       `v x y z r g b` (the common extension), sRGB;
+                                                        a UV texture: `vt` + `mtllib model.mtl`,
+                                                        the MTL's `map_Kd model.png` (sRGB)
     ply     application/ply     millimetres, Z up       red/green/blue/alpha vertex properties, sRGB
     3mf     model/3mf           millimetres (declared)  colour parts: a base material per part and
                                                         PrusaSlicer volumes with extruders; else a
@@ -17,9 +19,11 @@ written here rather than by trimesh, whose writer names things with fresh UUIDs:
 gives the same bytes (fixed zip timestamps, sorted entries), so caches and checksums hold.
 
 A UV-textured mesh (trimesh TextureVisuals with an image: a baked Hunyuan3D-Paint texture) is
-written to GLB as TEXCOORD_0 with the image as an embedded sRGB PNG baseColorTexture; OBJ, PLY
-and 3MF take the texture sampled at each vertex as vertex colours (one self-contained file per
-format), STL its geometry.
+written to GLB as TEXCOORD_0 with the image as an embedded sRGB PNG baseColorTexture; OBJ as
+three sibling files (`export_files`): model.obj (v/vt/vn/f, `mtllib model.mtl`), model.mtl
+(`map_Kd model.png`) and model.png, which every OBJ reader (Blender, MeshLab, trimesh) resolves
+by those relative names once the three lie in one folder (they are stored under one key prefix);
+PLY and 3MF take the texture sampled at each vertex as vertex colours, STL its geometry.
 
 A mesh of colour parts (a flat-colour picture's regions: one closed solid per colour, side by
 side) prints in colour: the 3MF's one object lists its triangles part by part, each part in its
@@ -50,7 +54,15 @@ CONTENT_TYPES = {
     "obj": "model/obj",
     "ply": "application/ply",
     "3mf": "model/3mf",
+    # The two siblings of a UV-textured OBJ (IANA registered model/mtl in 2020).
+    "mtl": "model/mtl",
+    "png": "image/png",
 }
+# The names a textured OBJ and its MTL give their siblings: the storage keys' own file names
+# (`{prefix}/{job_id}/model.{fmt}`, orfeas.storage.base.artifact_key), so a folder holding the
+# downloaded files, or the CLI's output folder, opens as it is.
+OBJ_SIBLING_NAMES = {"mtl": "model.mtl", "png": "model.png"}
+OBJ_MATERIAL = "texture"
 
 # Build frame (mm, Z up) → glTF (m, Y up): x stays, y' = z, z' = -y, so the part's front (-Y,
 # facing the slicer's viewer) faces +Z, glTF's front. A rotation: winding stays outward.
@@ -63,14 +75,35 @@ def export_mesh(mesh: trimesh.Trimesh, fmt: str, *, stage: str = "export") -> Ar
     if writer is None:
         known = ", ".join(sorted(_WRITERS))
         raise InvalidInput(f"unknown mesh format {fmt!r} (one of {known})", field="formats")
+    if fmt == "obj" and uv_texture(mesh) is not None:
+        return export_files(mesh, fmt, stage=stage)[0]
     if fmt != "glb" and uv_texture(mesh) is not None:
         mesh = _copy(mesh)  # the texture sampled per vertex, seams welded
+    return _artifact(fmt, _written(lambda: writer(mesh), fmt, stage))
+
+
+def export_files(mesh: trimesh.Trimesh, fmt: str, *, stage: str = "export") -> list[Artifact]:
+    """Every file of one format, the mesh's own first: a UV-textured OBJ is the OBJ, its MTL and
+    its PNG (formats "obj", "mtl", "png"); any other format is the one file `export_mesh` writes."""
+    texture = uv_texture(mesh)
+    if fmt != "obj" or texture is None:
+        return [export_mesh(mesh, fmt, stage=stage)]
+    uvs, png = texture
+    obj = _written(lambda: _textured_obj(mesh, uvs), fmt, stage)
+    return [_artifact("obj", obj), _artifact("mtl", _obj_material()), _artifact("png", png)]
+
+
+def _written(write: Callable[[], bytes], fmt: str, stage: str) -> bytes:
+    """A writer's bytes, a library's failure translated into StageFailed naming the format."""
     try:
-        data = writer(mesh)
+        return write()
     except (OrfeasError, MemoryError):
         raise
     except Exception as exc:
         raise StageFailed(f"{fmt} export failed: {type(exc).__name__}: {exc}", stage=stage) from exc
+
+
+def _artifact(fmt: str, data: bytes) -> Artifact:
     return Artifact(
         format=fmt, data=data, content_type=CONTENT_TYPES[fmt], sha256=hashlib.sha256(data).hexdigest()
     )
@@ -143,11 +176,6 @@ def _stl(mesh: trimesh.Trimesh) -> bytes:
 
 def geometry_only(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
     """For a format without colour: a closed, coloured mesh as one plain solid.
-
-        A UV-textured mesh (trimesh TextureVisuals with an image: a baked Hunyuan3D-Paint texture) is
-    written to GLB as TEXCOORD_0 with the image as an embedded sRGB PNG baseColorTexture; OBJ, PLY
-    and 3MF take the texture sampled at each vertex as vertex colours (one self-contained file per
-    format), STL its geometry.
 
     A mesh of colour parts (see `colour_parts`: one closed solid per colour, side by side) becomes
         their union, so the walls where two colours meet are gone and the solid is closed as a whole.
@@ -246,6 +274,34 @@ def _obj(mesh: trimesh.Trimesh) -> bytes:
         lines = _format_rows("v %.9g %.9g %.9g %.4g %.4g %.4g", np.hstack([vertices, rgb]))
     text = "# ORFEAS mesh, millimetres, Z up\n" + lines + _format_rows("f %d %d %d", faces)
     return text.encode("ascii")
+
+
+def _textured_obj(mesh: trimesh.Trimesh, uvs: np.ndarray) -> bytes:
+    """OBJ with one `vt` and one `vn` per vertex (a UV atlas already split its vertices at the
+    seams), faces `f v/vt/vn`, and the material of `_obj_material`."""
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    faces = np.asarray(mesh.faces, dtype=np.int64) + 1
+    normals = np.asarray(mesh.vertex_normals, dtype=np.float64)
+    corners = np.repeat(faces, 3, axis=1)  # v/vt/vn share the index: one of each per vertex
+    text = (
+        "# ORFEAS mesh, millimetres, Z up\n"
+        f"mtllib {OBJ_SIBLING_NAMES['mtl']}\n"
+        + _format_rows("v %.9g %.9g %.9g", vertices)
+        # trimesh's v counts from the bottom, as OBJ's does; 7 digits resolve a texel of 8k².
+        + _format_rows("vt %.7g %.7g", uvs)
+        + _format_rows("vn %.6g %.6g %.6g", normals)
+        + f"usemtl {OBJ_MATERIAL}\n"
+        + _format_rows("f %d/%d/%d %d/%d/%d %d/%d/%d", corners)
+    )
+    return text.encode("ascii")
+
+
+def _obj_material() -> bytes:
+    """The MTL: white diffuse modulated by the texture, no specular, opaque (`illum 1`)."""
+    return (
+        f"newmtl {OBJ_MATERIAL}\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\n"
+        f"map_Kd {OBJ_SIBLING_NAMES['png']}\n"
+    ).encode("ascii")
 
 
 def _ply(mesh: trimesh.Trimesh) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
@@ -28,6 +28,16 @@ if TYPE_CHECKING:
 
 # This function's share of the export stage's progress (the pipeline reports 0.5 after it).
 _SPAN = 0.5
+
+
+class Finishing(TypedDict):
+    """What both finishers (this one and orfeas.texture.finish_uv's) are told about the job."""
+
+    stands: bool
+    face_budget: int
+    dimensions: Dimensions | None
+    default_size_mm: float
+    ctx: StageContext
 
 
 def finish_mesh(

@@ -19,6 +19,7 @@ removing one would open the surface; decimation, when it runs, collapses them fi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -47,12 +48,13 @@ class MeshArrays:
         return MeshArrays(self.vertices[keep], faces, colours)
 
 
-@dataclass
-class CleanReport:
-    merged_vertices: int = 0
-    degenerate_faces: int = 0
-    duplicate_faces: int = 0
-    unreferenced_vertices: int = 0
+class CleanReport(NamedTuple):
+    """What `clean` removed, counted once at its end."""
+
+    merged_vertices: int
+    degenerate_faces: int
+    duplicate_faces: int
+    unreferenced_vertices: int
 
 
 @dataclass
@@ -72,29 +74,27 @@ def bbox_diagonal(vertices: np.ndarray) -> float:
 # -- clean ------------------------------------------------------------------------------------
 def clean(mesh: MeshArrays, *, merge_share: float = MERGE_SHARE) -> tuple[MeshArrays, CleanReport]:
     """Merge close vertices, drop degenerate and duplicate faces and unused vertices."""
-    report = CleanReport()
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64).reshape(-1, 3)
     mesh = MeshArrays(vertices, faces, mesh.colours)
 
+    merged = 0
     tolerance = merge_share * bbox_diagonal(vertices)
     if tolerance > 0 and len(vertices) > 1:
-        mesh, report.merged_vertices = _merge_close(mesh, tolerance)
+        mesh, merged = _merge_close(mesh, tolerance)
     faces = mesh.faces
 
     degenerate = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])
-    report.degenerate_faces = int(degenerate.sum())
-    if report.degenerate_faces:
+    if degenerate.any():
         faces = faces[~degenerate]
 
     keep = _unique_faces(faces, len(mesh.vertices))
-    report.duplicate_faces = len(faces) - len(keep)
-    if report.duplicate_faces:
+    duplicates = len(faces) - len(keep)
+    if duplicates:
         faces = faces[keep]
 
-    mesh = MeshArrays(mesh.vertices, faces, mesh.colours)
-    mesh, report.unreferenced_vertices = drop_unreferenced(mesh)
-    return mesh, report
+    mesh, unreferenced = drop_unreferenced(MeshArrays(mesh.vertices, faces, mesh.colours))
+    return mesh, CleanReport(merged, int(degenerate.sum()), duplicates, unreferenced)
 
 
 def _merge_close(mesh: MeshArrays, tolerance: float) -> tuple[MeshArrays, int]:

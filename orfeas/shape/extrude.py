@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from orfeas.errors import StageFailed
-from orfeas.settings import Settings
 from orfeas.shape.backing import backing_thickness, plate_board, printable_parts, review_parts
 from orfeas.shape.contours import trace_contours
 from orfeas.shape.polygons import (
@@ -42,7 +41,7 @@ from orfeas.shape.polygons import (
 from orfeas.shape.raster import PictureFrame, coverage_field, grid_shape, quality_resolution
 from orfeas.shape.regions import compose, partition, region_heights, region_solids, union_solid
 from orfeas.texture.palette import Palette, find_palette
-from orfeas.types import ShapeResult
+from orfeas.types import SettingsBackend, ShapeResult
 
 if TYPE_CHECKING:
     import trimesh
@@ -72,11 +71,8 @@ COLOUR_BUDGET_SHARE = 0.25
 COLOUR_GRID = 160
 
 
-class ExtrudeBackend:
+class ExtrudeBackend(SettingsBackend):
     name = "extrude"
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
 
     def generate(self, cutout: Cutout, request: JobRequest, ctx: StageContext) -> ShapeResult:
         frame = PictureFrame(cutout.mask.shape[1], cutout.mask.shape[0])

@@ -31,12 +31,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from orfeas.errors import StageFailed
-from orfeas.settings import Settings
 from orfeas.shape.extrude import trace_outline
 from orfeas.shape.polygons import cross_section, manifold_to_trimesh, trimesh_to_manifold
 from orfeas.shape.printability import review_printability
 from orfeas.shape.raster import PictureFrame, quality_resolution
-from orfeas.types import ShapeResult
+from orfeas.types import SettingsBackend, ShapeResult
 
 if TYPE_CHECKING:
     import trimesh
@@ -54,11 +53,8 @@ BACK_KEEP = 0.25  # of the back's depth kept when the piece lies on its back
 STABLE_MARGIN = 0.1  # the centre of mass must be this share of the base's width inside it
 
 
-class InflateBackend:
+class InflateBackend(SettingsBackend):
     name = "inflate"
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
 
     def generate(self, cutout: Cutout, request: JobRequest, ctx: StageContext) -> ShapeResult:
         mask = np.asarray(cutout.mask, dtype=bool)

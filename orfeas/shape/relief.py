@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from orfeas.errors import StageFailed, StageTimeout
-from orfeas.settings import Settings
 from orfeas.shape.backing import join_with_plate
 from orfeas.shape.extrude import trace_outline
 from orfeas.shape.polygons import cross_section, manifold_to_trimesh, trimesh_to_manifold
 from orfeas.shape.printability import review_printability
 from orfeas.shape.raster import PictureFrame, grid_shape, luminance, quality_resolution
-from orfeas.types import ShapeResult
+from orfeas.types import SettingsBackend, ShapeResult
 
 if TYPE_CHECKING:
     import trimesh
@@ -54,11 +53,8 @@ STRETCH = (1.0, 99.0)
 MIN_SPREAD = 1e-3
 
 
-class ReliefBackend:
+class ReliefBackend(SettingsBackend):
     name = "relief"
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
 
     def generate(self, cutout: Cutout, request: JobRequest, ctx: StageContext) -> ShapeResult:
         mask = np.asarray(cutout.mask, dtype=bool)

@@ -12,7 +12,7 @@ to the colour-per-vertex formats with those copies welded back by position.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 
@@ -23,8 +23,7 @@ from orfeas.mesh.placement import place
 if TYPE_CHECKING:
     import trimesh
 
-    from orfeas.request import Dimensions
-    from orfeas.types import StageContext
+    from orfeas.mesh.finish import Finishing
 
 
 def welded(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
@@ -39,25 +38,22 @@ def is_watertight(mesh: trimesh.Trimesh) -> bool:
     return bool((welded(mesh) if uv_texture(mesh) is not None else mesh).is_watertight)
 
 
-def finish_textured(
-    mesh: trimesh.Trimesh,
-    *,
-    stands: bool,
-    face_budget: int,
-    dimensions: Dimensions | None,
-    default_size_mm: float,
-    ctx: StageContext,
-) -> trimesh.Trimesh | None:
+def finish_textured(mesh: trimesh.Trimesh, **finishing: Unpack[Finishing]) -> trimesh.Trimesh | None:
     """The textured mesh placed in the build frame, or None when it is not textured or over budget."""
     import trimesh as tm
 
     visual: Any = getattr(mesh, "visual", None)  # a trimesh visual; uv_texture() below checks it
-    if uv_texture(mesh) is None or len(mesh.faces) > face_budget * (1 + BUDGET_SLACK):
+    if uv_texture(mesh) is None or len(mesh.faces) > finishing["face_budget"] * (1 + BUDGET_SLACK):
         return None
     vertices = place(
-        np.asarray(mesh.vertices), stands=stands, dimensions=dimensions, default_size_mm=default_size_mm
+        np.asarray(mesh.vertices),
+        stands=finishing["stands"],
+        dimensions=finishing["dimensions"],
+        default_size_mm=finishing["default_size_mm"],
     )
     finished = tm.Trimesh(vertices, np.asarray(mesh.faces), visual=visual.copy(), process=False)
     if not is_watertight(finished):
-        ctx.warn("mesh is not watertight (the textured surface is open); a slicer may need to repair it")
+        finishing["ctx"].warn(
+            "mesh is not watertight (the textured surface is open); a slicer may need to repair it"
+        )
     return finished

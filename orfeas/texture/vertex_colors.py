@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from orfeas.errors import StageFailed
-from orfeas.settings import Settings
+from orfeas.types import SettingsBackend
 
 if TYPE_CHECKING:
     import trimesh
@@ -37,11 +37,8 @@ MAX_SIDE = 2048
 FULL_COVERAGE = 0.97
 
 
-class VertexColorTexture:
+class VertexColorTexture(SettingsBackend):
     name = "vertex"
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
 
     def apply(self, shape: ShapeResult, cutout: Cutout, ctx: StageContext) -> trimesh.Trimesh:
         import trimesh
