@@ -7,7 +7,6 @@ its migrations are store/schema.py.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -26,6 +25,7 @@ from callback_server.store.base import (
     callback_text,
     job_from_row,
     job_params,
+    json_text,
     merge_submitted,
     plan_event,
     scoped_to_attempt,
@@ -79,7 +79,7 @@ class NewCallback(NamedTuple):
         return cls(
             time.time(),
             provider,
-            json.dumps(headers),
+            json_text(headers),
             stored_query,
             bytes(body[:max_body_bytes]),
             len(body) if body_size is None else body_size,

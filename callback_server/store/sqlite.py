@@ -239,6 +239,7 @@ def _run(conn: sqlite3.Connection, plan: steps.Plan[T]) -> tuple[T, list[str]]:
     send = plan.send
     execute = conn.execute
     translated = _translated
+    result: Any
     try:
         step = send(None)
         while True:
