@@ -458,13 +458,17 @@ def job_changes(old: Job, new: Job) -> tuple[tuple[str, ...], tuple[Any, ...]]:
     return tuple(JOB_COLUMNS[i] for i in changed), tuple(_param(i, after[i]) for i in changed)
 
 
+# Job's fields are the columns in the same order, so a row builds a Job by position.
+assert tuple(f.name for f in dataclasses.fields(Job)) == JOB_COLUMNS
+_STATUS_OF = {status.value: status for status in JobStatus}  # a dict look-up, not an Enum call
+
+
 def job_from_row(row: Mapping[str, Any]) -> Job:
-    """A Job from a jobs row (sqlite3.Row or asyncpg.Record)."""
-    kwargs: dict[str, Any] = {}
-    for name in JOB_COLUMNS:
-        value = row[name]
-        if name in _JSON_COLUMNS:
-            value = None if value is None else json.loads(value)
-        kwargs[name] = value
-    kwargs["status"] = JobStatus(kwargs["status"])
-    return Job(**kwargs)
+    """A Job from a jobs row (sqlite3.Row or asyncpg.Record): read for every event on a known job."""
+    values = [row[name] for name in JOB_COLUMNS]
+    for i in _JSON_AT:
+        if values[i] is not None:
+            values[i] = json.loads(values[i])
+    status = values[_STATUS_AT]
+    values[_STATUS_AT] = _STATUS_OF.get(status) or JobStatus(status)
+    return Job(*values)
