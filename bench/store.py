@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/store.py [--writers 64] [--seconds 3] [--body 600] [--dir PATH]
                                     [--postgres URL]
+    .venv/bin/python bench/store.py --writer-cost 20000 [--repeat 5] [--batch 64] [--existing]
 
 WRITERS coroutines call `record_and_apply` with no event (the callback row alone) back to back
 for SECONDS each run (every call durable when it returns: WAL, synchronous=FULL, so each commit
@@ -12,6 +13,13 @@ in DIR (default: a temp dir beside the repo, on the same disk the server would u
 - single:   the same store with group_commit=False (one transaction, one fsync per write)
 - aiosqlite: the naive design, one aiosqlite connection, INSERT + COMMIT per write
 - group+apply: `record_and_apply` (callback row + job event + job row per request), grouped
+
+--writer-cost N: the SQLite writer thread's CPU per `record_and_apply` with an event, without
+the thread hand-off: N requests (unique job ids; with --existing, each job created first, so the
+event applies to a known job) run as the writer runs them (store/sqlite.py `_run` on its
+connection), BATCH (64) to a transaction as group commit makes them under load; the best of
+REPEAT runs, in µs per request, split into building the callback row (done on the event loop)
+and running the plan with its share of the COMMIT.
 
 Reported: writes/s, p50/p99 latency per call, mean writes per commit, and the ratio of each run
 to `single`. With --postgres, the same callback-row load against PostgreSQL (the server's own
@@ -139,6 +147,69 @@ async def _postgres_run(url: str, args: argparse.Namespace) -> dict:
     return _row("postgres", count, latencies, args.seconds, None)
 
 
+def writer_cost(args: argparse.Namespace) -> None:
+    import sqlite3
+
+    from callback_server.store import schema, sql
+    from callback_server.store.sqlite import _connect, _run
+
+    base = Path(args.dir) if args.dir else ROOT
+    best_build = best_plan = float("inf")
+    for rep in range(args.repeat):
+        with tempfile.TemporaryDirectory(prefix=".bench-store-", dir=base) as tmp:
+            conn: sqlite3.Connection = _connect(str(Path(tmp) / "cost.db"), readonly=False)
+            _run(conn, schema.prepare_schema())
+            n = args.writer_cost
+            status = JobStatus.IN_PROGRESS if args.existing else JobStatus.COMPLETED
+            if args.existing:
+                conn.execute("BEGIN")
+                for i in range(n):
+                    queued = StatusEvent(f"job-{rep}-{i}", JobStatus.IN_QUEUE, f"q-{i}")
+                    _run(conn, sql.apply_event(queued, time.time()))
+                conn.execute("COMMIT")
+            started = time.thread_time()
+            made = []
+            for i in range(n):
+                headers = {**HEADERS, "webhook-id": f"msg-{i}"}
+                callback = sql.NewCallback.of(
+                    "runpod",
+                    headers,
+                    _body(i, args.body),
+                    "",
+                    accepted=True,
+                    body_size=None,
+                    note=None,
+                    max_body_bytes=8 << 20,
+                )
+                event = StatusEvent(
+                    f"job-{rep}-{i}",
+                    status,
+                    f"msg-{i}",
+                    output={"mesh": "s3://b/k"},
+                    from_callback=True,
+                    word="COMPLETED",
+                )
+                made.append((callback, event))
+            built = time.thread_time()
+            now = time.time()
+            for first in range(0, n, args.batch):
+                conn.execute("BEGIN IMMEDIATE")
+                for callback, event in made[first : first + args.batch]:
+                    _run(conn, sql.apply_event(event, now, callback=callback))
+                conn.execute("COMMIT")
+            done = time.thread_time()
+            conn.close()
+        best_build = min(best_build, (built - started) / n * 1e6)
+        best_plan = min(best_plan, (done - built) / n * 1e6)
+    kind = "known job (IN_QUEUE -> IN_PROGRESS)" if args.existing else "new job per request"
+    print(
+        f"writer cost, {args.writer_cost} requests, {args.batch} a transaction, {kind},"
+        f" best of {args.repeat} (thread CPU time: the fsync's wait not counted)"
+    )
+    print(f"  callback row built (event loop): {best_build:6.1f} us/request")
+    print(f"  record + apply (writer thread):  {best_plan:6.1f} us/request")
+
+
 async def main(args: argparse.Namespace) -> None:
     base = Path(args.dir) if args.dir else ROOT
     rows = []
@@ -171,4 +242,14 @@ if __name__ == "__main__":
     parser.add_argument("--body", type=int, default=600, help="callback body size in bytes")
     parser.add_argument("--dir", help="where the SQLite files go (default: beside the repo)")
     parser.add_argument("--postgres", help="also measure PostgreSQL at this URL")
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--writer-cost", type=int, metavar="N", help="the writer's CPU per request (see above)"
+    )
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=64, help="with --writer-cost: requests per commit")
+    parser.add_argument("--existing", action="store_true", help="with --writer-cost: events for known jobs")
+    parsed = parser.parse_args()
+    if parsed.writer_cost:
+        writer_cost(parsed)
+    else:
+        asyncio.run(main(parsed))

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from callback_server.store import ApplyOutcome, Job, StatusEvent, Store, plan_event
-from callback_server.store.base import scoped_to_attempt
+from callback_server.store.base import JOB_COLUMNS, job_changes, job_params, scoped_to_attempt
 from callback_server.store.sqlite import SqliteDatabase
 from orfeas_contract.status import JobStatus
 
@@ -68,6 +68,19 @@ def test_state_never_moves_back_without_a_higher_attempt(stream: list[StatusEven
             assert new.updated_at > job.updated_at
         if outcome in (ApplyOutcome.DUPLICATE, ApplyOutcome.STALE, ApplyOutcome.NOTED):
             assert new is None
+
+
+@given(st.lists(events, min_size=1, max_size=30))
+def test_job_changes_name_every_column_that_differs(stream: list[StatusEvent]) -> None:
+    """The columns job_changes names, written over the old row with its values, give the new job's row."""
+    for job, _, _, new in steps(stream):
+        if job is None or new is None:
+            continue
+        columns, params = job_changes(job, new)
+        row = dict(zip(JOB_COLUMNS, job_params(job), strict=True))
+        row.update(zip(columns, params, strict=True))
+        assert tuple(row[c] for c in JOB_COLUMNS) == job_params(new)
+        assert "id" not in columns
 
 
 @given(st.lists(events, min_size=1, max_size=30))

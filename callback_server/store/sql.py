@@ -7,7 +7,6 @@ its migrations are store/schema.py.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -24,8 +23,10 @@ from callback_server.store.base import (
     StatusEvent,
     StoredCallback,
     callback_text,
+    job_changes,
     job_from_row,
     job_params,
+    json_text,
     merge_submitted,
     plan_event,
     scoped_to_attempt,
@@ -79,7 +80,7 @@ class NewCallback(NamedTuple):
         return cls(
             time.time(),
             provider,
-            json.dumps(headers),
+            json_text(headers),
             stored_query,
             bytes(body[:max_body_bytes]),
             len(body) if body_size is None else body_size,
@@ -127,11 +128,23 @@ def unapplied_callbacks(limit: int) -> Plan[list[StoredCallback]]:
 
 _JOB_MARKS = ", ".join(f"${i + 1}" for i in range(len(JOB_COLUMNS)))
 _INSERT_JOB = f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({_JOB_MARKS}) ON CONFLICT (id) DO NOTHING"
-_UPDATE_JOB = (
-    "UPDATE jobs SET "
-    + ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(JOB_COLUMNS[1:]))
-    + " WHERE id = $1"
-)
+_UPDATES: dict[tuple[str, ...], str] = {}  # one UPDATE text per set of changed columns (a few)
+
+
+def _update_job(old: Job, new: Job) -> Plan[None]:
+    """Write what changed from `old` (the locked row) to `new`, those columns only."""
+    columns, params = job_changes(old, new)
+    if not columns:
+        return
+    text = _UPDATES.get(columns)
+    if text is None:
+        text = (
+            "UPDATE jobs SET "
+            + ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(columns))
+            + " WHERE id = $1"
+        )
+        _UPDATES[columns] = text
+    yield execute(text, new.id, *params)
 
 
 def _locked_job(job_id: str) -> Plan[Job | None]:
@@ -185,7 +198,7 @@ def apply_event(
         )
         outcome, new = plan_event(job, event, seen=seen is not None, now=now)
         if new is not None:
-            yield execute(_UPDATE_JOB, *job_params(new))
+            yield from _update_job(job, new)
             if outcome is ApplyOutcome.APPLIED:
                 yield from _queue(delivery_for(new, event.dedupe_key, now), now)
     if callback is not None:
@@ -233,7 +246,7 @@ def create_job(job: Job) -> Plan[Job]:
     merged = merge_submitted(existing, job)
     if merged is None:
         return existing
-    yield execute(_UPDATE_JOB, *job_params(merged))
+    yield from _update_job(existing, merged)
     if merged.status.is_terminal and not existing.client_webhook:
         now = time.time()
         yield from _queue(delivery_for(merged, f"submitted:{merged.status.value}", now), now)

@@ -45,17 +45,16 @@ class Query(NamedTuple):
     want: Want
 
 
-@dataclass(frozen=True, slots=True)
-class KeyLock:
+class KeyLock(NamedTuple):
     """Serialise the transactions that take the same key until they end (PostgreSQL: an advisory
     lock; SQLite: nothing, its one writer runs one transaction at a time)."""
 
     key: str
 
 
-@dataclass(frozen=True, slots=True)
-class Changed:
-    """The job changed: waiters on it wake once the transaction commits."""
+class Changed(NamedTuple):
+    """The job changed: waiters on it wake once the transaction commits (a tuple like Query: one
+    is made for every callback that changes a job)."""
 
     job_id: str
 
@@ -87,6 +86,9 @@ class Run(Generic[T]):
         return self._result  # type: ignore[return-value]  # set by the plan's return
 
 
+_new_tuple = tuple.__new__
+
+
 class _Asking(Protocol):
     def __call__(self, text: str, *params: Any) -> Query: ...
 
@@ -95,7 +97,8 @@ def _asking(want: Want) -> _Asking:
     """The step builder for queries that want `want` back: `count("UPDATE …", a, b)`."""
 
     def build(text: str, *params: Any) -> Query:
-        return Query(text, params, want)
+        # tuple.__new__ directly: a NamedTuple's own __new__ is one more Python call per statement.
+        return _new_tuple(Query, (text, params, want))
 
     return build
 
@@ -118,14 +121,15 @@ class Dialect:
 
     tokens: Mapping[str, str]  # every `{token}` (see the module docstring)
     question_marks: bool  # `$n` placeholders written `?n` (SQLite)
-    _cache: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    #: Statement texts already translated (the SQLite writer looks them up directly).
+    translated: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def sql(self, text: str) -> str:
         """`text` in this database's SQL (translated once per statement text)."""
-        done = self._cache.get(text)
+        done = self.translated.get(text)
         if done is None:
             done = _TOKEN.sub(lambda m: self.tokens[m[1]], text)
             if self.question_marks:
                 done = _PLACEHOLDER.sub(r"?\1", done)
-            self._cache[text] = done
+            self.translated[text] = done
         return done
