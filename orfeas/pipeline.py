@@ -130,10 +130,7 @@ class _Job:
             return
         from orfeas.gpu.shape_views import check_views
 
-        backend: str = self.request.backend
-        if backend == "auto":
-            backend = "hunyuan" if self.settings.auto_shape_backend == "hunyuan" else "weights-free"
-        check_views(self.request.views(), self.settings, backend)
+        check_views(self.request.views(), self.settings, self._shape_before_cutout() or "weights-free")
 
     def _load_input(self, ctx: StageContext) -> dict[str, Image.Image]:
         """Each view's picture (`image` is the front view); an error names the view's field."""
@@ -181,12 +178,18 @@ class _Job:
             return name, backend.generate(cutout, self.request, ctx, views=views)
         return name, backend.generate(cutout, self.request, ctx)
 
-    def _choose_shape(self, cutout: Cutout) -> str:
-        name = self.request.backend
+    def _shape_before_cutout(self) -> str | None:
+        """The shape backend as far as it is known before the cut-out: the asked one, `hunyuan`
+        for `auto` when the settings say so, else None (`auto` then judges the cut-out)."""
+        name: str = self.request.backend
         if name != "auto":
             return name
-        if self.settings.auto_shape_backend == "hunyuan":
-            return "hunyuan"
+        return "hunyuan" if self.settings.auto_shape_backend == "hunyuan" else None
+
+    def _choose_shape(self, cutout: Cutout) -> str:
+        name = self._shape_before_cutout()
+        if name is not None:
+            return name
         from orfeas.shape.select import choose_weights_free
 
         choice = choose_weights_free(cutout)
