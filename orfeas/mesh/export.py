@@ -75,9 +75,10 @@ def export_mesh(mesh: trimesh.Trimesh, fmt: str, *, stage: str = "export") -> Ar
     if writer is None:
         known = ", ".join(sorted(_WRITERS))
         raise InvalidInput(f"unknown mesh format {fmt!r} (one of {known})", field="formats")
-    if fmt == "obj" and uv_texture(mesh) is not None:
+    textured = has_uv_texture(mesh)
+    if fmt == "obj" and textured:
         return export_files(mesh, fmt, stage=stage)[0]
-    if fmt != "glb" and uv_texture(mesh) is not None:
+    if fmt != "glb" and textured:
         mesh = _copy(mesh)  # the texture sampled per vertex, seams welded
     return _artifact(fmt, _written(lambda: writer(mesh), fmt, stage))
 
@@ -119,7 +120,7 @@ def _copy(mesh: trimesh.Trimesh, vertices: np.ndarray | None = None) -> trimesh.
         vertex_colors=vertex_colours(mesh),
         process=False,
     )
-    if uv_texture(mesh) is not None:
+    if has_uv_texture(mesh):
         # A UV atlas splits vertices along its seams: weld the copies so the solid is closed again
         # (exact positions only; each copy sampled the same texel colour up to the seam's padding).
         copy.merge_vertices(merge_tex=True, merge_norm=True)
@@ -151,8 +152,8 @@ def _glb(mesh: trimesh.Trimesh) -> bytes:
     )
 
 
-def uv_texture(mesh: trimesh.Trimesh) -> tuple[np.ndarray, bytes] | None:
-    """(uv per vertex, sRGB PNG bytes) of a mesh with a UV texture image, else None."""
+def _uv_image(mesh: trimesh.Trimesh) -> tuple[Any, Any] | None:
+    """(uv per vertex, texture image) of a mesh with a UV texture image, else None (nothing encoded)."""
     visual = getattr(mesh, "visual", None)
     if getattr(visual, "kind", None) != "texture":
         return None
@@ -162,8 +163,23 @@ def uv_texture(mesh: trimesh.Trimesh) -> tuple[np.ndarray, bytes] | None:
         image = getattr(getattr(visual, "material", None), "image", None)
     if uv is None or image is None or len(uv) != len(mesh.vertices):
         return None
+    return uv, image
+
+
+def has_uv_texture(mesh: trimesh.Trimesh) -> bool:
+    """Whether the mesh carries a UV texture image (what `uv_texture` would encode)."""
+    return _uv_image(mesh) is not None
+
+
+def uv_texture(mesh: trimesh.Trimesh) -> tuple[np.ndarray, bytes] | None:
+    """(uv per vertex, sRGB PNG bytes) of a mesh with a UV texture image, else None."""
+    found = _uv_image(mesh)
+    if found is None:
+        return None
+    uv, image = found
     buffer = io.BytesIO()
-    # compress_level 6: a 1024² baked atlas in ~0.15 s; the PNG is lossless at every level.
+    # compress_level 6: a 1024² baked atlas in ~0.15 s; the PNG is lossless at every level. Encoded
+    # only where the bytes are written (GLB, the OBJ's PNG): `has_uv_texture` is the cheap test.
     image.convert("RGB").save(buffer, format="PNG", compress_level=6)
     return np.asarray(uv, dtype=np.float64), buffer.getvalue()
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 import numpy as np
 
 from orfeas.mesh.decimate import BUDGET_SLACK
-from orfeas.mesh.export import uv_texture
+from orfeas.mesh.export import has_uv_texture
 from orfeas.mesh.placement import place
 
 if TYPE_CHECKING:
@@ -35,15 +35,15 @@ def welded(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
 
 
 def is_watertight(mesh: trimesh.Trimesh) -> bool:
-    return bool((welded(mesh) if uv_texture(mesh) is not None else mesh).is_watertight)
+    return bool((welded(mesh) if has_uv_texture(mesh) else mesh).is_watertight)
 
 
 def finish_textured(mesh: trimesh.Trimesh, **finishing: Unpack[Finishing]) -> trimesh.Trimesh | None:
     """The textured mesh placed in the build frame, or None when it is not textured or over budget."""
     import trimesh as tm
 
-    visual: Any = getattr(mesh, "visual", None)  # a trimesh visual; uv_texture() below checks it
-    if uv_texture(mesh) is None or len(mesh.faces) > finishing["face_budget"] * (1 + BUDGET_SLACK):
+    visual: Any = getattr(mesh, "visual", None)  # a trimesh visual; has_uv_texture() below checks it
+    if not has_uv_texture(mesh) or len(mesh.faces) > finishing["face_budget"] * (1 + BUDGET_SLACK):
         return None
     vertices = place(
         np.asarray(mesh.vertices),
